@@ -1,0 +1,31 @@
+import { resolve } from 'node:path';
+import swc from 'unplugin-swc';
+import { defineConfig } from 'vitest/config';
+
+// Workspace packages resolve to their TypeScript sources in tests, so tests never depend on a
+// stale build. Runtime (CLIs, benches, the demo) uses each package's compiled dist/.
+const pkg = (dir: string) => resolve(__dirname, dir, 'src/index.ts');
+
+export default defineConfig({
+  // swc keeps decorator metadata, which NestJS dependency injection needs.
+  plugins: [swc.vite({ module: { type: 'es6' } })],
+  resolve: {
+    alias: [
+      { find: /^@fedsynth\/secure-agg$/, replacement: pkg('libs/secure-agg') },
+      { find: /^@fedsynth\/imaging$/, replacement: pkg('libs/imaging') },
+      { find: /^@fedsynth\/diffusion$/, replacement: pkg('libs/diffusion') },
+      { find: /^@fedsynth\/protocol$/, replacement: pkg('libs/protocol') },
+      { find: /^@fedsynth\/coordinator$/, replacement: pkg('apps/coordinator') },
+      { find: /^@fedsynth\/site-agent$/, replacement: pkg('apps/site-agent') },
+    ],
+  },
+  test: {
+    include: ['libs/*/src/**/*.test.ts', 'apps/*/src/**/*.test.ts', 'test/**/*.test.ts'],
+    exclude: ['**/node_modules/**', '**/dist/**'],
+    pool: 'forks',
+    maxWorkers: 2,
+    testTimeout: 60_000,
+    hookTimeout: 120_000,
+    reporters: ['default'],
+  },
+});
