@@ -11,6 +11,11 @@ export default defineConfig({
   plugins: [swc.vite({ module: { type: 'es6' } })],
   resolve: {
     alias: [
+      // Subpath entry points (e.g. '@fedsynth/diffusion/weights', free of tfjs) map to src/<name>.ts.
+      {
+        find: /^@fedsynth\/(secure-agg|imaging|diffusion|protocol)\/([\w-]+)$/,
+        replacement: resolve(__dirname, 'libs/$1/src/$2.ts'),
+      },
       { find: /^@fedsynth\/secure-agg$/, replacement: pkg('libs/secure-agg') },
       { find: /^@fedsynth\/imaging$/, replacement: pkg('libs/imaging') },
       { find: /^@fedsynth\/diffusion$/, replacement: pkg('libs/diffusion') },
