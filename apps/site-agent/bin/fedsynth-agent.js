@@ -1,0 +1,16 @@
+#!/usr/bin/env node
+
+const { existsSync } = require('node:fs');
+const { join } = require('node:path');
+const entry = join(__dirname, '..', 'dist', 'cli', 'main.js');
+if (!existsSync(entry)) {
+  console.error(
+    'fedsynth-agent: the agent is not built yet; run `npm run build` in the fedsynth checkout first.',
+  );
+  process.exit(1);
+}
+require(entry)
+  .main(process.argv.slice(2))
+  .then((code) => {
+    process.exitCode = code;
+  });
