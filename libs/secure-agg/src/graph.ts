@@ -32,10 +32,12 @@ export function neighbourhoods(config: RoundConfig, session: Uint8Array): Map<nu
     const j = r % bound;
     [order[i], order[j]] = [order[j], order[i]];
   }
-  const half = g.neighbours / 2;
+  // H(k, n): ring neighbours at distance 1..floor(k/2); for odd k (n even) also the opposite node.
+  const half = Math.floor(g.neighbours / 2);
   order.forEach((idx, pos) => {
     const ns: number[] = [];
     for (let d = 1; d <= half; d++) ns.push(order[(pos + d) % n], order[(pos - d + n) % n]);
+    if (g.neighbours % 2 === 1) ns.push(order[(pos + n / 2) % n]);
     out.set(
       idx,
       ns.sort((a, b) => a - b),

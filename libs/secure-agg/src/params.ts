@@ -32,7 +32,9 @@ export interface QuantizationParams {
 }
 
 /** Who exchanges masks and shares with whom: everyone (SecAgg) or a random k-regular graph (SecAgg+). */
-export type NeighbourGraph = { kind: 'complete' } | { kind: 'harary'; neighbours: number; seed: Uint8Array };
+export type NeighbourGraph =
+  | { kind: 'complete' }
+  | { kind: 'harary' /** k; an odd k needs an even number of sites */; neighbours: number; seed: Uint8Array };
 
 /** Everything both sides agree on before a round starts; its hash is the session id. */
 export interface RoundConfig {
@@ -106,9 +108,11 @@ export function validateRoundConfig(config: RoundConfig): void {
   }
   const g = config.graph;
   if (g.kind === 'harary') {
+    bad(Number.isInteger(g.neighbours) && g.neighbours >= 2, 'graph.neighbours must be an integer >= 2');
     bad(
-      Number.isInteger(g.neighbours) && g.neighbours >= 2 && g.neighbours % 2 === 0,
-      'graph.neighbours must be an even integer >= 2',
+      g.neighbours % 2 === 0 || ps.length % 2 === 0 || g.neighbours >= ps.length - 1,
+      () =>
+        `graph.neighbours: a ${g.neighbours}-regular graph on ${ps.length} sites needs an even number of sites or an even k`,
     );
     bad(g.seed instanceof Uint8Array && g.seed.length === 32, 'graph.seed must be 32 bytes');
   } else {

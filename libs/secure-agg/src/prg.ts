@@ -12,6 +12,8 @@ const ZERO_IV = Buffer.alloc(16);
  * Elements must be drawn in order; `skip` advances without returning.
  */
 export class Prg {
+  /** Keystream elements drawn by every Prg in this process (for benchmarks). */
+  static elementsDrawn = 0;
   private readonly cipher: Cipher;
   private position = 0;
 
@@ -30,6 +32,7 @@ export class Prg {
     }
     const bytes = this.cipher.update(count === CHUNK_ELEMENTS ? ZERO : ZERO.subarray(0, count * 4));
     this.position += count;
+    Prg.elementsDrawn += count;
     return new Uint32Array(bytes.buffer, bytes.byteOffset, count);
   }
 
