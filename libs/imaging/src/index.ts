@@ -1,1 +1,44 @@
-export {};
+/**
+ * @fedsynth/imaging — medical volumes (NIfTI, DICOM series, PNG), paired phantoms, dataset
+ * handling and the SynthRAD2023 image metrics, on plain typed arrays.
+ */
+export { type AugmentOptions, augmentPair } from './augment';
+export { computeBodyMask, otsu } from './body-mask';
+export {
+  type LoadedSubject,
+  listSubjects,
+  loadSlicePairs,
+  loadSubject,
+  type ModalityNames,
+  type SlicePair,
+  type SubjectEntry,
+  scanSubjects,
+  slicePairsOf,
+  splitSubjects,
+} from './dataset';
+export { ImagingError, type ImagingErrorCode } from './errors';
+export { gaussianBlur3d, resize2d, resizeNearest2d } from './filters';
+export {
+  computeMetrics,
+  HU_RANGE,
+  type ImageMetrics,
+  maskedMae,
+  maskedPearson,
+  maskedPsnr,
+  maskedSsim,
+} from './metrics';
+export { encodeNifti, parseNifti, readNifti, writeNifti } from './nifti';
+export { huToUnit, type MrNormalization, normalizeMr, quantile, unitToHu } from './normalize';
+export {
+  generatePhantomPair,
+  type PhantomOptions,
+  SITE_PROFILES,
+  type SiteProfile,
+  spinEcho,
+  TISSUES,
+  Tissue,
+  writePhantomDataset,
+} from './phantom';
+export { createProgress, type Progress } from './progress';
+export { gaussian, mulberry32, subSeed } from './rng';
+export { diagonalAffine, sameGeometry, spacingOf, type Volume, voxelCount, withData } from './volume';

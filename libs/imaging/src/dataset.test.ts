@@ -1,0 +1,111 @@
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { augmentPair } from './augment';
+import { computeBodyMask } from './body-mask';
+import { listSubjects, loadSlicePairs, scanSubjects, splitSubjects } from './dataset';
+import { huToUnit, normalizeMr, unitToHu } from './normalize';
+import { writePhantomDataset } from './phantom';
+import { mulberry32 } from './rng';
+
+describe('normalization', () => {
+  it('maps HU to [-1, 1] and back exactly on [-1024, 3000]', () => {
+    const hu = Float32Array.from([-2000, -1024, -1000, 0, 40, 1200, 3000, 5000]);
+    const back = unitToHu(huToUnit(hu));
+    expect(Array.from(back).map((v) => Math.round(v * 1000) / 1000)).toEqual([
+      -1024, -1024, -1000, 0, 40, 1200, 3000, 3000,
+    ]);
+    expect(huToUnit(Float32Array.of(-1024, 3000))).toEqual(Float32Array.of(-1, 1));
+  });
+
+  it('normalizes MRI per volume by robust percentiles inside the mask', () => {
+    const data = Float32Array.from({ length: 1000 }, (_, i) => i);
+    const mask = Uint8Array.from({ length: 1000 }, (_, i) => (i >= 500 ? 1 : 0));
+    const { data: out, params } = normalizeMr(data, mask);
+    expect(params.hi).toBeCloseTo(500 + 0.995 * 499, 3);
+    expect(out[999]).toBe(1);
+    expect(Math.min(...out)).toBe(-1);
+  });
+});
+
+describe('body mask', () => {
+  it('keeps the largest component and fills holes', () => {
+    const dims: [number, number, number] = [20, 20, 3];
+    const data = new Float32Array(20 * 20 * 3).fill(-1000);
+    for (let z = 0; z < 3; z++) {
+      for (let y = 3; y < 17; y++) for (let x = 3; x < 17; x++) data[z * 400 + y * 20 + x] = 40;
+      data[z * 400 + 10 * 20 + 10] = -1000; // a hole (internal air)
+      data[z * 400 + 0 * 20 + 0] = 40; // a speck outside
+    }
+    const m = computeBodyMask(data, dims, -500);
+    expect(m[10 * 20 + 10]).toBe(1);
+    expect(m[0]).toBe(0);
+    expect(m[3 * 20 + 3]).toBe(1);
+    expect(m[2 * 20 + 3]).toBe(0);
+  });
+});
+
+describe('datasets', () => {
+  it('lists SynthRAD subjects, reports incomplete ones, splits deterministically and slices to the model size', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'fedsynth-ds-'));
+    const ids = await writePhantomDataset({
+      out: dir,
+      subjects: 4,
+      seed: 3,
+      profile: 'site-c',
+      size: 48,
+      slices: 10,
+    });
+    await mkdir(join(dir, 'broken'));
+    await writeFile(join(dir, 'broken', 'mr.nii.gz'), '');
+    const scan = await scanSubjects(dir);
+    expect(scan.subjects.map((s) => s.id)).toEqual(ids);
+    expect(scan.incomplete).toEqual([{ id: 'broken', missing: ['ct'] }]);
+    const split = splitSubjects(ids, 0.25, 1);
+    expect(split.val).toHaveLength(1);
+    expect(splitSubjects([...ids].reverse(), 0.25, 1).val).toEqual(split.val);
+    expect([...split.train, ...split.val].sort()).toEqual([...ids].sort());
+    const [first] = await listSubjects(dir);
+    const pairs = await loadSlicePairs(first, { size: 32, minBodyFraction: 0.2 });
+    expect(pairs.length).toBeGreaterThan(0);
+    expect(pairs.length).toBeLessThanOrEqual(10);
+    for (const p of pairs) {
+      expect(p.source.length).toBe(32 * 32);
+      expect(Math.max(...p.source)).toBeLessThanOrEqual(1);
+      expect(Math.min(...p.target)).toBeGreaterThanOrEqual(-1);
+      const body = p.mask.reduce((a, b) => a + b, 0);
+      expect(body / (32 * 32)).toBeGreaterThanOrEqual(0.15);
+    }
+    await rm(join(first.sourcePath));
+    await expect(loadSlicePairs(first, { size: 32 })).rejects.toThrow(/cannot be read/);
+  });
+
+  it('augments reproducibly, moving source, target and mask together', () => {
+    const size = 16;
+    const source = new Float32Array(size * size).fill(-1);
+    const target = new Float32Array(size * size).fill(-1);
+    const mask = new Uint8Array(size * size);
+    for (let y = 4; y < 12; y++)
+      for (let x = 2; x < 7; x++) {
+        source[y * size + x] = 0.5;
+        target[y * size + x] = 0.2;
+        mask[y * size + x] = 1;
+      }
+    const pair = { subjectId: 's', sliceIndex: 0, size, source, target, mask };
+    const a = augmentPair(pair, mulberry32(9), {
+      flip: 1,
+      rotateDeg: 0,
+      scale: 0,
+      intensityScale: 0,
+      intensityShift: 0,
+    });
+    // A pure left-right flip moves the block to the other side.
+    expect(a.mask[8 * size + (size - 1 - 3)]).toBe(1);
+    expect(a.mask[8 * size + 3]).toBe(0);
+    expect(a.target[8 * size + (size - 1 - 3)]).toBeCloseTo(0.2, 5);
+    const b1 = augmentPair(pair, mulberry32(4));
+    const b2 = augmentPair(pair, mulberry32(4));
+    expect(Array.from(b1.source)).toEqual(Array.from(b2.source));
+  });
+});

@@ -1,0 +1,221 @@
+import { createHash } from 'node:crypto';
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { computeBodyMask } from './body-mask';
+import { ImagingError } from './errors';
+import { resize2d, resizeNearest2d } from './filters';
+import { readNifti } from './nifti';
+import { huToUnit, normalizeMr } from './normalize';
+import type { Volume } from './volume';
+
+/** File names of the modalities in a subject folder (without extension); SynthRAD2023 defaults. */
+export interface ModalityNames {
+  source?: string;
+  target?: string;
+  mask?: string;
+}
+
+/** One subject of a dataset folder. */
+export interface SubjectEntry {
+  id: string;
+  sourcePath: string;
+  targetPath: string;
+  maskPath?: string;
+}
+
+const EXTENSIONS = ['.nii.gz', '.nii'];
+
+async function findModality(dir: string, name: string): Promise<string | undefined> {
+  for (const ext of EXTENSIONS) {
+    const p = join(dir, name + ext);
+    try {
+      if ((await stat(p)).isFile()) return p;
+    } catch {
+      // try the next extension
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Subjects of a SynthRAD2023-layout folder: `<dir>/<subject>/<source>.nii.gz`, `<target>.nii.gz`
+ * and optionally `<mask>.nii.gz` (names configurable, so PET->MRI or T1->T2 work the same way).
+ * Folders missing the source or target are left out and returned in `incomplete`.
+ */
+export async function scanSubjects(
+  dir: string,
+  names: ModalityNames = {},
+): Promise<{ subjects: SubjectEntry[]; incomplete: { id: string; missing: string[] }[] }> {
+  const source = names.source ?? 'mr';
+  const target = names.target ?? 'ct';
+  const maskName = names.mask ?? 'mask';
+  let entries: import('node:fs').Dirent[];
+  try {
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch (err) {
+    throw new ImagingError(
+      'FILE_NOT_FOUND',
+      `${dir}: cannot read the data folder (${(err as NodeJS.ErrnoException).code ?? err})`,
+      dir,
+    );
+  }
+  const subjects: SubjectEntry[] = [];
+  const incomplete: { id: string; missing: string[] }[] = [];
+  for (const e of entries.filter((x) => x.isDirectory()).sort((a, b) => a.name.localeCompare(b.name))) {
+    const sub = join(dir, e.name);
+    const [s, t, m] = await Promise.all([
+      findModality(sub, source),
+      findModality(sub, target),
+      findModality(sub, maskName),
+    ]);
+    if (!s || !t) {
+      incomplete.push({
+        id: e.name,
+        missing: [!s ? source : null, !t ? target : null].filter((x): x is string => x !== null),
+      });
+      continue;
+    }
+    subjects.push({ id: e.name, sourcePath: s, targetPath: t, ...(m ? { maskPath: m } : {}) });
+  }
+  return { subjects, incomplete };
+}
+
+/** The complete subjects of a dataset folder (see scanSubjects). */
+export async function listSubjects(dir: string, names: ModalityNames = {}): Promise<SubjectEntry[]> {
+  return (await scanSubjects(dir, names)).subjects;
+}
+
+/**
+ * Deterministic train/validation split by subject id: subjects are ordered by sha256(seed:id) and
+ * the first round(valFraction * n) (at least one when n >= 2 and valFraction > 0) go to validation.
+ * The same ids and seed always give the same split, on every site.
+ */
+export function splitSubjects(
+  ids: readonly string[],
+  valFraction: number,
+  seed = 0,
+): { train: string[]; val: string[] } {
+  if (!(valFraction >= 0 && valFraction < 1))
+    throw new ImagingError('INVALID_ARGUMENT', `valFraction must be in [0, 1), got ${valFraction}`);
+  const keyed = ids.map((id) => ({ id, k: createHash('sha256').update(`${seed}:${id}`).digest('hex') }));
+  keyed.sort((a, b) => (a.k < b.k ? -1 : a.k > b.k ? 1 : 0));
+  let nVal = Math.round(valFraction * ids.length);
+  if (nVal === 0 && valFraction > 0 && ids.length >= 2) nVal = 1;
+  const val = new Set(keyed.slice(0, nVal).map((e) => e.id));
+  return { train: ids.filter((id) => !val.has(id)), val: ids.filter((id) => val.has(id)) };
+}
+
+/** One axial slice of a subject, ready for the model. */
+export interface SlicePair {
+  subjectId: string;
+  sliceIndex: number;
+  size: number;
+  /** Source image (MRI) normalized to [-1, 1], size*size, index x + size * y. */
+  source: Float32Array;
+  /** Target image (CT) clipped to [-1024, 3000] HU and mapped to [-1, 1]. */
+  target: Float32Array;
+  /** Body mask (1 inside). */
+  mask: Uint8Array;
+}
+
+/** Pads a slice to a square (with `fill`) and resamples it to size x size. */
+function toSquare(img: Float32Array, nx: number, ny: number, size: number, fill: number): Float32Array {
+  const m = Math.max(nx, ny);
+  let sq = img;
+  if (nx !== ny) {
+    sq = new Float32Array(m * m).fill(fill);
+    const ox = (m - nx) >> 1;
+    const oy = (m - ny) >> 1;
+    for (let y = 0; y < ny; y++) sq.set(img.subarray(y * nx, (y + 1) * nx), (y + oy) * m + ox);
+  }
+  return resize2d(sq, m, m, size, size);
+}
+
+/** A loaded subject: its three volumes with source and target normalized. */
+export interface LoadedSubject {
+  id: string;
+  source: Volume;
+  target: Volume;
+  mask: Uint8Array;
+  sourceUnit: Float32Array;
+  targetUnit: Float32Array;
+}
+
+/** Reads a subject's volumes, checks they share a grid, and normalizes them. */
+export async function loadSubject(entry: SubjectEntry): Promise<LoadedSubject> {
+  const [source, target, maskVol] = await Promise.all([
+    readNifti(entry.sourcePath),
+    readNifti(entry.targetPath),
+    entry.maskPath ? readNifti(entry.maskPath) : Promise.resolve(undefined),
+  ]);
+  for (const [name, v] of [
+    ['target', target],
+    ['mask', maskVol],
+  ] as const) {
+    if (v && v.dims.some((d, i) => d !== source.dims[i])) {
+      throw new ImagingError(
+        'SHAPE_MISMATCH',
+        `subject ${entry.id}: ${name} is ${v.dims.join('x')} but the source is ${source.dims.join('x')}`,
+      );
+    }
+  }
+  const mask = maskVol
+    ? Uint8Array.from(maskVol.data, (v) => (v > 0 ? 1 : 0))
+    : computeBodyMask(target.data, target.dims, -500);
+  return {
+    id: entry.id,
+    source,
+    target,
+    mask,
+    sourceUnit: normalizeMr(source.data, mask).data,
+    targetUnit: huToUnit(target.data),
+  };
+}
+
+/**
+ * The axial slices of a subject with at least `minBodyFraction` of their pixels in the body,
+ * resampled to size x size (non-square slices are padded to square first).
+ */
+export async function loadSlicePairs(
+  entry: SubjectEntry,
+  opts: { size: number; minBodyFraction?: number },
+): Promise<SlicePair[]> {
+  return slicePairsOf(await loadSubject(entry), opts);
+}
+
+/** Slices of an already loaded subject (see loadSlicePairs). */
+export function slicePairsOf(
+  s: LoadedSubject,
+  opts: { size: number; minBodyFraction?: number },
+): SlicePair[] {
+  const { size } = opts;
+  if (!Number.isInteger(size) || size < 8)
+    throw new ImagingError('INVALID_ARGUMENT', `size must be an integer >= 8, got ${size}`);
+  const minFrac = opts.minBodyFraction ?? 0.1;
+  const [nx, ny, nz] = s.source.dims;
+  const plane = nx * ny;
+  const out: SlicePair[] = [];
+  for (let z = 0; z < nz; z++) {
+    const m = s.mask.subarray(z * plane, (z + 1) * plane);
+    let body = 0;
+    for (let i = 0; i < plane; i++) body += m[i];
+    if (body / plane < minFrac) continue;
+    const m2 = Math.max(nx, ny);
+    let maskSq = m;
+    if (nx !== ny) {
+      maskSq = new Uint8Array(m2 * m2);
+      const ox = (m2 - nx) >> 1;
+      const oy = (m2 - ny) >> 1;
+      for (let y = 0; y < ny; y++) maskSq.set(m.subarray(y * nx, (y + 1) * nx), (y + oy) * m2 + ox);
+    }
+    out.push({
+      subjectId: s.id,
+      sliceIndex: z,
+      size,
+      source: toSquare(s.sourceUnit.subarray(z * plane, (z + 1) * plane), nx, ny, size, -1),
+      target: toSquare(s.targetUnit.subarray(z * plane, (z + 1) * plane), nx, ny, size, -1),
+      mask: m2 === size ? Uint8Array.from(maskSq) : resizeNearest2d(maskSq, m2, m2, size, size),
+    });
+  }
+  return out;
+}

@@ -1,0 +1,65 @@
+import { HU_RANGE } from './metrics';
+
+/** CT in HU -> [-1, 1]: clip to [-1024, 3000], then map linearly. */
+export function huToUnit(hu: Float32Array): Float32Array {
+  const [lo, hi] = HU_RANGE;
+  const out = new Float32Array(hu.length);
+  for (let i = 0; i < hu.length; i++) {
+    const v = hu[i] < lo ? lo : hu[i] > hi ? hi : hu[i];
+    out[i] = ((v - lo) / (hi - lo)) * 2 - 1;
+  }
+  return out;
+}
+
+/** [-1, 1] -> HU, the exact inverse of huToUnit on [-1024, 3000] (values outside [-1, 1] are clipped). */
+export function unitToHu(x: Float32Array): Float32Array {
+  const [lo, hi] = HU_RANGE;
+  const out = new Float32Array(x.length);
+  for (let i = 0; i < x.length; i++) {
+    const v = x[i] < -1 ? -1 : x[i] > 1 ? 1 : x[i];
+    out[i] = ((v + 1) / 2) * (hi - lo) + lo;
+  }
+  return out;
+}
+
+/** Value at quantile q (0..1) of the selected voxels, by linear interpolation between order statistics. */
+export function quantile(values: Float32Array, q: number, select?: Uint8Array | Float32Array): number {
+  let n = 0;
+  for (let i = 0; i < values.length; i++) if (!select || select[i]) n++;
+  if (n === 0) return Number.NaN;
+  const buf = new Float32Array(n);
+  let k = 0;
+  for (let i = 0; i < values.length; i++) if (!select || select[i]) buf[k++] = values[i];
+  buf.sort();
+  const pos = q * (n - 1);
+  const a = Math.floor(pos);
+  const b = Math.min(n - 1, a + 1);
+  return buf[a] + (buf[b] - buf[a]) * (pos - a);
+}
+
+/** Parameters of a per-volume MRI normalization, kept so the mapping can be reported or undone. */
+export interface MrNormalization {
+  lo: number;
+  hi: number;
+}
+
+/**
+ * MRI -> [-1, 1] per volume by robust percentiles (default 0.5 % and 99.5 % of the voxels inside
+ * the body mask, or of all voxels): lo -> -1, hi -> 1, values beyond clipped.
+ */
+export function normalizeMr(
+  data: Float32Array,
+  mask?: Uint8Array | Float32Array,
+  pLow = 0.005,
+  pHigh = 0.995,
+): { data: Float32Array; params: MrNormalization } {
+  const lo = Math.min(0, quantile(data, pLow, mask));
+  const hi = quantile(data, pHigh, mask);
+  const span = hi - lo || 1;
+  const out = new Float32Array(data.length);
+  for (let i = 0; i < data.length; i++) {
+    const v = ((data[i] - lo) / span) * 2 - 1;
+    out[i] = v < -1 ? -1 : v > 1 ? 1 : v;
+  }
+  return { data: out, params: { lo, hi } };
+}
