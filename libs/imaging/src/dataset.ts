@@ -6,6 +6,7 @@ import { ImagingError } from './errors';
 import { resize2d, resizeNearest2d } from './filters';
 import { readNifti } from './nifti';
 import { huToUnit, normalizeMr } from './normalize';
+import { pngToHu, readPng } from './png';
 import type { Volume } from './volume';
 
 /** File names of the modalities in a subject folder (without extension); SynthRAD2023 defaults. */
@@ -23,7 +24,7 @@ export interface SubjectEntry {
   maskPath?: string;
 }
 
-const EXTENSIONS = ['.nii.gz', '.nii'];
+const EXTENSIONS = ['.nii.gz', '.nii', '.png'];
 
 async function findModality(dir: string, name: string): Promise<string | undefined> {
   for (const ext of EXTENSIONS) {
@@ -141,12 +142,19 @@ export interface LoadedSubject {
   targetUnit: Float32Array;
 }
 
-/** Reads a subject's volumes, checks they share a grid, and normalizes them. */
+/** Reads NIfTI, or a PNG slice (a CT target in PNG is converted to HU, see pngToHu). */
+async function readImage(path: string, isCt: boolean): Promise<Volume> {
+  if (!path.endsWith('.png')) return readNifti(path);
+  const { volume, bitDepth } = await readPng(path);
+  return isCt ? { ...volume, data: pngToHu(volume.data, bitDepth) } : volume;
+}
+
+/** Reads a subject's volumes (NIfTI, or PNG pairs for 2D datasets), checks they share a grid, and normalizes them. */
 export async function loadSubject(entry: SubjectEntry): Promise<LoadedSubject> {
   const [source, target, maskVol] = await Promise.all([
-    readNifti(entry.sourcePath),
-    readNifti(entry.targetPath),
-    entry.maskPath ? readNifti(entry.maskPath) : Promise.resolve(undefined),
+    readImage(entry.sourcePath, false),
+    readImage(entry.targetPath, true),
+    entry.maskPath ? readImage(entry.maskPath, false) : Promise.resolve(undefined),
   ]);
   for (const [name, v] of [
     ['target', target],

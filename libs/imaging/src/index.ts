@@ -16,6 +16,7 @@ export {
   slicePairsOf,
   splitSubjects,
 } from './dataset';
+export { type DicomSeries, listDicomSeries, readDicomSeries } from './dicom';
 export { ImagingError, type ImagingErrorCode } from './errors';
 export { gaussianBlur3d, resize2d, resizeNearest2d } from './filters';
 export {
@@ -39,6 +40,7 @@ export {
   Tissue,
   writePhantomDataset,
 } from './phantom';
+export { pngToHu, readPng, writePng } from './png';
 export { createProgress, type Progress } from './progress';
 export { gaussian, mulberry32, subSeed } from './rng';
 export { diagonalAffine, sameGeometry, spacingOf, type Volume, voxelCount, withData } from './volume';
