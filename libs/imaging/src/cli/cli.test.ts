@@ -1,0 +1,89 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { encodeNifti, readNifti } from '../nifti';
+import { main as dataMain } from './data';
+import { main as metricsMain } from './metrics';
+import { main as phantomsMain } from './phantoms';
+
+function capture() {
+  const out: string[] = [];
+  const err: string[] = [];
+  vi.spyOn(process.stdout, 'write').mockImplementation((s) => out.push(String(s)) > 0);
+  vi.spyOn(process.stderr, 'write').mockImplementation((s) => err.push(String(s)) > 0);
+  return { out, err };
+}
+
+afterEach(() => {
+  vi.restoreAllMocks();
+  process.exitCode = undefined;
+});
+
+describe('imaging CLIs', () => {
+  it('writes phantoms, checks them clean, then reports each planted problem and exits 1', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'fedsynth-cli-'));
+    const io = capture();
+    await phantomsMain([
+      '--out',
+      dir,
+      '--subjects',
+      '3',
+      '--size',
+      '32',
+      '--slices',
+      '4',
+      '--seed',
+      '9',
+      '--profile',
+      'site-a',
+    ]);
+    expect(process.exitCode).toBe(0);
+    await dataMain(['check', dir]);
+    expect(process.exitCode).toBe(0);
+    expect(io.out.join('')).toMatch(/3 subjects in .*\n[\s\S]*no problems found/);
+    // Plant problems: a missing CT, a normalized CT, a CT of another shape.
+    const ids = ['site-a-9-000', 'site-a-9-001', 'site-a-9-002'];
+    await rm(join(dir, ids[0], 'ct.nii.gz'));
+    const ct1 = await readNifti(join(dir, ids[1], 'ct.nii.gz'));
+    await writeFile(
+      join(dir, ids[1], 'ct.nii'),
+      encodeNifti({ ...ct1, data: ct1.data.map((v) => v / 3000) }),
+    );
+    await rm(join(dir, ids[1], 'ct.nii.gz'));
+    const ct2 = await readNifti(join(dir, ids[2], 'ct.nii.gz'));
+    await writeFile(
+      join(dir, ids[2], 'ct.nii'),
+      encodeNifti({ ...ct2, dims: [32, 32, 2], data: ct2.data.subarray(0, 32 * 32 * 2) }),
+    );
+    await rm(join(dir, ids[2], 'ct.nii.gz'));
+    io.out.length = 0;
+    await dataMain(['check', dir, '--json']);
+    expect(process.exitCode).toBe(1);
+    const report = JSON.parse(io.out.join(''));
+    const problems = Object.fromEntries(
+      report.subjects.map((s: { id: string; problems: string[] }) => [s.id, s.problems.join('; ')]),
+    );
+    expect(problems[ids[0]]).toMatch(/missing ct image/);
+    expect(problems[ids[1]]).toMatch(/normalized, not Hounsfield units/);
+    expect(problems[ids[2]]).toMatch(/source is 32x32x4 but target is 32x32x2/);
+  });
+
+  it('prints metrics as one JSON object and names bad flags with exit code 2', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'fedsynth-cli-'));
+    const io = capture();
+    await phantomsMain(['--out', dir, '--subjects', '1', '--size', '32', '--slices', '8']);
+    const ct = join(dir, 'site-a-1-000', 'ct.nii.gz');
+    await metricsMain(['--pred', ct, '--ref', ct]);
+    expect(process.exitCode).toBe(0);
+    const m = JSON.parse(io.out.at(-1)!);
+    expect(m.mae).toBe(0);
+    expect(m.ssim).toBeCloseTo(1, 10);
+    await metricsMain(['--pred', ct]);
+    expect(process.exitCode).toBe(2);
+    expect(io.err.join('')).toMatch(/--ref is required/);
+    await phantomsMain(['--out', dir, '--size', 'big']);
+    expect(process.exitCode).toBe(2);
+    expect(io.err.join('')).toMatch(/--size: "big" must be an integer/);
+  });
+});

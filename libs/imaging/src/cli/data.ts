@@ -1,0 +1,71 @@
+import { resolve } from 'node:path';
+import { checkDataset } from '../data-check';
+import { createProgress } from '../progress';
+import { type FlagSpec, parseFlags, runCli, UsageError, usage } from './args';
+
+const FLAGS: Record<string, FlagSpec> = {
+  source: {
+    type: 'string',
+    valueName: 'name',
+    description: 'file name of the source modality',
+    default: 'mr',
+  },
+  target: {
+    type: 'string',
+    valueName: 'name',
+    description: 'file name of the target modality',
+    default: 'ct',
+  },
+  mask: { type: 'string', valueName: 'name', description: 'file name of the body mask', default: 'mask' },
+  json: { type: 'boolean', description: 'print the report as JSON' },
+};
+const HELP = usage(
+  'fedsynth-data',
+  'check DIR [flags]',
+  'Checks a SynthRAD2023-layout dataset (<subject>/mr.nii.gz, ct.nii.gz, mask.nii.gz): lists\nsubjects, shapes, spacing and value ranges, and reports problems. Exits 1 when it finds any.',
+  FLAGS,
+);
+
+export async function main(argv: string[]): Promise<void> {
+  await runCli('fedsynth-data', HELP, async () => {
+    const { values, positionals } = parseFlags(argv, FLAGS, true);
+    if (values.help) {
+      process.stdout.write(HELP);
+      return 0;
+    }
+    const [command, dir, ...extra] = positionals;
+    if (command !== 'check')
+      throw new UsageError(command ? `unknown command "${command}"` : 'a command is required');
+    if (!dir) throw new UsageError('check needs the dataset folder');
+    if (extra.length) throw new UsageError(`unexpected arguments: ${extra.join(' ')}`);
+    let bar: ReturnType<typeof createProgress> | undefined;
+    const report = await checkDataset(
+      resolve(dir),
+      {
+        source: String(values.source ?? 'mr'),
+        target: String(values.target ?? 'ct'),
+        mask: String(values.mask ?? 'mask'),
+      },
+      (d, t) => {
+        bar ??= createProgress('checking', t);
+        bar.tick(d);
+      },
+    );
+    bar?.done();
+    if (values.json) {
+      process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+    } else {
+      const rows = report.subjects.map((s) => {
+        const geo = s.dims
+          ? `${s.dims.join('x')} @ ${s.spacing!.map((v) => v.toFixed(2)).join('x')} mm`
+          : '-';
+        const rng = (r?: [number, number]) => (r ? `[${r[0].toFixed(0)}, ${r[1].toFixed(0)}]` : '-');
+        return `${s.id.padEnd(24)} ${geo.padEnd(32)} source ${rng(s.sourceRange).padEnd(16)} target ${rng(s.targetRange).padEnd(16)} mask ${s.hasMask ? 'yes' : 'no '}${s.problems.length ? `\n    problems: ${s.problems.join('; ')}` : ''}`;
+      });
+      process.stdout.write(
+        `${report.subjects.length} subjects in ${report.dir}\n${rows.join('\n')}\n${report.problemCount ? `${report.problemCount} problem(s) found` : 'no problems found'}\n`,
+      );
+    }
+    return report.problemCount > 0 ? 1 : 0;
+  });
+}
