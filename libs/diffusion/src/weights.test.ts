@@ -19,17 +19,15 @@ const arraysArb = fc
   .chain((names) =>
     fc.tuple(
       ...names.map((name) =>
-        fc
-          .array(fc.integer({ min: 1, max: 4 }), { minLength: 0, maxLength: 3 })
-          .chain((shape) =>
-            fc
-              .float32Array({
-                minLength: shape.reduce((a, b) => a * b, 1),
-                maxLength: shape.reduce((a, b) => a * b, 1),
-                noNaN: true,
-              })
-              .map((data): NamedArray => ({ name, dtype: 'F32', shape, data })),
-          ),
+        fc.array(fc.integer({ min: 1, max: 4 }), { minLength: 0, maxLength: 3 }).chain((shape) =>
+          fc
+            .float32Array({
+              minLength: shape.reduce((a, b) => a * b, 1),
+              maxLength: shape.reduce((a, b) => a * b, 1),
+              noNaN: true,
+            })
+            .map((data): NamedArray => ({ name, dtype: 'F32', shape, data })),
+        ),
       ),
     ),
   );
