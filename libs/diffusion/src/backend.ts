@@ -1,0 +1,92 @@
+import { tf } from './tf';
+
+/** Backends in the order `auto` tries them. */
+export const BACKENDS = ['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'] as const;
+export type BackendName = (typeof BACKENDS)[number];
+export type BackendChoice = BackendName | 'auto';
+
+/** What was chosen, and on what. */
+export interface BackendInfo {
+  backend: BackendName;
+  /** tfjs's own name for the backend ('tensorflow', 'wasm', 'cpu'). */
+  tfjsBackend: string;
+  device: string;
+  /** Why faster backends were not used (missing packages, failed initialization). */
+  skipped: { backend: BackendName; reason: string }[];
+}
+
+/** How to enable the native backends, for messages and `doctor`. */
+export const GPU_HINT =
+  'to train on a CUDA GPU, install the native backend on that host: `npm install @tensorflow/tfjs-node-gpu@4.22.0` ' +
+  '(needs CUDA 11.2+ and cuDNN 8, and network access for its libtensorflow download); then use --backend tensorflow-gpu';
+
+function tryRequire(name: string): string | null {
+  try {
+    // Native backends are optional dependencies that fail to install where libtensorflow cannot be
+    // downloaded; load them only when present.
+    require(name);
+    return null;
+  } catch (err) {
+    const msg = (err as Error).message.split('\n')[0];
+    return /Cannot find module/.test(msg) ? `${name} is not installed` : `${name} failed to load: ${msg}`;
+  }
+}
+
+async function activate(name: BackendName): Promise<string | null> {
+  if (name === 'tensorflow-gpu' || name === 'tensorflow') {
+    const missing = tryRequire(
+      name === 'tensorflow-gpu' ? '@tensorflow/tfjs-node-gpu' : '@tensorflow/tfjs-node',
+    );
+    if (missing) return missing;
+    if (!(await tf.setBackend('tensorflow'))) return 'the tensorflow backend did not initialize';
+    return null;
+  }
+  try {
+    if (!(await tf.setBackend(name))) return `the ${name} backend did not initialize`;
+  } catch (err) {
+    return `the ${name} backend failed: ${(err as Error).message}`;
+  }
+  return null;
+}
+
+function describeDevice(name: BackendName): string {
+  switch (name) {
+    case 'tensorflow-gpu':
+      return 'CUDA GPU via libtensorflow (tfjs-node-gpu)';
+    case 'tensorflow':
+      return 'CPU via libtensorflow (tfjs-node)';
+    case 'wasm': {
+      const simd = tf.env().getBool('WASM_HAS_SIMD_SUPPORT');
+      const threads = tf.env().getBool('WASM_HAS_MULTITHREAD_SUPPORT');
+      return `CPU via WebAssembly (${simd ? 'SIMD' : 'no SIMD'}, ${threads ? 'multi-threaded' : 'single-threaded'})`;
+    }
+    default:
+      return 'CPU, plain JavaScript (slow: a numerical reference, not for training)';
+  }
+}
+
+/**
+ * Selects the training backend: `auto` takes tfjs-node-gpu, then tfjs-node when installed, else
+ * wasm, else cpu; a named backend must work or this throws, naming why. `FEDSYNTH_BACKEND`
+ * overrides the default choice.
+ */
+export async function selectBackend(
+  choice: BackendChoice = (process.env.FEDSYNTH_BACKEND as BackendChoice) || 'auto',
+): Promise<BackendInfo> {
+  if (choice !== 'auto' && !BACKENDS.includes(choice)) {
+    throw new Error(`unknown backend "${choice}"; choose one of auto, ${BACKENDS.join(', ')}`);
+  }
+  const order: BackendName[] = choice === 'auto' ? [...BACKENDS] : [choice];
+  const skipped: BackendInfo['skipped'] = [];
+  for (const name of order) {
+    const problem = await activate(name);
+    if (problem === null) {
+      await tf.ready();
+      return { backend: name, tfjsBackend: tf.getBackend(), device: describeDevice(name), skipped };
+    }
+    skipped.push({ backend: name, reason: problem });
+  }
+  throw new Error(
+    `backend ${choice} is not available: ${skipped.map((s) => s.reason).join('; ')}${choice.startsWith('tensorflow') ? `; ${GPU_HINT}` : ''}`,
+  );
+}
