@@ -1,1 +1,40 @@
-export {};
+/**
+ * @fedsynth/diffusion — the conditional diffusion U-Net that translates MRI to CT: backends,
+ * model, schedules, objectives, trainer, samplers and weights.
+ */
+export {
+  BACKENDS,
+  type BackendChoice,
+  type BackendInfo,
+  type BackendName,
+  GPU_HINT,
+  selectBackend,
+} from './backend';
+export { decodeModel, encodeModel, loadModel, type ModelMetadata, saveModel } from './checkpoint';
+export { conv2d, convGrads } from './conv';
+export { alphaTerms, type PredictionType, predictionTarget, toX0AndEps } from './objective';
+export { AdamOptimizer, DEFAULT_OPTIMIZER, type OptimizerConfig } from './optimizer';
+export { seededUniform } from './rng';
+export {
+  type Denoiser,
+  ddimSample,
+  ddpmSample,
+  modelDenoiser,
+  type SampleOptions,
+  type SampleResult,
+  samplingTimesteps,
+} from './sampler';
+export { makeSchedule, type NoiseSchedule, SCHEDULES, type ScheduleName } from './schedule';
+export { tf } from './tf';
+export { type Batch, DEFAULT_TRAINER_CONFIG, type StepResult, Trainer, type TrainerConfig } from './trainer';
+export {
+  DEFAULT_UNET_CONFIG,
+  parameterSpecs,
+  silu,
+  timestepEmbedding,
+  UNet,
+  type UNetConfig,
+  upsampleNearest2x,
+  validateUNetConfig,
+} from './unet';
+export * from './weights';

@@ -1,0 +1,71 @@
+import { readFile, rename, writeFile } from 'node:fs/promises';
+import { UNet, type UNetConfig, validateUNetConfig } from './unet';
+import { decodeSafetensors, encodeSafetensors, WeightsError } from './weights';
+
+/** What a saved model says about itself (safetensors metadata, all strings). */
+export interface ModelMetadata {
+  format: 'pt';
+  'fedsynth.model': 'conditional-unet-2d';
+  'fedsynth.unet': string; // JSON UNetConfig
+  [key: string]: string;
+}
+
+/** Serializes a model (PyTorch-layout weights, MONAI names) with its config in the metadata. */
+export async function encodeModel(model: UNet, extra: Record<string, string> = {}): Promise<Uint8Array> {
+  const meta: ModelMetadata = {
+    format: 'pt',
+    'fedsynth.model': 'conditional-unet-2d',
+    'fedsynth.unet': JSON.stringify(model.config),
+    ...extra,
+  };
+  return encodeSafetensors(await model.toNamedArrays(), meta);
+}
+
+/** Saves a model atomically (write then rename), so a crash never leaves half a checkpoint. */
+export async function saveModel(
+  path: string,
+  model: UNet,
+  extra: Record<string, string> = {},
+): Promise<void> {
+  const bytes = await encodeModel(model, extra);
+  const tmp = `${path}.tmp-${process.pid}`;
+  await writeFile(tmp, bytes);
+  await rename(tmp, path);
+}
+
+/** Builds a model from safetensors bytes written by encodeModel; errors name `source` and the problem. */
+export function decodeModel(
+  bytes: Uint8Array,
+  source = 'model',
+): { model: UNet; metadata: Record<string, string> } {
+  const { arrays, metadata } = decodeSafetensors(bytes, source);
+  const raw = metadata['fedsynth.unet'];
+  if (!raw)
+    throw new WeightsError(`${source}: no fedsynth.unet configuration in the metadata; not a fedsynth model`);
+  let config: UNetConfig;
+  try {
+    config = JSON.parse(raw);
+    validateUNetConfig(config);
+  } catch (err) {
+    throw new WeightsError(`${source}: invalid model configuration (${(err as Error).message})`);
+  }
+  const model = new UNet(config);
+  try {
+    model.loadNamedArrays(arrays, source);
+  } catch (err) {
+    model.dispose();
+    throw err;
+  }
+  return { model, metadata };
+}
+
+/** Loads a model saved by saveModel. */
+export async function loadModel(path: string): Promise<{ model: UNet; metadata: Record<string, string> }> {
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(path);
+  } catch (err) {
+    throw new WeightsError(`${path}: cannot be read (${(err as NodeJS.ErrnoException).code ?? err})`);
+  }
+  return decodeModel(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), path);
+}

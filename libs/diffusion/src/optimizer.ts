@@ -1,0 +1,77 @@
+import { tf } from './tf';
+
+/** Adam / AdamW settings. */
+export interface OptimizerConfig {
+  kind: 'adam' | 'adamw';
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  /** Decoupled weight decay (AdamW only). */
+  weightDecay: number;
+  /** Clip the global gradient norm to this value (0 = off). */
+  clipNorm: number;
+}
+
+export const DEFAULT_OPTIMIZER: OptimizerConfig = {
+  kind: 'adamw',
+  lr: 2e-4,
+  beta1: 0.9,
+  beta2: 0.999,
+  eps: 1e-8,
+  weightDecay: 1e-4,
+  clipNorm: 1,
+};
+
+/** Adam (Kingma & Ba) and AdamW (Loshchilov & Hutter) with global-norm gradient clipping. */
+export class AdamOptimizer {
+  private readonly m = new Map<string, tf.Variable>();
+  private readonly v = new Map<string, tf.Variable>();
+  private t = 0;
+
+  constructor(readonly config: OptimizerConfig) {}
+
+  /** Applies one update; returns the global gradient norm before clipping. */
+  apply(params: Map<string, tf.Variable>, grads: Record<string, tf.Tensor>): number {
+    const c = this.config;
+    this.t += 1;
+    const names = Object.keys(grads);
+    const normT = tf.tidy(() => tf.sqrt(tf.addN(names.map((n) => grads[n].square().sum()))));
+    const norm = normT.dataSync()[0];
+    normT.dispose();
+    const scale = c.clipNorm > 0 && norm > c.clipNorm ? c.clipNorm / norm : 1;
+    const bc1 = 1 - c.beta1 ** this.t;
+    const bc2 = 1 - c.beta2 ** this.t;
+    tf.tidy(() => {
+      for (const n of names) {
+        const p = params.get(n)!;
+        let m = this.m.get(n);
+        let v = this.v.get(n);
+        if (!m || !v) {
+          m = tf.variable(tf.zerosLike(p), false);
+          v = tf.variable(tf.zerosLike(p), false);
+          this.m.set(n, m);
+          this.v.set(n, v);
+        }
+        const g = scale === 1 ? grads[n] : grads[n].mul(scale);
+        m.assign(m.mul(c.beta1).add(g.mul(1 - c.beta1)));
+        v.assign(v.mul(c.beta2).add(g.square().mul(1 - c.beta2)));
+        const update = m.div(bc1).div(v.div(bc2).sqrt().add(c.eps)).mul(c.lr);
+        const decayed = c.kind === 'adamw' && c.weightDecay > 0 ? p.mul(1 - c.lr * c.weightDecay) : p;
+        p.assign(decayed.sub(update));
+      }
+    });
+    return norm;
+  }
+
+  /** Steps taken. */
+  get step(): number {
+    return this.t;
+  }
+
+  dispose(): void {
+    for (const x of [...this.m.values(), ...this.v.values()]) x.dispose();
+    this.m.clear();
+    this.v.clear();
+  }
+}

@@ -1,0 +1,168 @@
+import { alphaTerms, type PredictionType, predictionTarget, toX0AndEps } from './objective';
+import { AdamOptimizer, DEFAULT_OPTIMIZER, type OptimizerConfig } from './optimizer';
+import { seededUniform } from './rng';
+import { makeSchedule, type NoiseSchedule, type ScheduleName } from './schedule';
+import { tf } from './tf';
+import type { UNet } from './unet';
+
+/** How the denoiser is trained. */
+export interface TrainerConfig {
+  schedule: ScheduleName;
+  timesteps: number;
+  prediction: PredictionType;
+  optimizer: OptimizerConfig;
+  /** Weight of an L1 term on the predicted x0 inside the body mask (0 = off). */
+  l1Weight: number;
+  /** EMA decay of the weights (0 = no EMA). */
+  emaDecay: number;
+  /** FedProx: mu / 2 ||w - w_global||^2 (0 = off). */
+  fedProxMu: number;
+  seed: number;
+}
+
+export const DEFAULT_TRAINER_CONFIG: TrainerConfig = {
+  schedule: 'cosine',
+  timesteps: 1000,
+  prediction: 'v',
+  optimizer: DEFAULT_OPTIMIZER,
+  l1Weight: 0.1,
+  emaDecay: 0.999,
+  fedProxMu: 0,
+  seed: 0,
+};
+
+/** A batch of slice pairs, each size*size, stacked: source and target in [-1, 1], mask 0/1. */
+export interface Batch {
+  count: number;
+  size: number;
+  source: Float32Array;
+  target: Float32Array;
+  mask?: Uint8Array;
+}
+
+/** Result of one optimization step. */
+export interface StepResult {
+  loss: number;
+  mse: number;
+  gradNorm: number;
+}
+
+/**
+ * Trains a UNet as a conditional denoiser: x_t = sqrt(ab) x0 + sqrt(1-ab) eps for a random
+ * timestep, the network sees concat(x_t, source) and predicts eps, v or x0; loss = MSE to that
+ * target, plus an optional masked L1 on the implied x0 and an optional FedProx proximal term.
+ */
+export class Trainer {
+  readonly config: TrainerConfig;
+  readonly schedule: NoiseSchedule;
+  readonly optimizer: AdamOptimizer;
+  private readonly ema = new Map<string, tf.Variable>();
+  private readonly anchor = new Map<string, tf.Tensor>();
+  private readonly rnd: () => number;
+
+  constructor(
+    readonly model: UNet,
+    config: Partial<TrainerConfig> = {},
+  ) {
+    this.config = {
+      ...DEFAULT_TRAINER_CONFIG,
+      ...config,
+      optimizer: { ...DEFAULT_OPTIMIZER, ...config.optimizer },
+    };
+    this.schedule = makeSchedule(this.config.schedule, this.config.timesteps);
+    this.optimizer = new AdamOptimizer(this.config.optimizer);
+    this.rnd = seededUniform(this.config.seed);
+    if (this.config.emaDecay > 0) {
+      for (const [n, p] of model.params) this.ema.set(n, tf.variable(p.clone(), false));
+    }
+  }
+
+  /** Uses the current weights as the FedProx anchor (the global model of the round). */
+  setProxAnchor(): void {
+    this.clearAnchor();
+    for (const [n, p] of this.model.params) this.anchor.set(n, tf.keep(p.clone()));
+  }
+
+  private clearAnchor(): void {
+    for (const t of this.anchor.values()) t.dispose();
+    this.anchor.clear();
+  }
+
+  /** One optimization step on a batch. Leaves no tensors behind. */
+  step(batch: Batch): StepResult {
+    const { count: b, size } = batch;
+    if (batch.source.length !== b * size * size || batch.target.length !== b * size * size) {
+      throw new RangeError(
+        `batch of ${b} slices of ${size}x${size} needs ${b * size * size} values per image`,
+      );
+    }
+    const t = Array.from({ length: b }, () => Math.floor(this.rnd() * this.schedule.T));
+    const noiseSeed = Math.floor(this.rnd() * 2 ** 31);
+    const c = this.config;
+    let mseKept: tf.Scalar | null = null;
+    const { value, grads } = tf.tidy(() => {
+      const x0 = tf.tensor4d(batch.target, [b, size, size, 1]);
+      const src = tf.tensor4d(batch.source, [b, size, size, 1]);
+      const mask = batch.mask ? tf.tensor4d(Float32Array.from(batch.mask), [b, size, size, 1]) : null;
+      const noise = tf.randomNormal([b, size, size, 1], 0, 1, 'float32', noiseSeed) as tf.Tensor4D;
+      const { sa, sb } = alphaTerms(this.schedule, t);
+      const xt = sa.mul(x0).add(sb.mul(noise)) as tf.Tensor4D;
+      const input = tf.concat([xt, src], 3) as tf.Tensor4D;
+      const tt = tf.tensor1d(t, 'int32');
+      const target = predictionTarget(c.prediction, x0, noise, sa, sb);
+      return tf.variableGrads(() => {
+        const pred = this.model.apply(input, tt);
+        const mse = pred.sub(target).square().mean() as tf.Scalar;
+        let loss: tf.Scalar = mse;
+        if (c.l1Weight > 0) {
+          const { x0: x0hat } = toX0AndEps(c.prediction, pred, xt, sa, sb);
+          const err = x0hat.clipByValue(-1, 1).sub(x0).abs();
+          const l1 = mask ? err.mul(mask).sum().div(mask.sum().add(1e-6)) : err.mean();
+          loss = loss.add(l1.mul(c.l1Weight)) as tf.Scalar;
+        }
+        if (c.fedProxMu > 0 && this.anchor.size > 0) {
+          const prox = tf.addN(
+            [...this.anchor].map(([n, a]) => this.model.params.get(n)!.sub(a).square().sum()),
+          );
+          loss = loss.add(prox.mul(c.fedProxMu / 2)) as tf.Scalar;
+        }
+        mseKept = tf.keep(mse);
+        return loss;
+      }, [...this.model.params.values()]);
+    });
+    // variableGrads keys gradients by tfjs's variable names; map them back to parameter names.
+    const named: Record<string, tf.Tensor> = {};
+    for (const [n, v] of this.model.params) if (grads[v.name]) named[n] = grads[v.name];
+    const gradNorm = this.optimizer.apply(this.model.params, named);
+    const loss = value.dataSync()[0];
+    const mse = (mseKept as tf.Scalar | null)?.dataSync()[0] ?? loss;
+    tf.dispose([value, ...Object.values(grads), ...(mseKept ? [mseKept] : [])]);
+    if (this.ema.size) {
+      const d = c.emaDecay;
+      tf.tidy(() => {
+        for (const [n, e] of this.ema) e.assign(e.mul(d).add(this.model.params.get(n)!.mul(1 - d)));
+      });
+    }
+    if (!Number.isFinite(loss))
+      throw new Error(`training diverged: loss is ${loss} at step ${this.optimizer.step}`);
+    return { loss, mse, gradNorm };
+  }
+
+  /** Copies the EMA weights into the model (e.g. before evaluation or saving). */
+  applyEma(): void {
+    if (!this.ema.size) return;
+    for (const [n, e] of this.ema) this.model.params.get(n)!.assign(e);
+  }
+
+  /** Restarts the EMA from the current model weights (after loading new global weights). */
+  resetEma(): void {
+    for (const [n, e] of this.ema) e.assign(this.model.params.get(n)!);
+  }
+
+  dispose(): void {
+    this.optimizer.dispose();
+    for (const e of this.ema.values()) e.dispose();
+    this.ema.clear();
+    this.clearAnchor();
+  }
+}

@@ -1,0 +1,95 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decodeModel, encodeModel } from './checkpoint';
+import { randomizeWeights, TINY } from './testing';
+import { tf } from './tf';
+import { DEFAULT_UNET_CONFIG, UNet } from './unet';
+
+beforeAll(async () => {
+  await tf.setBackend('wasm');
+});
+
+function input(b: number, size: number, seed: number) {
+  return {
+    x: tf.randomNormal([b, size, size, 2], 0, 1, 'float32', seed) as tf.Tensor4D,
+    t: tf.tensor1d([3, 700].slice(0, b), 'int32'),
+  };
+}
+
+describe('UNet', () => {
+  it('has MONAI state-dict names and PyTorch layouts, about 2M parameters by default', () => {
+    const m = new UNet(DEFAULT_UNET_CONFIG);
+    const layout = new Map(m.layout().map((l) => [l.name, l.shape]));
+    expect(m.paramCount()).toBeGreaterThan(1.8e6);
+    expect(m.paramCount()).toBeLessThan(2.3e6);
+    expect(layout.get('conv_in.conv.weight')).toEqual([32, 2, 3, 3]);
+    expect(layout.get('time_embed.0.weight')).toEqual([128, 32]);
+    expect(layout.get('down_blocks.0.downsampler.op.conv.weight')).toEqual([32, 32, 3, 3]);
+    expect(layout.get('down_blocks.1.resnets.0.skip_connection.conv.weight')).toEqual([64, 32, 1, 1]);
+    expect(layout.get('middle_block.attention.attn.to_q.weight')).toEqual([80, 80]);
+    expect(layout.get('up_blocks.0.resnets.0.conv1.conv.weight')).toEqual([80, 160, 3, 3]);
+    expect(layout.get('up_blocks.1.upsampler.postconv.conv.weight')).toEqual([64, 64, 3, 3]);
+    expect(layout.get('out.2.conv.weight')).toEqual([1, 32, 3, 3]);
+    expect([...layout.values()].reduce((a, s) => a + s.reduce((x, y) => x * y, 1), 0)).toBe(m.paramCount());
+    m.dispose();
+  });
+
+  it('starts as the zero function (zero-initialized last convolutions) and leaks no tensors', () => {
+    const m = new UNet(TINY, 1);
+    const { x, t } = input(2, 16, 1);
+    const before = tf.memory().numTensors;
+    const y = m.apply(x, t);
+    expect(y.shape).toEqual([2, 16, 16, 1]);
+    expect(Math.max(...(y.dataSync() as Float32Array).map(Math.abs))).toBe(0);
+    y.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose([x, t]);
+    m.dispose();
+  });
+
+  it('computes the same forward pass on wasm and on the cpu backend', async () => {
+    const run = async (backend: string) => {
+      await tf.setBackend(backend);
+      const m = new UNet(TINY, 2);
+      randomizeWeights(m, 5);
+      const { x, t } = input(2, 16, 3);
+      const y = m.apply(x, t);
+      const out = y.dataSync().slice();
+      tf.dispose([x, t, y]);
+      m.dispose();
+      return out;
+    };
+    const a = await run('cpu');
+    const b = await run('wasm');
+    let max = 0;
+    for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i] - b[i]));
+    expect(max).toBeLessThan(1e-4);
+    expect(Math.max(...a.map(Math.abs))).toBeGreaterThan(1e-3);
+  });
+
+  it('saves and loads to the same outputs, and refuses weights of another shape', async () => {
+    const m = new UNet(TINY, 3);
+    randomizeWeights(m, 9);
+    const { x, t } = input(2, 16, 4);
+    const y1 = m.apply(x, t);
+    const bytes = await encodeModel(m, { round: '7' });
+    const { model: back, metadata } = decodeModel(bytes, 'tiny.safetensors');
+    expect(metadata.round).toBe('7');
+    const y2 = back.apply(x, t);
+    expect(Array.from(y2.dataSync())).toEqual(Array.from(y1.dataSync()));
+    const other = new UNet({ ...TINY, channels: [8, 24], normNumGroups: 4, numHeadChannels: 8 });
+    const arrays = await back.toNamedArrays();
+    expect(() => other.loadNamedArrays(arrays, 'tiny.safetensors')).toThrow(
+      /tiny\.safetensors do not match the model: .*has shape/,
+    );
+    tf.dispose([x, t, y1, y2]);
+    back.dispose();
+    other.dispose();
+    m.dispose();
+    expect(() => new UNet({ ...TINY, channels: [8, 18] })).toThrow(/multiple of normNumGroups/);
+    expect(() => m.apply(tf.zeros([1, 15, 15, 2]) as tf.Tensor4D, tf.tensor1d([1], 'int32'))).toThrow();
+  });
+});
+
+afterAll(() => {
+  expect(tf.getBackend()).toBeDefined();
+});
