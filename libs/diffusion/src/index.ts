@@ -12,6 +12,8 @@ export {
 } from './backend';
 export { decodeModel, encodeModel, loadModel, type ModelMetadata, saveModel } from './checkpoint';
 export { conv2d, convGrads } from './conv';
+export { BatchSampler, loadSliceDataset, type SliceDataset, stackSlices } from './data';
+export { type EvalResult, evaluateSlices } from './evaluate';
 export { alphaTerms, type PredictionType, predictionTarget, toX0AndEps } from './objective';
 export { AdamOptimizer, DEFAULT_OPTIMIZER, type OptimizerConfig } from './optimizer';
 export { seededUniform } from './rng';

@@ -64,6 +64,31 @@ export class AdamOptimizer {
     return norm;
   }
 
+  /** Moments and step count, for resuming (tfjs layout, keyed by parameter name). */
+  async exportState(): Promise<{ step: number; m: Map<string, Float32Array>; v: Map<string, Float32Array> }> {
+    const m = new Map<string, Float32Array>();
+    const v = new Map<string, Float32Array>();
+    for (const [n, t] of this.m) m.set(n, (await t.data()) as Float32Array);
+    for (const [n, t] of this.v) v.set(n, (await t.data()) as Float32Array);
+    return { step: this.t, m, v };
+  }
+
+  /** Restores moments saved by exportState for the given parameters. */
+  importState(
+    params: Map<string, tf.Variable>,
+    state: { step: number; m: Map<string, Float32Array>; v: Map<string, Float32Array> },
+  ): void {
+    this.dispose();
+    for (const [n, p] of params) {
+      const m = state.m.get(n);
+      const v = state.v.get(n);
+      if (!m || !v) continue;
+      this.m.set(n, tf.variable(tf.tensor(m, p.shape), false));
+      this.v.set(n, tf.variable(tf.tensor(v, p.shape), false));
+    }
+    this.t = state.step;
+  }
+
   /** Steps taken. */
   get step(): number {
     return this.t;

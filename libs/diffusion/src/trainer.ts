@@ -4,6 +4,7 @@ import { seededUniform } from './rng';
 import { makeSchedule, type NoiseSchedule, type ScheduleName } from './schedule';
 import { tf } from './tf';
 import type { UNet } from './unet';
+import type { NamedArray } from './weights';
 
 /** How the denoiser is trained. */
 export interface TrainerConfig {
@@ -58,7 +59,6 @@ export class Trainer {
   readonly optimizer: AdamOptimizer;
   private readonly ema = new Map<string, tf.Variable>();
   private readonly anchor = new Map<string, tf.Tensor>();
-  private readonly rnd: () => number;
 
   constructor(
     readonly model: UNet,
@@ -71,7 +71,6 @@ export class Trainer {
     };
     this.schedule = makeSchedule(this.config.schedule, this.config.timesteps);
     this.optimizer = new AdamOptimizer(this.config.optimizer);
-    this.rnd = seededUniform(this.config.seed);
     if (this.config.emaDecay > 0) {
       for (const [n, p] of model.params) this.ema.set(n, tf.variable(p.clone(), false));
     }
@@ -96,8 +95,10 @@ export class Trainer {
         `batch of ${b} slices of ${size}x${size} needs ${b * size * size} values per image`,
       );
     }
-    const t = Array.from({ length: b }, () => Math.floor(this.rnd() * this.schedule.T));
-    const noiseSeed = Math.floor(this.rnd() * 2 ** 31);
+    // Randomness is a function of (seed, step), so a resumed run continues the same sequence.
+    const rnd = seededUniform((Math.imul(this.config.seed, 0x9e3779b1) ^ (this.optimizer.step + 1)) >>> 0);
+    const t = Array.from({ length: b }, () => Math.floor(rnd() * this.schedule.T));
+    const noiseSeed = Math.floor(rnd() * 2 ** 31);
     const c = this.config;
     let mseKept: tf.Scalar | null = null;
     const { value, grads } = tf.tidy(() => {
@@ -146,6 +147,48 @@ export class Trainer {
     if (!Number.isFinite(loss))
       throw new Error(`training diverged: loss is ${loss} at step ${this.optimizer.step}`);
     return { loss, mse, gradNorm };
+  }
+
+  /** Optimizer moments and EMA weights, for resuming a run exactly where it stopped. */
+  async exportState(): Promise<NamedArray[]> {
+    const out: NamedArray[] = [];
+    const st = await this.optimizer.exportState();
+    for (const [kind, map] of [
+      ['adam.m', st.m],
+      ['adam.v', st.v],
+    ] as const) {
+      for (const [n, data] of map)
+        out.push({ name: `${kind}/${n}`, dtype: 'F32', shape: [...this.model.params.get(n)!.shape], data });
+    }
+    for (const [n, e] of this.ema)
+      out.push({
+        name: `ema/${n}`,
+        dtype: 'F32',
+        shape: [...e.shape],
+        data: (await e.data()) as Float32Array,
+      });
+    out.push({ name: 'step', dtype: 'F32', shape: [1], data: Float32Array.of(st.step) });
+    return out;
+  }
+
+  /** Restores a state saved by exportState (after loading the model weights). */
+  importState(arrays: NamedArray[]): void {
+    const get = (prefix: string) =>
+      new Map(
+        arrays
+          .filter((a) => a.name.startsWith(`${prefix}/`))
+          .map((a) => [a.name.slice(prefix.length + 1), a.data]),
+      );
+    const step = arrays.find((a) => a.name === 'step')?.data[0] ?? 0;
+    this.optimizer.importState(this.model.params, { step, m: get('adam.m'), v: get('adam.v') });
+    for (const [n, data] of get('ema')) {
+      const e = this.ema.get(n);
+      if (e) {
+        const t = tf.tensor(data, e.shape);
+        e.assign(t);
+        t.dispose();
+      }
+    }
   }
 
   /** Copies the EMA weights into the model (e.g. before evaluation or saving). */

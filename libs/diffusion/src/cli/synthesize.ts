@@ -1,0 +1,175 @@
+import { resolve } from 'node:path';
+import {
+  computeBodyMask,
+  createProgress,
+  normalizeMr,
+  readNifti,
+  resize2d,
+  unitToHu,
+  type Volume,
+  writeNifti,
+} from '@fedsynth/imaging';
+import { type BackendChoice, selectBackend } from '../backend';
+import { loadModel } from '../checkpoint';
+import type { PredictionType } from '../objective';
+import { ddimSample, modelDenoiser } from '../sampler';
+import { makeSchedule, type ScheduleName } from '../schedule';
+import type { UNet } from '../unet';
+import { type FlagSpec, num, oneOf, parseFlags, runCli, UsageError, usage } from './args';
+
+const FLAGS: Record<string, FlagSpec> = {
+  model: { type: 'string', valueName: 'file', description: 'trained model (.safetensors)' },
+  input: { type: 'string', valueName: 'file', description: 'source image, e.g. mr.nii.gz' },
+  out: {
+    type: 'string',
+    valueName: 'file',
+    description: 'synthetic CT to write (.nii.gz), same geometry as the input',
+  },
+  mask: {
+    type: 'string',
+    valueName: 'file',
+    description: 'body mask of the input (computed from the MRI when absent)',
+  },
+  steps: { type: 'string', valueName: 'n', description: 'DDIM steps', default: '25' },
+  samples: { type: 'string', valueName: 'k', description: 'samples to average per slice', default: '1' },
+  uncertainty: {
+    type: 'string',
+    valueName: 'file',
+    description: 'also write the per-voxel spread of the samples (HU), needs --samples >= 2',
+  },
+  batch: { type: 'string', valueName: 'n', description: 'slices per model call', default: '8' },
+  backend: {
+    type: 'string',
+    valueName: 'name',
+    description: 'auto, tensorflow-gpu, tensorflow, wasm or cpu',
+    default: 'auto',
+  },
+  seed: { type: 'string', valueName: 'n', description: 'random seed', default: '0' },
+};
+const HELP = usage(
+  'fedsynth-synthesize',
+  '--model M --input mr.nii.gz --out sct.nii.gz [flags]',
+  'Synthesizes a CT (HU) from an MRI volume slice by slice with DDIM, writing a NIfTI with the\ninput geometry.',
+  FLAGS,
+);
+
+/** Pads a slice to square, resamples to the model size; `back` undoes it. */
+function fitter(nx: number, ny: number, size: number) {
+  const m = Math.max(nx, ny);
+  const ox = (m - nx) >> 1;
+  const oy = (m - ny) >> 1;
+  return {
+    to(img: Float32Array, fill: number): Float32Array {
+      const sq = new Float32Array(m * m).fill(fill);
+      for (let y = 0; y < ny; y++) sq.set(img.subarray(y * nx, (y + 1) * nx), (y + oy) * m + ox);
+      return resize2d(sq, m, m, size, size);
+    },
+    back(img: Float32Array): Float32Array {
+      const sq = resize2d(img, size, size, m, m);
+      const out = new Float32Array(nx * ny);
+      for (let y = 0; y < ny; y++) out.set(sq.subarray((y + oy) * m + ox, (y + oy) * m + ox + nx), y * nx);
+      return out;
+    },
+  };
+}
+
+/** Synthesizes a CT volume (HU) for an MRI volume; outside the body the result is air. */
+export function synthesizeVolume(
+  model: UNet,
+  mr: Volume,
+  opts: {
+    size: number;
+    prediction: PredictionType;
+    schedule: ScheduleName;
+    steps: number;
+    samples: number;
+    batch: number;
+    seed: number;
+    mask?: Uint8Array;
+    onStep?: (d: number, t: number) => void;
+  },
+): { ct: Float32Array; spread?: Float32Array } {
+  const [nx, ny, nz] = mr.dims;
+  const size = opts.size;
+  const mask = opts.mask ?? computeBodyMask(mr.data, mr.dims);
+  const norm = normalizeMr(mr.data, mask).data;
+  const fit = fitter(nx, ny, size);
+  const px = nx * ny;
+  const source = new Float32Array(nz * size * size);
+  for (let z = 0; z < nz; z++) source.set(fit.to(norm.subarray(z * px, (z + 1) * px), -1), z * size * size);
+  const res = ddimSample(modelDenoiser(model), source, nz, size, {
+    schedule: makeSchedule(opts.schedule),
+    prediction: opts.prediction,
+    steps: opts.steps,
+    samples: opts.samples,
+    seed: opts.seed,
+    batchSize: opts.batch,
+    onStep: opts.onStep,
+  });
+  const ct = new Float32Array(nx * ny * nz);
+  const spread = res.std ? new Float32Array(nx * ny * nz) : undefined;
+  for (let z = 0; z < nz; z++) {
+    const slice = unitToHu(fit.back(res.mean.subarray(z * size * size, (z + 1) * size * size)));
+    const sd = res.std ? fit.back(res.std.subarray(z * size * size, (z + 1) * size * size)) : undefined;
+    for (let i = 0; i < px; i++) {
+      const inside = mask[z * px + i] === 1;
+      ct[z * px + i] = inside ? slice[i] : -1024;
+      if (spread && sd) spread[z * px + i] = inside ? (sd[i] * 4024) / 2 : 0;
+    }
+  }
+  return { ct, spread };
+}
+
+export async function main(argv: string[]): Promise<void> {
+  await runCli('fedsynth-synthesize', HELP, async () => {
+    const v = parseFlags(argv, FLAGS);
+    if (v.help) {
+      process.stdout.write(HELP);
+      return 0;
+    }
+    for (const k of ['model', 'input', 'out']) if (!v[k]) throw new UsageError(`--${k} is required`);
+    const samples = num(v, 'samples', 1, 64, 1);
+    if (v.uncertainty && samples < 2) throw new UsageError('--uncertainty needs --samples 2 or more');
+    const info = await selectBackend(
+      oneOf<BackendChoice>(v, 'backend', ['auto', 'tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'], 'auto'),
+    );
+    process.stderr.write(`backend: ${info.backend} (${info.device})\n`);
+    const { model, metadata } = await loadModel(resolve(String(v.model)));
+    const mr = await readNifti(resolve(String(v.input)));
+    const mask = v.mask
+      ? Uint8Array.from((await readNifti(resolve(String(v.mask)))).data, (x) => (x > 0 ? 1 : 0))
+      : undefined;
+    if (mask && mask.length !== mr.data.length)
+      throw new Error(`--mask has ${mask.length} voxels; --input has ${mr.data.length}`);
+    const steps = num(v, 'steps', 1, 1000, 25);
+    let bar: ReturnType<typeof createProgress> | undefined;
+    let total = 0;
+    const size = Number(metadata.size ?? 64);
+    if (!Number.isInteger(size) || size < 8)
+      throw new Error(`${v.model}: metadata size "${metadata.size}" is not a valid input size`);
+    const { ct, spread } = synthesizeVolume(model, mr, {
+      size,
+      prediction: (metadata.prediction as PredictionType) ?? 'v',
+      schedule: (metadata.schedule as ScheduleName) ?? 'cosine',
+      steps,
+      samples,
+      batch: num(v, 'batch', 1, 1024, 8),
+      seed: num(v, 'seed', 0, 2 ** 31 - 1, 0),
+      mask,
+      onStep: (d, t) => {
+        total = t;
+        bar ??= createProgress(`synthesizing ${mr.dims[2]} slices`, t);
+        bar.tick(d);
+      },
+    });
+    bar?.done();
+    await writeNifti(resolve(String(v.out)), { ...mr, data: ct }, { datatype: 'int16' });
+    if (v.uncertainty && spread)
+      await writeNifti(resolve(String(v.uncertainty)), { ...mr, data: spread }, { datatype: 'float32' });
+    process.stdout.write(
+      `${JSON.stringify({ out: resolve(String(v.out)), slices: mr.dims[2], steps, samples, modelSteps: total })}\n`,
+    );
+    model.dispose();
+    return 0;
+  });
+}

@@ -1,0 +1,102 @@
+import {
+  augmentPair,
+  listSubjects,
+  loadSlicePairs,
+  type ModalityNames,
+  type SlicePair,
+  splitSubjects,
+} from '@fedsynth/imaging';
+import { seededUniform } from './rng';
+import type { Batch } from './trainer';
+
+/** Train and validation slices of a dataset folder, split by subject. */
+export interface SliceDataset {
+  train: SlicePair[];
+  val: SlicePair[];
+  trainSubjects: string[];
+  valSubjects: string[];
+}
+
+/** Loads a SynthRAD-layout folder as slices of the model size, split by subject id (deterministic). */
+export async function loadSliceDataset(
+  dir: string,
+  opts: {
+    size: number;
+    valFraction?: number;
+    seed?: number;
+    names?: ModalityNames;
+    minBodyFraction?: number;
+  },
+): Promise<SliceDataset> {
+  const subjects = await listSubjects(dir, opts.names);
+  if (subjects.length === 0)
+    throw new Error(
+      `${dir}: no subjects found (expected <subject>/mr.nii.gz and ct.nii.gz); run 'fedsynth-data check ${dir}'`,
+    );
+  const split = splitSubjects(
+    subjects.map((s) => s.id),
+    opts.valFraction ?? 0.2,
+    opts.seed ?? 0,
+  );
+  const valSet = new Set(split.val);
+  const train: SlicePair[] = [];
+  const val: SlicePair[] = [];
+  for (const s of subjects) {
+    const pairs = await loadSlicePairs(s, { size: opts.size, minBodyFraction: opts.minBodyFraction ?? 0.15 });
+    (valSet.has(s.id) ? val : train).push(...pairs);
+  }
+  if (train.length === 0)
+    throw new Error(`${dir}: no training slices with enough body in ${split.train.length} training subjects`);
+  return { train, val, trainSubjects: split.train, valSubjects: split.val };
+}
+
+/** Endless seeded mini-batches of training slices, with augmentation. */
+export class BatchSampler {
+  private readonly rnd: () => number;
+
+  constructor(
+    private readonly slices: SlicePair[],
+    private readonly batchSize: number,
+    seed = 0,
+    private readonly augment = true,
+  ) {
+    if (slices.length === 0) throw new Error('no slices to sample batches from');
+    this.rnd = seededUniform(seed);
+  }
+
+  next(): Batch {
+    const size = this.slices[0].size;
+    const px = size * size;
+    const b = this.batchSize;
+    const source = new Float32Array(b * px);
+    const target = new Float32Array(b * px);
+    const mask = new Uint8Array(b * px);
+    for (let i = 0; i < b; i++) {
+      let p = this.slices[Math.floor(this.rnd() * this.slices.length)];
+      if (this.augment) p = augmentPair(p, this.rnd);
+      source.set(p.source, i * px);
+      target.set(p.target, i * px);
+      mask.set(p.mask, i * px);
+    }
+    return { count: b, size, source, target, mask };
+  }
+}
+
+/** Stacks slices into one batch (for validation). */
+export function stackSlices(slices: SlicePair[]): Batch {
+  const size = slices[0].size;
+  const px = size * size;
+  const out: Batch = {
+    count: slices.length,
+    size,
+    source: new Float32Array(slices.length * px),
+    target: new Float32Array(slices.length * px),
+    mask: new Uint8Array(slices.length * px),
+  };
+  slices.forEach((s, i) => {
+    out.source.set(s.source, i * px);
+    out.target.set(s.target, i * px);
+    out.mask!.set(s.mask, i * px);
+  });
+  return out;
+}
