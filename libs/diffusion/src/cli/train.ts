@@ -138,10 +138,15 @@ export async function main(argv: string[]): Promise<void> {
     );
     const statePath = `${out}.state`;
     const historyPath = `${out}.history.jsonl`;
+    // GroupNorm groups and attention head width: the largest of the defaults that divide the channels.
+    const groups = [16, 8, 4, 2, 1].find((g) => channels.every((c) => c % g === 0))!;
+    const heads = [16, 8, 4, 2, 1].find((h) => channels[channels.length - 1] % h === 0)!;
     const config: UNetConfig = {
       ...DEFAULT_UNET_CONFIG,
       channels,
       attentionLevels: channels.map(() => false),
+      normNumGroups: groups,
+      numHeadChannels: heads,
       numResBlocks: num(v, 'res-blocks', 1, 8, DEFAULT_UNET_CONFIG.numResBlocks),
     };
     let model: UNet;

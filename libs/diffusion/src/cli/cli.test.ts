@@ -1,0 +1,113 @@
+import { mkdtemp, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { readNifti, writePhantomDataset } from '@fedsynth/imaging';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { main as synthesizeMain } from './synthesize';
+import { main as trainMain } from './train';
+
+afterEach(() => {
+  vi.restoreAllMocks();
+  process.exitCode = undefined;
+});
+
+function quiet() {
+  const out: string[] = [];
+  const err: string[] = [];
+  vi.spyOn(process.stdout, 'write').mockImplementation((s) => out.push(String(s)) > 0);
+  vi.spyOn(process.stderr, 'write').mockImplementation((s) => err.push(String(s)) > 0);
+  return { out, err };
+}
+
+describe('fedsynth-train and fedsynth-synthesize', () => {
+  it('train, resume where it stopped, then synthesize a NIfTI with the input geometry', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'fedsynth-train-'));
+    const data = join(dir, 'data');
+    await writePhantomDataset({ out: data, subjects: 3, seed: 2, profile: 'site-a', size: 32, slices: 6 });
+    const model = join(dir, 'model.safetensors');
+    const io = quiet();
+    const common = [
+      '--data',
+      data,
+      '--out',
+      model,
+      '--size',
+      '16',
+      '--batch',
+      '2',
+      '--channels',
+      '8,16',
+      '--res-blocks',
+      '1',
+      '--val-every',
+      '2',
+      '--val-slices',
+      '2',
+      '--ddim-steps',
+      '2',
+      '--checkpoint-every',
+      '1',
+      '--backend',
+      'wasm',
+    ];
+    await trainMain([...common, '--steps', '2']);
+    expect(process.exitCode, io.err.join('')).toBe(0);
+    await trainMain([...common, '--steps', '4']);
+    expect(process.exitCode, io.err.join('')).toBe(0);
+    expect(io.err.join('')).toMatch(/resuming .*model\.safetensors at step 2/);
+    const history = (await readFile(`${model}.history.jsonl`, 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(history.map((h) => h.step)).toEqual([2, 4]);
+    for (const h of history) expect(h.maeHU).toBeGreaterThan(0);
+    const input = join(data, 'site-a-2-000', 'mr.nii.gz');
+    const out = join(dir, 'sct.nii.gz');
+    await synthesizeMain([
+      '--model',
+      model,
+      '--input',
+      input,
+      '--out',
+      out,
+      '--steps',
+      '2',
+      '--backend',
+      'wasm',
+    ]);
+    expect(process.exitCode, io.err.join('')).toBe(0);
+    const [mr, sct, mask] = await Promise.all([
+      readNifti(input),
+      readNifti(out),
+      readNifti(join(data, 'site-a-2-000', 'mask.nii.gz')),
+    ]);
+    expect(sct.dims).toEqual(mr.dims);
+    for (let i = 0; i < 16; i++) expect(sct.affine[i]).toBeCloseTo(mr.affine[i], 4);
+    let outside = 0;
+    for (let i = 0; i < sct.data.length; i++) {
+      expect(sct.data[i]).toBeGreaterThanOrEqual(-1024);
+      expect(sct.data[i]).toBeLessThanOrEqual(3000);
+      if (mask.data[i] === 0 && sct.data[i] === -1024) outside++;
+    }
+    expect(outside).toBeGreaterThan(0);
+  }, 120_000);
+
+  it('names bad flags and missing inputs', async () => {
+    const io = quiet();
+    await trainMain(['--data', '/nonexistent', '--out', '/tmp/x.safetensors', '--prediction', 'noise']);
+    expect(process.exitCode).toBe(2);
+    expect(io.err.join('')).toMatch(/--prediction: "noise" must be one of epsilon, v, sample/);
+    await synthesizeMain([
+      '--model',
+      '/nonexistent.safetensors',
+      '--input',
+      'a',
+      '--out',
+      'b',
+      '--backend',
+      'wasm',
+    ]);
+    expect(process.exitCode).toBe(1);
+    expect(io.err.join('')).toMatch(/nonexistent\.safetensors: cannot be read/);
+  });
+});
