@@ -16,6 +16,7 @@ export { BatchSampler, loadSliceDataset, type SliceDataset, stackSlices } from '
 export { type EvalResult, evaluateSlices } from './evaluate';
 export { alphaTerms, type PredictionType, predictionTarget, toX0AndEps } from './objective';
 export { AdamOptimizer, DEFAULT_OPTIMIZER, type OptimizerConfig } from './optimizer';
+export { DataParallelTrainer } from './parallel';
 export { seededUniform } from './rng';
 export {
   type Denoiser,

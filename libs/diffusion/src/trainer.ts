@@ -89,23 +89,51 @@ export class Trainer {
 
   /** One optimization step on a batch. Leaves no tensors behind. */
   step(batch: Batch): StepResult {
+    const part = this.shardGrads(batch, this.optimizer.step, 0, batch.count, true);
+    return this.applyGrads(part.grads, part.loss, part.mse);
+  }
+
+  /**
+   * Loss and gradients of rows [lo, hi) of a batch at a given step, scaled so that the shards of one
+   * batch add up to the whole batch's loss and gradients (data-parallel training sums them). The
+   * randomness (timesteps, noise) is drawn for the whole batch from (seed, step) and sliced, so a
+   * sharded step computes the same gradient as an unsharded one.
+   */
+  shardGrads(
+    batch: Batch,
+    step: number,
+    lo: number,
+    hi: number,
+    includeProx: boolean,
+  ): { loss: number; mse: number; grads: Record<string, tf.Tensor> } {
     const { count: b, size } = batch;
-    if (batch.source.length !== b * size * size || batch.target.length !== b * size * size) {
-      throw new RangeError(
-        `batch of ${b} slices of ${size}x${size} needs ${b * size * size} values per image`,
-      );
+    const px = size * size;
+    if (batch.source.length !== b * px || batch.target.length !== b * px) {
+      throw new RangeError(`batch of ${b} slices of ${size}x${size} needs ${b * px} values per image`);
     }
+    if (!(lo >= 0 && hi <= b && hi > lo))
+      throw new RangeError(`shard [${lo}, ${hi}) is outside the batch of ${b}`);
     // Randomness is a function of (seed, step), so a resumed run continues the same sequence.
-    const rnd = seededUniform((Math.imul(this.config.seed, 0x9e3779b1) ^ (this.optimizer.step + 1)) >>> 0);
-    const t = Array.from({ length: b }, () => Math.floor(rnd() * this.schedule.T));
+    const rnd = seededUniform((Math.imul(this.config.seed, 0x9e3779b1) ^ (step + 1)) >>> 0);
+    const tAll = Array.from({ length: b }, () => Math.floor(rnd() * this.schedule.T));
     const noiseSeed = Math.floor(rnd() * 2 ** 31);
+    const n = hi - lo;
+    const t = tAll.slice(lo, hi);
     const c = this.config;
+    let maskTotal = b * px;
+    if (batch.mask) {
+      maskTotal = 0;
+      for (let i = 0; i < batch.mask.length; i++) maskTotal += batch.mask[i];
+    }
     let mseKept: tf.Scalar | null = null;
     const { value, grads } = tf.tidy(() => {
-      const x0 = tf.tensor4d(batch.target, [b, size, size, 1]);
-      const src = tf.tensor4d(batch.source, [b, size, size, 1]);
-      const mask = batch.mask ? tf.tensor4d(Float32Array.from(batch.mask), [b, size, size, 1]) : null;
-      const noise = tf.randomNormal([b, size, size, 1], 0, 1, 'float32', noiseSeed) as tf.Tensor4D;
+      const x0 = tf.tensor4d(batch.target.subarray(lo * px, hi * px), [n, size, size, 1]);
+      const src = tf.tensor4d(batch.source.subarray(lo * px, hi * px), [n, size, size, 1]);
+      const mask = batch.mask
+        ? tf.tensor4d(Float32Array.from(batch.mask.subarray(lo * px, hi * px)), [n, size, size, 1])
+        : null;
+      const noiseAll = tf.randomNormal([b, size, size, 1], 0, 1, 'float32', noiseSeed) as tf.Tensor4D;
+      const noise = n === b ? noiseAll : (noiseAll.slice([lo, 0, 0, 0], [n, size, size, 1]) as tf.Tensor4D);
       const { sa, sb } = alphaTerms(this.schedule, t);
       const xt = sa.mul(x0).add(sb.mul(noise)) as tf.Tensor4D;
       const input = tf.concat([xt, src], 3) as tf.Tensor4D;
@@ -114,32 +142,38 @@ export class Trainer {
       return tf.variableGrads(() => {
         const pred = this.model.apply(input, tt);
         const mse = pred.sub(target).square().mean() as tf.Scalar;
-        let loss: tf.Scalar = mse;
+        let loss = mse.mul(n / b) as tf.Scalar;
         if (c.l1Weight > 0) {
           const { x0: x0hat } = toX0AndEps(c.prediction, pred, xt, sa, sb);
           const err = x0hat.clipByValue(-1, 1).sub(x0).abs();
-          const l1 = mask ? err.mul(mask).sum().div(mask.sum().add(1e-6)) : err.mean();
+          const l1 = (mask ? err.mul(mask).sum() : err.sum()).div(maskTotal + 1e-6);
           loss = loss.add(l1.mul(c.l1Weight)) as tf.Scalar;
         }
-        if (c.fedProxMu > 0 && this.anchor.size > 0) {
+        if (includeProx && c.fedProxMu > 0 && this.anchor.size > 0) {
           const prox = tf.addN(
-            [...this.anchor].map(([n, a]) => this.model.params.get(n)!.sub(a).square().sum()),
+            [...this.anchor].map(([name, a]) => this.model.params.get(name)!.sub(a).square().sum()),
           );
           loss = loss.add(prox.mul(c.fedProxMu / 2)) as tf.Scalar;
         }
-        mseKept = tf.keep(mse);
+        mseKept = tf.keep(mse.mul(n / b) as tf.Scalar);
         return loss;
       }, [...this.model.params.values()]);
     });
     // variableGrads keys gradients by tfjs's variable names; map them back to parameter names.
     const named: Record<string, tf.Tensor> = {};
-    for (const [n, v] of this.model.params) if (grads[v.name]) named[n] = grads[v.name];
-    const gradNorm = this.optimizer.apply(this.model.params, named);
+    for (const [name, v] of this.model.params) if (grads[v.name]) named[name] = grads[v.name];
     const loss = value.dataSync()[0];
     const mse = (mseKept as tf.Scalar | null)?.dataSync()[0] ?? loss;
-    tf.dispose([value, ...Object.values(grads), ...(mseKept ? [mseKept] : [])]);
+    tf.dispose([value, ...(mseKept ? [mseKept] : [])]);
+    return { loss, mse, grads: named };
+  }
+
+  /** Applies summed shard gradients (disposing them): optimizer step, then EMA. */
+  applyGrads(grads: Record<string, tf.Tensor>, loss: number, mse: number): StepResult {
+    const gradNorm = this.optimizer.apply(this.model.params, grads);
+    tf.dispose(Object.values(grads));
     if (this.ema.size) {
-      const d = c.emaDecay;
+      const d = this.config.emaDecay;
       tf.tidy(() => {
         for (const [n, e] of this.ema) e.assign(e.mul(d).add(this.model.params.get(n)!.mul(1 - d)));
       });

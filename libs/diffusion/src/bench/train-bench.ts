@@ -12,8 +12,8 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type BackendChoice, selectBackend } from '../backend';
 import { encodeModel } from '../checkpoint';
+import { DataParallelTrainer } from '../parallel';
 import { tf } from '../tf';
-import { Trainer } from '../trainer';
 import { DEFAULT_UNET_CONFIG, parameterSpecs, UNet, type UNetConfig } from '../unet';
 
 const PY = '/usr/bin/python3';
@@ -90,12 +90,24 @@ async function main(): Promise<void> {
     writeFileSync(join(work, 'io.json'), JSON.stringify({ batch, size, t: tArr, torchSteps: steps }));
     tf.dispose([x, t, y]);
     // Our training step: plain MSE and Adam, as the peer does.
-    const trainer = new Trainer(model, {
-      prediction: 'epsilon',
-      l1Weight: 0,
-      emaDecay: 0,
-      optimizer: { kind: 'adam', lr: 2e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, clipNorm: 0 },
-    });
+    const trainer = await DataParallelTrainer.create(
+      model,
+      {
+        prediction: 'epsilon',
+        l1Weight: 0,
+        emaDecay: 0,
+        optimizer: {
+          kind: 'adam',
+          lr: 2e-4,
+          beta1: 0.9,
+          beta2: 0.999,
+          eps: 1e-8,
+          weightDecay: 0,
+          clipNorm: 0,
+        },
+      },
+      { backend: info.backend },
+    );
     const px = batch * size * size;
     const b = {
       count: batch,
@@ -103,16 +115,17 @@ async function main(): Promise<void> {
       source: Float32Array.from({ length: px }, (_, i) => Math.sin(i)),
       target: Float32Array.from({ length: px }, (_, i) => Math.cos(i)),
     };
-    trainer.step(b);
+    await trainer.step(b);
     const times: number[] = [];
     for (let i = 0; i < steps; i++) {
       const s = process.hrtime.bigint();
-      trainer.step(b);
+      await trainer.step(b);
       times.push(Number(process.hrtime.bigint() - s) / 1e6);
     }
     times.sort((a, c) => a - c);
     const stepMs = times[times.length >> 1];
-    trainer.dispose();
+    const threads = trainer.threads;
+    await trainer.dispose();
     model.dispose();
     const peer = resolve(__dirname, '..', '..', '..', '..', 'bench', 'diffusion', 'unet_peer.py');
     const torch = JSON.parse(execFileSync(PY, [peer, work], { encoding: 'utf8' }).trim().split('\n').pop()!);
@@ -123,6 +136,7 @@ async function main(): Promise<void> {
         size,
         batch,
         params: new UNet(config).paramCount(),
+        threads,
         stepMs: Math.round(stepMs),
         gflopsPerStep: Number(gflopsPerStep.toFixed(2)),
         gflopsPerSec: Number((gflopsPerStep / (stepMs / 1000)).toFixed(2)),

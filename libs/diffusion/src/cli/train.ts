@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import { appendFile, readFile, rename, writeFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { createProgress } from '@fedsynth/imaging';
 import { type BackendChoice, selectBackend } from '../backend';
@@ -7,8 +8,8 @@ import { decodeModel, encodeModel } from '../checkpoint';
 import { BatchSampler, loadSliceDataset } from '../data';
 import { evaluateSlices } from '../evaluate';
 import type { PredictionType } from '../objective';
+import { DataParallelTrainer } from '../parallel';
 import type { ScheduleName } from '../schedule';
-import { Trainer } from '../trainer';
 import { DEFAULT_UNET_CONFIG, UNet, type UNetConfig } from '../unet';
 import { decodeSafetensors, encodeSafetensors } from '../weights';
 import { type FlagSpec, num, oneOf, parseFlags, runCli, UsageError, usage } from './args';
@@ -88,6 +89,11 @@ const FLAGS: Record<string, FlagSpec> = {
     default: 'auto',
   },
   seed: { type: 'string', valueName: 'n', description: 'random seed', default: '0' },
+  threads: {
+    type: 'string',
+    valueName: 'n',
+    description: 'training threads (data-parallel; default: all cores)',
+  },
   fresh: { type: 'boolean', description: 'start over even if a checkpoint of --out exists' },
 };
 const HELP = usage(
@@ -158,14 +164,20 @@ export async function main(argv: string[]): Promise<void> {
       model = new UNet(config, seed);
       await writeFile(historyPath, '');
     }
-    const trainer = new Trainer(model, {
-      prediction,
-      schedule,
-      seed,
-      emaDecay: num(v, 'ema', 0, 0.99999, 0.999, false),
-      l1Weight: num(v, 'l1', 0, 100, 0.1, false),
-      optimizer: { kind: 'adamw', lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 1e-4, clipNorm: 1 },
-    });
+    const threads = num(v, 'threads', 1, 256, availableParallelism());
+    const parallel = await DataParallelTrainer.create(
+      model,
+      {
+        prediction,
+        schedule,
+        seed,
+        emaDecay: num(v, 'ema', 0, 0.99999, 0.999, false),
+        l1Weight: num(v, 'l1', 0, 100, 0.1, false),
+        optimizer: { kind: 'adamw', lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 1e-4, clipNorm: 1 },
+      },
+      { threads, backend: info.backend },
+    );
+    const trainer = parallel.trainer;
     if (resumed) {
       trainer.importState(decodeSafetensors(new Uint8Array(await readFile(statePath)), statePath).arrays);
       process.stderr.write(`resuming ${out} at step ${trainer.optimizer.step}\n`);
@@ -223,7 +235,7 @@ export async function main(argv: string[]): Promise<void> {
     let lossAvg = Number.NaN;
     let last: Awaited<ReturnType<typeof validate>> | undefined;
     while (trainer.optimizer.step < steps) {
-      const r = trainer.step(sampler.next());
+      const r = await parallel.step(sampler.next());
       lossAvg = Number.isNaN(lossAvg) ? r.loss : 0.98 * lossAvg + 0.02 * r.loss;
       const step = trainer.optimizer.step;
       bar.tick(step, { loss: lossAvg });
@@ -251,7 +263,7 @@ export async function main(argv: string[]): Promise<void> {
     );
     await rename(`${out}.tmp`, out);
     process.stdout.write(`${JSON.stringify({ out, steps: trainer.optimizer.step, ...last })}\n`);
-    trainer.dispose();
+    await parallel.dispose();
     model.dispose();
     return 0;
   });
