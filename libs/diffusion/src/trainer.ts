@@ -173,7 +173,9 @@ export class Trainer {
     const gradNorm = this.optimizer.apply(this.model.params, grads);
     tf.dispose(Object.values(grads));
     if (this.ema.size) {
-      const d = this.config.emaDecay;
+      // EMA warm-up, min(decay, (1 + t) / (10 + t)): early averages do not drag the initial weights along.
+      const t = this.optimizer.step;
+      const d = Math.min(this.config.emaDecay, (1 + t) / (10 + t));
       tf.tidy(() => {
         for (const [n, e] of this.ema) e.assign(e.mul(d).add(this.model.params.get(n)!.mul(1 - d)));
       });
