@@ -1,11 +1,2 @@
-/** Seeded uniform doubles in [0, 1) (mulberry32): timesteps, seeds of tfjs random ops. */
-export function seededUniform(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded uniform doubles in [0, 1): the repository's one small PRNG (mulberry32), from libs/imaging. */
+export { mulberry32 as seededUniform } from '@fedsynth/imaging';

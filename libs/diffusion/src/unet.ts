@@ -1,4 +1,5 @@
 import { conv2d } from './conv';
+import { seededUniform } from './rng';
 import { tf } from './tf';
 import { checkLayout, type NamedArray, type TensorLayout } from './weights';
 
@@ -170,18 +171,6 @@ export function timestepEmbedding(t: tf.Tensor1D, dim: number): tf.Tensor2D {
   });
 }
 
-/** A small seeded uniform generator for reproducible initialization on every backend. */
-function uniformStream(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /**
  * The conditional diffusion U-Net. Parameters are tf.Variables named as in MONAI's
  * DiffusionModelUNet state dict; `toNamedArrays` exports them in PyTorch layout, so a saved model
@@ -196,7 +185,7 @@ export class UNet {
     validateUNetConfig(config);
     this.config = config;
     this.specs = parameterSpecs(config);
-    const rnd = uniformStream(seed);
+    const rnd = seededUniform(seed); // reproducible initialization on every backend
     for (const s of this.specs) {
       const n = s.shape.reduce((a, b) => a * b, 1);
       const data = new Float32Array(n);

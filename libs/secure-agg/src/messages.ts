@@ -1,4 +1,5 @@
-import { concatBytes, lp, u32be, utf8 } from './bytes';
+import { concatBytes, equalBytes, lp, u32be, utf8 } from './bytes';
+import { ensure, SecAggErrorCode } from './errors';
 
 /**
  * Messages of one round. All carry the round id and session id; `sender` and `recipient` are
@@ -121,5 +122,24 @@ export function consistencyPayload(session: Uint8Array, survivors: readonly numb
     session,
     u32be(sorted.length),
     ...sorted.map(u32be),
+  );
+}
+
+/** Refuses a message of another round or session; `what` names the message in the error. */
+export function checkEnvelope(
+  msg: { roundId: string; sessionId: Uint8Array },
+  roundId: string,
+  session: Uint8Array,
+  what: string,
+): void {
+  ensure(
+    msg && msg.roundId === roundId,
+    SecAggErrorCode.WRONG_ROUND,
+    () => `${what}: round ${msg?.roundId} is not ${roundId}`,
+  );
+  ensure(
+    msg.sessionId instanceof Uint8Array && equalBytes(msg.sessionId, session),
+    SecAggErrorCode.WRONG_ROUND,
+    `${what}: session id does not match this round's configuration`,
   );
 }

@@ -10,6 +10,7 @@ import {
   advertisePayload,
   type ConsistencyResultMessage,
   type ConsistencySignatureMessage,
+  checkEnvelope,
   consistencyPayload,
   type KeyRosterMessage,
   type ShareInboxMessage,
@@ -96,16 +97,7 @@ export class SecAggServer {
   }
 
   private checkEnvelope(msg: { roundId: string; sessionId: Uint8Array }, what: string): void {
-    ensure(
-      msg && msg.roundId === this.config.roundId,
-      SecAggErrorCode.WRONG_ROUND,
-      () => `${what}: round ${msg?.roundId} is not ${this.config.roundId}`,
-    );
-    ensure(
-      msg.sessionId instanceof Uint8Array && equalBytes(msg.sessionId, this.session),
-      SecAggErrorCode.WRONG_ROUND,
-      `${what}: session id does not match`,
-    );
+    checkEnvelope(msg, this.config.roundId, this.session, what);
   }
 
   private requireAtLeastThreshold(set: number[], stage: SecAggStage): void {

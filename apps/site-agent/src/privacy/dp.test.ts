@@ -1,17 +1,7 @@
+import { mulberry32 } from '@fedsynth/imaging';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { addGaussianNoiseInPlace, clipL2InPlace, cryptoUniform, distributedNoiseStd, l2Norm } from './dp';
-
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('clipL2InPlace', () => {
   it('bounds the norm by the clip and keeps the direction', () => {
@@ -42,7 +32,7 @@ describe('clipL2InPlace', () => {
 describe('addGaussianNoiseInPlace', () => {
   it('adds zero-mean noise with the requested standard deviation', () => {
     const v = new Float32Array(200_001);
-    addGaussianNoiseInPlace(v, 2.5, seeded(11));
+    addGaussianNoiseInPlace(v, 2.5, mulberry32(11));
     let mean = 0;
     for (const x of v) mean += x;
     mean /= v.length;

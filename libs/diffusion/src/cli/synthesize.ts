@@ -2,10 +2,17 @@ import { resolve } from 'node:path';
 import {
   computeBodyMask,
   createProgress,
+  type FlagSpec,
   normalizeMr,
+  numFlag,
+  oneOf,
+  parseFlags,
   readNifti,
   resize2d,
+  runCli,
+  UsageError,
   unitToHu,
+  usage,
   type Volume,
   writeNifti,
 } from '@fedsynth/imaging';
@@ -15,7 +22,6 @@ import type { PredictionType } from '../objective';
 import { ddimSample, modelDenoiser } from '../sampler';
 import { makeSchedule, type ScheduleName } from '../schedule';
 import type { UNet } from '../unet';
-import { type FlagSpec, num, oneOf, parseFlags, runCli, UsageError, usage } from './args';
 
 const FLAGS: Record<string, FlagSpec> = {
   model: { type: 'string', valueName: 'file', description: 'trained model (.safetensors)' },
@@ -122,13 +128,13 @@ export function synthesizeVolume(
 
 export async function main(argv: string[]): Promise<void> {
   await runCli('fedsynth-synthesize', HELP, async () => {
-    const v = parseFlags(argv, FLAGS);
+    const { values: v } = parseFlags(argv, FLAGS);
     if (v.help) {
       process.stdout.write(HELP);
       return 0;
     }
     for (const k of ['model', 'input', 'out']) if (!v[k]) throw new UsageError(`--${k} is required`);
-    const samples = num(v, 'samples', 1, 64, 1);
+    const samples = numFlag(v, 'samples', 1, 64, 1);
     if (v.uncertainty && samples < 2) throw new UsageError('--uncertainty needs --samples 2 or more');
     const info = await selectBackend(
       oneOf<BackendChoice>(v, 'backend', ['auto', 'tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'], 'auto'),
@@ -141,7 +147,7 @@ export async function main(argv: string[]): Promise<void> {
       : undefined;
     if (mask && mask.length !== mr.data.length)
       throw new Error(`--mask has ${mask.length} voxels; --input has ${mr.data.length}`);
-    const steps = num(v, 'steps', 1, 1000, 25);
+    const steps = numFlag(v, 'steps', 1, 1000, 25);
     let bar: ReturnType<typeof createProgress> | undefined;
     let total = 0;
     const size = Number(metadata.size ?? 64);
@@ -153,8 +159,8 @@ export async function main(argv: string[]): Promise<void> {
       schedule: (metadata.schedule as ScheduleName) ?? 'cosine',
       steps,
       samples,
-      batch: num(v, 'batch', 1, 1024, 8),
-      seed: num(v, 'seed', 0, 2 ** 31 - 1, 0),
+      batch: numFlag(v, 'batch', 1, 1024, 8),
+      seed: numFlag(v, 'seed', 0, 2 ** 31 - 1, 0),
       mask,
       onStep: (d, t) => {
         total = t;

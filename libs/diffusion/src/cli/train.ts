@@ -2,7 +2,16 @@ import { existsSync } from 'node:fs';
 import { appendFile, readFile, rename, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
-import { createProgress } from '@fedsynth/imaging';
+import {
+  createProgress,
+  type FlagSpec,
+  numFlag,
+  oneOf,
+  parseFlags,
+  runCli,
+  UsageError,
+  usage,
+} from '@fedsynth/imaging';
 import { type BackendChoice, selectBackend } from '../backend';
 import { decodeModel, encodeModel } from '../checkpoint';
 import { BatchSampler, loadSliceDataset } from '../data';
@@ -12,7 +21,6 @@ import { DataParallelTrainer } from '../parallel';
 import type { ScheduleName } from '../schedule';
 import { DEFAULT_UNET_CONFIG, UNet, type UNetConfig } from '../unet';
 import { decodeSafetensors, encodeSafetensors } from '../weights';
-import { type FlagSpec, num, oneOf, parseFlags, runCli, UsageError, usage } from './args';
 
 const FLAGS: Record<string, FlagSpec> = {
   data: { type: 'string', valueName: 'dir', description: 'dataset folder (SynthRAD2023 layout)' },
@@ -105,7 +113,7 @@ const HELP = usage(
 
 export async function main(argv: string[]): Promise<void> {
   await runCli('fedsynth-train', HELP, async () => {
-    const v = parseFlags(argv, FLAGS);
+    const { values: v } = parseFlags(argv, FLAGS);
     if (v.help) {
       process.stdout.write(HELP);
       return 0;
@@ -113,10 +121,10 @@ export async function main(argv: string[]): Promise<void> {
     if (!v.data) throw new UsageError('--data is required');
     if (!v.out) throw new UsageError('--out is required');
     const out = resolve(String(v.out));
-    const size = num(v, 'size', 16, 512, 64);
-    const steps = num(v, 'steps', 1, 10_000_000, 2000);
-    const batch = num(v, 'batch', 1, 1024, 8);
-    const lr = num(v, 'lr', 1e-7, 1, 2e-4, false);
+    const size = numFlag(v, 'size', 16, 512, 64);
+    const steps = numFlag(v, 'steps', 1, 10_000_000, 2000);
+    const batch = numFlag(v, 'batch', 1, 1024, 8);
+    const lr = numFlag(v, 'lr', 1e-7, 1, 2e-4, false);
     const prediction = oneOf<PredictionType>(v, 'prediction', ['epsilon', 'v', 'sample'], 'v');
     const schedule = oneOf<ScheduleName>(v, 'schedule', ['cosine', 'linear', 'scaled-linear'], 'cosine');
     const channels = String(v.channels ?? DEFAULT_UNET_CONFIG.channels.join(','))
@@ -124,12 +132,12 @@ export async function main(argv: string[]): Promise<void> {
       .map((x) => Number(x));
     if (channels.some((c) => !Number.isInteger(c) || c < 1))
       throw new UsageError(`--channels: "${v.channels}" must be comma-separated positive integers`);
-    const valEvery = num(v, 'val-every', 0, 10_000_000, 500);
-    const valSlices = num(v, 'val-slices', 1, 100_000, 32);
-    const ddimSteps = num(v, 'ddim-steps', 1, 1000, 25);
-    const ckptEvery = num(v, 'checkpoint-every', 1, 10_000_000, 100);
-    const maxMinutes = num(v, 'max-minutes', 0, 1e6, 0, false);
-    const seed = num(v, 'seed', 0, 2 ** 31 - 1, 0);
+    const valEvery = numFlag(v, 'val-every', 0, 10_000_000, 500);
+    const valSlices = numFlag(v, 'val-slices', 1, 100_000, 32);
+    const ddimSteps = numFlag(v, 'ddim-steps', 1, 1000, 25);
+    const ckptEvery = numFlag(v, 'checkpoint-every', 1, 10_000_000, 100);
+    const maxMinutes = numFlag(v, 'max-minutes', 0, 1e6, 0, false);
+    const seed = numFlag(v, 'seed', 0, 2 ** 31 - 1, 0);
     const backend = oneOf<BackendChoice>(
       v,
       'backend',
@@ -153,7 +161,7 @@ export async function main(argv: string[]): Promise<void> {
       attentionLevels: channels.map(() => false),
       normNumGroups: groups,
       numHeadChannels: heads,
-      numResBlocks: num(v, 'res-blocks', 1, 8, DEFAULT_UNET_CONFIG.numResBlocks),
+      numResBlocks: numFlag(v, 'res-blocks', 1, 8, DEFAULT_UNET_CONFIG.numResBlocks),
     };
     let model: UNet;
     let resumed = false;
@@ -164,15 +172,15 @@ export async function main(argv: string[]): Promise<void> {
       model = new UNet(config, seed);
       await writeFile(historyPath, '');
     }
-    const threads = num(v, 'threads', 1, 256, availableParallelism());
+    const threads = numFlag(v, 'threads', 1, 256, availableParallelism());
     const parallel = await DataParallelTrainer.create(
       model,
       {
         prediction,
         schedule,
         seed,
-        emaDecay: num(v, 'ema', 0, 0.99999, 0.999, false),
-        l1Weight: num(v, 'l1', 0, 100, 0.1, false),
+        emaDecay: numFlag(v, 'ema', 0, 0.99999, 0.999, false),
+        l1Weight: numFlag(v, 'l1', 0, 100, 0.1, false),
         optimizer: { kind: 'adamw', lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 1e-4, clipNorm: 1 },
       },
       { threads, backend: info.backend },

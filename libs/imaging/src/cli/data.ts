@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
+import { type FlagSpec, parseFlags, runCli, UsageError, usage } from '../cli-kit';
 import { checkDataset } from '../data-check';
 import { createProgress } from '../progress';
-import { type FlagSpec, parseFlags, runCli, UsageError, usage } from './args';
 
 const FLAGS: Record<string, FlagSpec> = {
   source: {

@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
+import { type FlagSpec, parseFlags, runCli, UsageError, usage } from '../cli-kit';
 import { computeMetrics } from '../metrics';
 import { readNifti } from '../nifti';
-import { type FlagSpec, parseFlags, runCli, UsageError, usage } from './args';
 
 const FLAGS: Record<string, FlagSpec> = {
   pred: { type: 'string', valueName: 'file', description: 'synthetic CT (NIfTI, HU)' },

@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
+import { type FlagSpec, numFlag, parseFlags, runCli, UsageError, usage } from '../cli-kit';
 import { SITE_PROFILES, writePhantomDataset } from '../phantom';
 import { createProgress } from '../progress';
-import { type FlagSpec, intFlag, parseFlags, runCli, UsageError, usage } from './args';
 
 const FLAGS: Record<string, FlagSpec> = {
   subjects: { type: 'string', valueName: 'n', description: 'number of subjects to write', default: '20' },
@@ -52,17 +52,17 @@ export async function main(argv: string[]): Promise<void> {
     const anatomy = String(values.anatomy ?? 'mixed');
     if (!['head', 'pelvis', 'mixed'].includes(anatomy))
       throw new UsageError(`--anatomy: "${anatomy}" must be head, pelvis or mixed`);
-    const subjects = intFlag(values, 'subjects', 1, 100_000, 20);
-    const size = intFlag(values, 'size', 16, 1024, 128);
+    const subjects = numFlag(values, 'subjects', 1, 100_000, 20);
+    const size = numFlag(values, 'size', 16, 1024, 128);
     const out = resolve(String(values.out));
     const bar = createProgress('phantoms', subjects);
     const ids = await writePhantomDataset({
       out,
       subjects,
-      seed: intFlag(values, 'seed', 0, 2 ** 31 - 1, 1),
+      seed: numFlag(values, 'seed', 0, 2 ** 31 - 1, 1),
       profile,
       size,
-      slices: values.slices === undefined ? undefined : intFlag(values, 'slices', 1, 4096),
+      slices: values.slices === undefined ? undefined : numFlag(values, 'slices', 1, 4096),
       anatomy: anatomy === 'mixed' ? undefined : (anatomy as 'head' | 'pelvis'),
       onProgress: (d) => bar.tick(d),
     });

@@ -1,5 +1,11 @@
 import { parseArgs } from 'node:util';
 
+/**
+ * Small helpers shared by fedsynth's command-line tools: strict flag parsing, help text built from
+ * the flag table, validated numbers and choices whose errors name the flag, and one exit-code rule
+ * (0 ok, 1 failure with a clear message, 2 bad usage followed by the help text).
+ */
+
 /** A flag of a command-line tool. */
 export interface FlagSpec {
   type: 'string' | 'boolean';
@@ -8,9 +14,10 @@ export interface FlagSpec {
   valueName?: string;
 }
 
-/** Bad command-line input: printed with the usage, exit code 2. */
+/** Thrown for bad command-line input; the tool prints it with its usage and exits 2. */
 export class UsageError extends Error {}
 
+/** Usage text of a tool from its flags. */
 export function usage(
   name: string,
   synopsis: string,
@@ -24,7 +31,8 @@ export function usage(
   return `Usage: ${name} ${synopsis}\n\n${description}\n\nFlags:\n${[...lines, `  ${'--help'.padEnd(28)} show this help`].join('\n')}\n`;
 }
 
-export function parseFlags(argv: string[], flags: Record<string, FlagSpec>) {
+/** Parses flags strictly; unknown flags and missing values become UsageErrors naming the flag. */
+export function parseFlags(argv: string[], flags: Record<string, FlagSpec>, allowPositionals = false) {
   try {
     return parseArgs({
       args: argv,
@@ -33,20 +41,20 @@ export function parseFlags(argv: string[], flags: Record<string, FlagSpec>) {
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
-      allowPositionals: false,
-    }).values as Record<string, string | boolean | undefined>;
+      allowPositionals,
+    }) as { values: Record<string, string | boolean | undefined>; positionals: string[] };
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
 }
 
-/** A number flag (integer when `integer`), within [min, max], or its default. */
-export function num(
+/** A number flag within [min, max] (an integer unless `integer` is false), or its default. */
+export function numFlag(
   values: Record<string, unknown>,
   name: string,
   min: number,
   max: number,
-  fallback: number | undefined,
+  fallback?: number,
   integer = true,
 ): number {
   const raw = values[name];
@@ -63,6 +71,7 @@ export function num(
   return n;
 }
 
+/** A flag that must be one of `choices`, or its default. */
 export function oneOf<T extends string>(
   values: Record<string, unknown>,
   name: string,
@@ -76,6 +85,7 @@ export function oneOf<T extends string>(
   return raw as T;
 }
 
+/** Runs a CLI body, mapping usage errors to exit 2 and other errors to exit 1 with a clear message. */
 export async function runCli(name: string, help: string, body: () => Promise<number>): Promise<void> {
   try {
     process.exitCode = await body();
