@@ -1,1 +1,7 @@
-export {};
+/**
+ * @fedsynth/protocol — every message between the coordinator and the site agents (zod schemas,
+ * typed), the protocol version, and chunked, acknowledged, resumable, sha256-verified transfer of
+ * large binaries.
+ */
+export { type Chunk, ChunkReceiver, ChunkSender, MAX_CHUNK_BYTES, sha256Hex, TransferError } from './chunked';
+export * from './schemas';

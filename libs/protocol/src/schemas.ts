@@ -1,0 +1,187 @@
+import { z } from 'zod';
+
+/** Version of the coordinator <-> agent protocol; a peer speaking another version is refused. */
+export const PROTOCOL_VERSION = 1;
+
+const bytes = (len?: number, max = 1024 * 1024 + 64) =>
+  z.custom<Uint8Array>(
+    (v) => v instanceof Uint8Array && (len === undefined ? v.length <= max : v.length === len),
+    {
+      message:
+        len === undefined
+          ? `expected binary data of at most ${max} bytes`
+          : `expected exactly ${len} bytes of binary data`,
+    },
+  );
+const hex64 = z.string().regex(/^[0-9a-f]{64}$/, 'expected a lower-case hex sha256');
+const id = z.string().min(1).max(200);
+const index = z
+  .number()
+  .int()
+  .min(1)
+  .max(2 ** 31 - 1);
+const finite = z.number().refine(Number.isFinite, 'expected a finite number');
+
+/** Coordinator -> agent, first message on a connection: prove possession of your key by signing this. */
+export const authChallenge = z.object({
+  protocolVersion: z.number().int(),
+  nonce: bytes(32),
+  serverTime: z.string(),
+});
+/** Agent -> coordinator: the signature over the challenge. */
+export const authResponse = z.object({
+  protocolVersion: z.number().int(),
+  publicKey: bytes(32),
+  nonce: bytes(32),
+  signature: bytes(64),
+  agentVersion: z.string().max(50),
+});
+/** Coordinator -> agent: who the coordinator knows you as. */
+export const authResult = z.object({ siteId: id, siteName: z.string(), federationId: id.nullable() });
+
+/** Agent -> coordinator after login: what the site can do right now. */
+export const agentHello = z.object({
+  backend: z.string().max(50),
+  device: z.string().max(200),
+  sampleCount: z.number().int().min(0),
+  accepting: z.boolean(),
+  reason: z.string().max(200).optional(),
+});
+
+const participant = z.object({ index, siteId: id, identityKey: bytes(32) });
+/** The secure-aggregation parameters of a round (libs/secure-agg RoundConfig, on the wire). */
+export const secAggConfig = z.object({
+  roundId: id,
+  modelHash: hex64,
+  participants: z.array(participant).min(3).max(10_000),
+  threshold: z.number().int().min(2),
+  graph: z.discriminatedUnion('kind', [
+    z.object({ kind: z.literal('complete') }),
+    z.object({ kind: z.literal('harary'), neighbours: z.number().int().min(2), seed: bytes(32) }),
+  ]),
+  vectorLength: z.number().int().min(1),
+  quantization: z.object({
+    clip: finite.refine((x) => x > 0),
+    levels: z.number().int().min(2),
+    maxWeight: finite.refine((x) => x > 0),
+  }),
+});
+
+/** What a site does in a round. */
+export const trainingPlan = z.object({
+  localSteps: z.number().int().min(1).max(1_000_000),
+  batchSize: z.number().int().min(1).max(1024),
+  lr: finite.refine((x) => x > 0 && x < 1),
+  size: z.number().int().min(8).max(1024),
+  prediction: z.enum(['epsilon', 'v', 'sample']),
+  schedule: z.enum(['cosine', 'linear', 'scaled-linear']),
+  fedProxMu: finite.refine((x) => x >= 0),
+  dp: z.object({
+    clip: finite.refine((x) => x > 0),
+    noiseMultiplier: finite.refine((x) => x >= 0),
+    delta: finite.refine((x) => x > 0 && x < 1),
+  }),
+});
+
+/** Coordinator -> agents: a round begins. Deadlines are absolute ISO times per stage. */
+export const roundStart = z.object({
+  federationId: id,
+  roundNumber: z.number().int().min(0),
+  secAgg: secAggConfig,
+  modelBytes: z.number().int().min(0),
+  plan: trainingPlan,
+  deadlines: z.record(z.string(), z.string()),
+});
+
+/** Agent -> coordinator: taking part, or declining with a reason. */
+export const roundReply = z.object({
+  roundId: id,
+  accept: z.boolean(),
+  reason: z.string().max(300).optional(),
+});
+
+/** Agent -> coordinator: fetch (part of) a blob by sha256, from an offset (resumable). */
+export const blobRequest = z.object({ sha256: hex64, offset: z.number().int().min(0) });
+/** One chunk of a transfer (blob download or masked-vector upload). */
+export const chunk = z.object({
+  transferId: id,
+  offset: z.number().int().min(0),
+  total: z.number().int().min(0),
+  data: bytes(),
+});
+
+/** Agent -> coordinator: training finished (aggregate figures only). */
+export const trainReport = z.object({
+  roundId: id,
+  loss: finite,
+  steps: z.number().int().min(0),
+  epsilon: finite.nullable(),
+});
+/** Agent -> coordinator: the new global model scored on the site's validation split. */
+export const evalReport = z.object({
+  roundId: id,
+  modelHash: hex64,
+  mae: finite,
+  psnr: finite,
+  ssim: finite,
+  count: z.number().int().min(0),
+});
+
+/** Either side: a refusal or failure the other side should know about. */
+export const protocolError = z.object({
+  code: z.string().max(60),
+  message: z.string().max(2000),
+  ref: z.string().max(200).optional(),
+});
+
+/** Every message with its schema, by socket.io event name. */
+export const MESSAGES = {
+  'auth.challenge': authChallenge,
+  'auth.response': authResponse,
+  'auth.ok': authResult,
+  'agent.hello': agentHello,
+  'round.start': roundStart,
+  'round.reply': roundReply,
+  'blob.request': blobRequest,
+  'blob.chunk': chunk,
+  'secagg.masked-chunk': chunk,
+  'round.train-report': trainReport,
+  'round.eval-report': evalReport,
+  'protocol.error': protocolError,
+} as const;
+
+export type MessageName = keyof typeof MESSAGES;
+export type Message<N extends MessageName> = z.infer<(typeof MESSAGES)[N]>;
+
+/** A message that failed validation; the text names the event and every bad field. */
+export class ProtocolError extends Error {
+  constructor(
+    readonly code: 'UNKNOWN_MESSAGE' | 'INVALID_MESSAGE' | 'WRONG_VERSION',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ProtocolError';
+  }
+}
+
+/** Validates an inbound payload against its event's schema; throws a ProtocolError naming the problems. */
+export function parseMessage<N extends MessageName>(name: N, payload: unknown): Message<N> {
+  const schema = MESSAGES[name];
+  if (!schema) throw new ProtocolError('UNKNOWN_MESSAGE', `unknown message "${String(name)}"`);
+  const r = schema.safeParse(payload);
+  if (!r.success) {
+    const problems = r.error.issues.map((i) => `${i.path.join('.') || '(message)'}: ${i.message}`);
+    throw new ProtocolError('INVALID_MESSAGE', `${String(name)}: ${problems.slice(0, 5).join('; ')}`);
+  }
+  return r.data as Message<N>;
+}
+
+/** Refuses a peer that speaks another protocol version, saying which to upgrade. */
+export function checkVersion(theirs: number): void {
+  if (theirs !== PROTOCOL_VERSION) {
+    throw new ProtocolError(
+      'WRONG_VERSION',
+      `protocol version ${theirs} is not supported; this side speaks version ${PROTOCOL_VERSION}: upgrade the ${theirs < PROTOCOL_VERSION ? 'agent' : 'coordinator'}`,
+    );
+  }
+}
