@@ -5,3 +5,4 @@
  */
 export { type Chunk, ChunkReceiver, ChunkSender, MAX_CHUNK_BYTES, sha256Hex, TransferError } from './chunked';
 export * from './schemas';
+export { chunkToUint32, SECAGG_MESSAGES } from './secagg-messages';

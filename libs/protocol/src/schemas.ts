@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { SECAGG_MESSAGES } from './secagg-messages';
 
 /** Version of the coordinator <-> agent protocol; a peer speaking another version is refused. */
 export const PROTOCOL_VERSION = 1;
@@ -148,7 +149,36 @@ export const MESSAGES = {
   'round.train-report': trainReport,
   'round.eval-report': evalReport,
   'protocol.error': protocolError,
+  ...SECAGG_MESSAGES,
 } as const;
+
+/** Events the coordinator sends to agents. */
+export const SERVER_TO_AGENT = [
+  'auth.challenge',
+  'auth.ok',
+  'round.start',
+  'blob.chunk',
+  'secagg.roster',
+  'secagg.inbox',
+  'secagg.survivors',
+  'secagg.consistency-result',
+  'protocol.error',
+] as const;
+/** Events agents send to the coordinator. */
+export const AGENT_TO_SERVER = [
+  'auth.response',
+  'agent.hello',
+  'round.reply',
+  'blob.request',
+  'secagg.advertise',
+  'secagg.shares',
+  'secagg.masked-chunk',
+  'secagg.consistency',
+  'secagg.unmask',
+  'round.train-report',
+  'round.eval-report',
+  'protocol.error',
+] as const;
 
 export type MessageName = keyof typeof MESSAGES;
 export type Message<N extends MessageName> = z.infer<(typeof MESSAGES)[N]>;
@@ -185,3 +215,13 @@ export function checkVersion(theirs: number): void {
     );
   }
 }
+
+type Handler<N extends MessageName> = (
+  message: Message<N>,
+  ack?: (reply: { ok: true; offset?: number } | { ok: false; code: string; message: string }) => void,
+) => void;
+
+/** socket.io event map of what the coordinator emits (use as `Socket<AgentToServerEvents, ServerToAgentEvents>`). */
+export type ServerToAgentEvents = { [N in (typeof SERVER_TO_AGENT)[number]]: Handler<N> };
+/** socket.io event map of what an agent emits. */
+export type AgentToServerEvents = { [N in (typeof AGENT_TO_SERVER)[number]]: Handler<N> };
