@@ -1,0 +1,125 @@
+import {
+  Column,
+  CreateDateColumn,
+  Entity,
+  Index,
+  PrimaryColumn,
+  PrimaryGeneratedColumn,
+  UpdateDateColumn,
+} from 'typeorm';
+
+/** Lifecycle of a federation's training. */
+export type FederationStatus = 'created' | 'running' | 'paused' | 'stopped';
+
+@Entity({ name: 'federations' })
+export class FederationEntity {
+  @PrimaryGeneratedColumn('uuid') id!: string;
+  @Column({ type: 'text', unique: true }) name!: string;
+  /** Source and target modality, e.g. { source: 'mr', target: 'ct' }. */
+  @Column({ type: 'jsonb' }) task!: { source: string; target: string };
+  @Column({ name: 'model_config', type: 'jsonb' }) modelConfig!: Record<string, unknown>;
+  @Column({ type: 'jsonb' }) plan!: Record<string, unknown>;
+  @Column({ name: 'server_optimizer', type: 'jsonb' }) serverOptimizer!: Record<string, unknown>;
+  @Column({ type: 'jsonb' }) secagg!: Record<string, unknown>;
+  @Column({ type: 'jsonb' }) dp!: Record<string, unknown>;
+  @Column({ type: 'text', default: 'created' }) status!: FederationStatus;
+  @Column({ name: 'current_checkpoint', type: 'text', nullable: true }) currentCheckpoint!: string | null;
+  @CreateDateColumn({ name: 'created_at', type: 'timestamptz' }) createdAt!: Date;
+  @UpdateDateColumn({ name: 'updated_at', type: 'timestamptz' }) updatedAt!: Date;
+}
+
+export type SiteStatus = 'pending' | 'approved' | 'revoked';
+
+@Entity({ name: 'sites' })
+@Index('sites_federation_name', ['federationId', 'name'], { unique: true })
+export class SiteEntity {
+  @PrimaryGeneratedColumn('uuid') id!: string;
+  @Column({ name: 'federation_id', type: 'uuid' }) federationId!: string;
+  @Column({ type: 'text' }) name!: string;
+  /** Ed25519 identity public key (32 bytes). */
+  @Column({ name: 'public_key', type: 'bytea', unique: true }) publicKey!: Buffer;
+  @Column({ type: 'text', default: 'pending' }) status!: SiteStatus;
+  @Column({ name: 'last_seen_at', type: 'timestamptz', nullable: true }) lastSeenAt!: Date | null;
+  @Column({ type: 'text', nullable: true }) backend!: string | null;
+  @Column({ type: 'text', nullable: true }) device!: string | null;
+  @Column({ name: 'sample_count', type: 'integer', default: 0 }) sampleCount!: number;
+  @CreateDateColumn({ name: 'created_at', type: 'timestamptz' }) createdAt!: Date;
+}
+
+@Entity({ name: 'enrollment_tokens' })
+export class EnrollmentTokenEntity {
+  @PrimaryGeneratedColumn('uuid') id!: string;
+  @Column({ name: 'federation_id', type: 'uuid' }) federationId!: string;
+  /** sha256 of the token: the token itself is shown once and never stored. */
+  @Column({ name: 'token_hash', type: 'bytea', unique: true }) tokenHash!: Buffer;
+  @Column({ name: 'site_name', type: 'text' }) siteName!: string;
+  @Column({ name: 'expires_at', type: 'timestamptz' }) expiresAt!: Date;
+  @Column({ name: 'used_at', type: 'timestamptz', nullable: true }) usedAt!: Date | null;
+  @CreateDateColumn({ name: 'created_at', type: 'timestamptz' }) createdAt!: Date;
+}
+
+@Entity({ name: 'rounds' })
+@Index('rounds_federation_number', ['federationId', 'number'], { unique: true })
+export class RoundEntity {
+  @PrimaryGeneratedColumn('uuid') id!: string;
+  @Column({ name: 'federation_id', type: 'uuid' }) federationId!: string;
+  @Column({ type: 'integer' }) number!: number;
+  /** selecting, advertise-keys, share-keys, masked-input, consistency-check, unmask, evaluating, completed, failed, aborted. */
+  @Column({ type: 'text' }) stage!: string;
+  /** ISO time each stage began, by stage. */
+  @Column({ name: 'stage_times', type: 'jsonb', default: () => "'{}'" }) stageTimes!: Record<string, string>;
+  @Column({ type: 'jsonb', default: () => "'[]'" }) participants!: { index: number; siteId: string }[];
+  @Column({ type: 'jsonb', default: () => "'[]'" }) dropouts!: { siteId: string; stage: string }[];
+  @Column({ name: 'bytes_in', type: 'bigint', default: 0 }) bytesIn!: string;
+  @Column({ name: 'bytes_out', type: 'bigint', default: 0 }) bytesOut!: string;
+  @Column({ name: 'checkpoint_in', type: 'text' }) checkpointIn!: string;
+  @Column({ name: 'checkpoint_out', type: 'text', nullable: true }) checkpointOut!: string | null;
+  @Column({ type: 'text', nullable: true }) error!: string | null;
+  @Column({ name: 'started_at', type: 'timestamptz' }) startedAt!: Date;
+  @Column({ name: 'finished_at', type: 'timestamptz', nullable: true }) finishedAt!: Date | null;
+}
+
+@Entity({ name: 'checkpoints' })
+export class CheckpointEntity {
+  /** Content address: hex sha256 of the safetensors bytes (the blob lives on disk under this name). */
+  @PrimaryColumn({ type: 'text' }) sha256!: string;
+  @Column({ type: 'bigint' }) size!: string;
+  @Column({ name: 'federation_id', type: 'uuid', nullable: true }) federationId!: string | null;
+  @Column({ name: 'round_number', type: 'integer', nullable: true }) roundNumber!: number | null;
+  @CreateDateColumn({ name: 'created_at', type: 'timestamptz' }) createdAt!: Date;
+}
+
+@Entity({ name: 'metrics' })
+@Index('metrics_federation_round', ['federationId', 'roundNumber'])
+export class MetricEntity {
+  @PrimaryGeneratedColumn('increment', { type: 'bigint' }) id!: string;
+  @Column({ name: 'federation_id', type: 'uuid' }) federationId!: string;
+  @Column({ name: 'round_number', type: 'integer' }) roundNumber!: number;
+  /** null for the federation-wide (weighted) figure. */
+  @Column({ name: 'site_id', type: 'uuid', nullable: true }) siteId!: string | null;
+  @Column({ type: 'text' }) name!: string;
+  @Column({ type: 'double precision' }) value!: number;
+  @Column({ type: 'integer', default: 0 }) count!: number;
+}
+
+export type ApiRole = 'admin' | 'researcher';
+
+@Entity({ name: 'api_tokens' })
+export class ApiTokenEntity {
+  @PrimaryGeneratedColumn('uuid') id!: string;
+  @Column({ name: 'token_hash', type: 'bytea', unique: true }) tokenHash!: Buffer;
+  @Column({ type: 'text' }) role!: ApiRole;
+  @Column({ type: 'text', default: '' }) label!: string;
+  @CreateDateColumn({ name: 'created_at', type: 'timestamptz' }) createdAt!: Date;
+  @Column({ name: 'revoked_at', type: 'timestamptz', nullable: true }) revokedAt!: Date | null;
+}
+
+export const ENTITIES = [
+  FederationEntity,
+  SiteEntity,
+  EnrollmentTokenEntity,
+  RoundEntity,
+  CheckpointEntity,
+  MetricEntity,
+  ApiTokenEntity,
+];
