@@ -1,0 +1,46 @@
+import 'reflect-metadata';
+import { type DynamicModule, type INestApplication, Module } from '@nestjs/common';
+import { APP_FILTER, APP_GUARD, NestFactory } from '@nestjs/core';
+import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import { RolesGuard } from './auth';
+import { CoordinatorContext } from './context';
+import { FederationsController, HealthController, SitesController, TokensController } from './controllers';
+import { HttpErrorFilter } from './error-filter';
+
+@Module({})
+class CoordinatorModule {
+  static forRoot(ctx: CoordinatorContext): DynamicModule {
+    return {
+      module: CoordinatorModule,
+      controllers: [HealthController, TokensController, FederationsController, SitesController],
+      providers: [
+        { provide: CoordinatorContext, useValue: ctx },
+        { provide: APP_GUARD, useClass: RolesGuard },
+        { provide: APP_FILTER, useClass: HttpErrorFilter },
+      ],
+    };
+  }
+}
+
+/** Builds the HTTP application (REST API, OpenAPI at /api/docs, /health, /metrics). */
+export async function createHttpApp(
+  ctx: CoordinatorContext,
+  opts: { https?: { key: Buffer; cert: Buffer } } = {},
+): Promise<INestApplication> {
+  const app = await NestFactory.create(CoordinatorModule.forRoot(ctx), {
+    logger: ['error', 'warn'],
+    httpsOptions: opts.https,
+  });
+  const doc = new DocumentBuilder()
+    .setTitle('fedsynth coordinator')
+    .setDescription(
+      'Federations, sites, enrollment, rounds and metrics. Admin and researcher API tokens: Authorization: Bearer fsk_...',
+    )
+    .setVersion(ctx.version)
+    .addBearerAuth()
+    .build();
+  SwaggerModule.setup('api/docs', app, SwaggerModule.createDocument(app, doc), {
+    jsonDocumentUrl: 'api/docs/openapi.json',
+  });
+  return app;
+}

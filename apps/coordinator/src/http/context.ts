@@ -1,0 +1,40 @@
+import { ApiTokenService } from '../auth/api-tokens';
+import type { Database } from '../db/database';
+import { ApiTokenEntity, FederationEntity, MetricEntity, RoundEntity } from '../db/entities';
+import { FederationService } from '../federations/federation-service';
+import { EnrollmentService } from '../sites/enrollment-service';
+
+/** Everything the HTTP layer needs, built once per process from the open database. */
+export class CoordinatorContext {
+  readonly tokens: ApiTokenService;
+  readonly federations: FederationService;
+  readonly enrollment: EnrollmentService;
+  readonly startedAt = new Date();
+
+  constructor(
+    readonly db: Database,
+    readonly version: string,
+  ) {
+    this.tokens = new ApiTokenService(db.dataSource.getRepository(ApiTokenEntity));
+    this.federations = new FederationService(db.dataSource.getRepository(FederationEntity));
+    this.enrollment = new EnrollmentService(db.dataSource);
+  }
+
+  rounds(federationId: string): Promise<RoundEntity[]> {
+    return this.db.dataSource
+      .getRepository(RoundEntity)
+      .find({ where: { federationId }, order: { number: 'ASC' } });
+  }
+
+  metrics(federationId: string, perSite: boolean): Promise<MetricEntity[]> {
+    const repo = this.db.dataSource.getRepository(MetricEntity);
+    return perSite
+      ? repo.find({ where: { federationId }, order: { roundNumber: 'ASC', name: 'ASC' } })
+      : repo
+          .createQueryBuilder('m')
+          .where('m.federation_id = :federationId AND m.site_id IS NULL', { federationId })
+          .orderBy('m.round_number', 'ASC')
+          .addOrderBy('m.name', 'ASC')
+          .getMany();
+  }
+}

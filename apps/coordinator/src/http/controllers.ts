@@ -1,0 +1,202 @@
+import { Body, Controller, Get, Header, Inject, Param, Post, Query, Res } from '@nestjs/common';
+import { ApiBearerAuth, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { z } from 'zod';
+import type { ApiRole, MetricEntity } from '../db/entities';
+import { CoordinatorError, ErrorCode } from '../errors/coordinator-error';
+import type { FederationAction } from '../federations/federation-service';
+import { Roles } from './auth';
+import { CoordinatorContext } from './context';
+import { promText } from './prometheus';
+
+const b64 = z.string().transform((s, c) => {
+  const buf = Buffer.from(s, 'base64');
+  if (buf.length === 0) c.addIssue({ code: 'custom', message: 'expected base64' });
+  return new Uint8Array(buf);
+});
+
+const createFederation = z
+  .object({
+    name: z.string(),
+    task: z.object({ source: z.string().min(1), target: z.string().min(1) }).optional(),
+    modelConfig: z.record(z.string(), z.unknown()).optional(),
+    plan: z.record(z.string(), z.unknown()).optional(),
+    serverOptimizer: z.record(z.string(), z.unknown()).optional(),
+    secagg: z.record(z.string(), z.unknown()).optional(),
+    dp: z.record(z.string(), z.unknown()).optional(),
+  })
+  .strict();
+
+@ApiTags('health')
+@Controller()
+export class HealthController {
+  constructor(@Inject(CoordinatorContext) private readonly ctx: CoordinatorContext) {}
+
+  @Get('health')
+  @ApiOperation({ summary: 'Liveness and database reachability' })
+  async health() {
+    await this.ctx.db.dataSource.query('SELECT 1');
+    return {
+      status: 'ok',
+      version: this.ctx.version,
+      database: this.ctx.db.kind,
+      uptimeS: Math.round((Date.now() - this.ctx.startedAt.getTime()) / 1000),
+    };
+  }
+
+  @Get('metrics')
+  @Header('Content-Type', 'text/plain; version=0.0.4')
+  @ApiOperation({ summary: 'Prometheus metrics' })
+  async metrics() {
+    return promText(this.ctx);
+  }
+}
+
+@ApiTags('tokens')
+@ApiBearerAuth()
+@Controller('api/tokens')
+export class TokensController {
+  constructor(@Inject(CoordinatorContext) private readonly ctx: CoordinatorContext) {}
+
+  @Post()
+  @Roles('admin')
+  @ApiOperation({ summary: 'Create an API token (shown once)' })
+  create(@Body() body: unknown) {
+    const { role, label } = z
+      .object({ role: z.enum(['admin', 'researcher']), label: z.string().max(100).default('') })
+      .strict()
+      .parse(body);
+    return this.ctx.tokens.create(role as ApiRole, label);
+  }
+}
+
+@ApiTags('federations')
+@ApiBearerAuth()
+@Controller('api/federations')
+export class FederationsController {
+  constructor(@Inject(CoordinatorContext) private readonly ctx: CoordinatorContext) {}
+
+  @Post()
+  @Roles('admin')
+  @ApiOperation({ summary: 'Create a federation (unset options take defaults)' })
+  create(@Body() body: unknown) {
+    return this.ctx.federations.create(createFederation.parse(body));
+  }
+
+  @Get()
+  @Roles('researcher')
+  @ApiOperation({ summary: 'List federations' })
+  list() {
+    return this.ctx.federations.list();
+  }
+
+  @Get(':id')
+  @Roles('researcher')
+  get(@Param('id') id: string) {
+    return this.ctx.federations.get(id);
+  }
+
+  @Post(':id/enrollment-tokens')
+  @Roles('admin')
+  @ApiOperation({ summary: 'A one-time enrollment token for a named site (shown once)' })
+  async enrollmentToken(@Param('id') id: string, @Body() body: unknown) {
+    const { siteName, ttlHours } = z
+      .object({ siteName: z.string(), ttlHours: z.number().positive().max(8760).default(72) })
+      .strict()
+      .parse(body);
+    const fed = await this.ctx.federations.get(id);
+    return this.ctx.enrollment.createToken(fed.id, siteName, ttlHours);
+  }
+
+  @Get(':id/sites')
+  @Roles('admin')
+  async sites(@Param('id') id: string) {
+    const fed = await this.ctx.federations.get(id);
+    return (await this.ctx.enrollment.list(fed.id)).map((s) => ({
+      ...s,
+      publicKey: Buffer.from(s.publicKey).toString('base64'),
+    }));
+  }
+
+  @Get(':id/rounds')
+  @Roles('researcher')
+  async rounds(@Param('id') id: string) {
+    return this.ctx.rounds((await this.ctx.federations.get(id)).id);
+  }
+
+  @Get(':id/metrics')
+  @Roles('researcher')
+  @ApiOperation({
+    summary: 'Metrics per round: global for researchers, per site for admins (?perSite=1); ?format=csv',
+  })
+  async metrics(
+    @Param('id') id: string,
+    @Query('format') format: string | undefined,
+    @Query('perSite') perSite: string | undefined,
+    @Res({ passthrough: true }) res: { setHeader(k: string, v: string): void },
+  ) {
+    const fed = await this.ctx.federations.get(id);
+    const rows: MetricEntity[] = await this.ctx.metrics(fed.id, perSite === '1' || perSite === 'true');
+    if (format === 'csv') {
+      res.setHeader('Content-Type', 'text/csv');
+      return [
+        'round,site,name,value,count',
+        ...rows.map((m) => `${m.roundNumber},${m.siteId ?? 'global'},${m.name},${m.value},${m.count}`),
+      ].join('\n');
+    }
+    return rows.map((m) => ({
+      round: m.roundNumber,
+      site: m.siteId,
+      name: m.name,
+      value: m.value,
+      count: m.count,
+    }));
+  }
+
+  // Registered last: the generic action route must not capture the named routes above.
+  @Post(':id/:action')
+  @Roles('admin')
+  @ApiOperation({ summary: 'start, pause, resume or stop' })
+  act(@Param('id') id: string, @Param('action') action: string) {
+    if (!['start', 'pause', 'resume', 'stop'].includes(action))
+      throw new CoordinatorError(
+        ErrorCode.NOT_FOUND,
+        `no action "${action}": use start, pause, resume or stop`,
+      );
+    return this.ctx.federations.transition(id, action as FederationAction);
+  }
+}
+
+@ApiTags('sites')
+@Controller('api')
+export class SitesController {
+  constructor(@Inject(CoordinatorContext) private readonly ctx: CoordinatorContext) {}
+
+  @Post('enroll')
+  @ApiOperation({ summary: 'A site enrolls its Ed25519 key with a one-time token (no API token needed)' })
+  async enroll(@Body() body: unknown) {
+    const { token, publicKey, signature } = z
+      .object({ token: z.string().min(1).max(200), publicKey: b64, signature: b64 })
+      .strict()
+      .parse(body);
+    const site = await this.ctx.enrollment.enroll({ token, publicKey, signature });
+    return { siteId: site.id, name: site.name, federationId: site.federationId, status: site.status };
+  }
+
+  @Post('sites/:id/approve')
+  @Roles('admin')
+  @ApiBearerAuth()
+  approve(@Param('id') id: string) {
+    return this.ctx.enrollment
+      .setStatus(id, 'approved')
+      .then((s) => ({ id: s.id, name: s.name, status: s.status }));
+  }
+
+  @Post('sites/:id/revoke')
+  @Roles('admin')
+  @ApiBearerAuth()
+  revoke(@Param('id') id: string) {
+    return this.ctx.enrollment
+      .setStatus(id, 'revoked')
+      .then((s) => ({ id: s.id, name: s.name, status: s.status }));
+  }
+}
