@@ -1,0 +1,236 @@
+import { readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { type FlagSpec, numFlag, parseFlags, runCli, UsageError, usage } from '@fedsynth/imaging';
+import { type Database, DatabaseError, openDatabase } from './db/database';
+import { createHttpApp } from './http/app';
+import { CoordinatorContext } from './http/context';
+
+const VERSION = (
+  JSON.parse(readFileSync(join(__dirname, '..', 'package.json'), 'utf8')) as { version: string }
+).version;
+
+const DB_FLAGS: Record<string, FlagSpec> = {
+  'data-dir': {
+    type: 'string',
+    valueName: 'dir',
+    description: 'data directory (embedded database, checkpoints; $FEDSYNTH_DATA_DIR)',
+    default: '~/.fedsynth-coordinator',
+  },
+  'database-url': {
+    type: 'string',
+    valueName: 'url',
+    description: 'PostgreSQL URL ($DATABASE_URL); the embedded database when absent',
+  },
+};
+const SERVE_FLAGS: Record<string, FlagSpec> = {
+  ...DB_FLAGS,
+  port: { type: 'string', valueName: 'n', description: 'HTTP(S) port ($PORT)', default: '8080' },
+  host: { type: 'string', valueName: 'addr', description: 'address to listen on', default: '127.0.0.1' },
+  'tls-cert': {
+    type: 'string',
+    valueName: 'file',
+    description: 'TLS certificate (PEM); serve HTTPS with --tls-key',
+  },
+  'tls-key': { type: 'string', valueName: 'file', description: 'TLS private key (PEM)' },
+};
+const TOKEN_FLAGS: Record<string, FlagSpec> = {
+  ...DB_FLAGS,
+  role: { type: 'string', valueName: 'admin|researcher', description: 'role of the new token' },
+  label: { type: 'string', valueName: 'text', description: 'a note to recognise the token by' },
+};
+const REMOTE_FLAGS: Record<string, FlagSpec> = {
+  url: {
+    type: 'string',
+    valueName: 'url',
+    description: 'coordinator address ($FEDSYNTH_URL)',
+    default: 'http://127.0.0.1:8080',
+  },
+  token: { type: 'string', valueName: 'token', description: 'admin API token ($FEDSYNTH_TOKEN)' },
+  plan: { type: 'string', valueName: 'json', description: 'training plan overrides as JSON (create)' },
+};
+
+const COMMANDS = {
+  serve: [
+    'serve [flags]',
+    'Starts the coordinator: REST API (OpenAPI at /api/docs), /health, /metrics.\nPrints a first admin API token when none exists.',
+    SERVE_FLAGS,
+  ],
+  migrate: ['migrate [flags]', 'Brings the database schema up to date and exits.', DB_FLAGS],
+  token: [
+    'token create --role admin|researcher [flags]',
+    'Creates an API token directly in the database (shown once).',
+    TOKEN_FLAGS,
+  ],
+  federation: [
+    'federation create NAME | start NAME | pause NAME | resume NAME | stop NAME | status [NAME] [flags]',
+    'Manages federations through the REST API of a running coordinator.',
+    REMOTE_FLAGS,
+  ],
+} as const;
+
+const TOP = `fedsynth-coordinator ${VERSION}
+
+Usage: fedsynth-coordinator <command> [flags]
+
+Commands:
+${Object.entries(COMMANDS)
+  .map(
+    ([k, [syn, desc]]) =>
+      `  ${k.padEnd(12)}${desc.split('\n')[0]}\n  ${' '.repeat(12)}fedsynth-coordinator ${syn}`,
+  )
+  .join('\n')}
+
+Run 'fedsynth-coordinator <command> --help' for its flags.
+`;
+
+function dataDir(v: Record<string, unknown>): string {
+  const raw = String(
+    v['data-dir'] ?? process.env.FEDSYNTH_DATA_DIR ?? join(homedir(), '.fedsynth-coordinator'),
+  );
+  return resolve(raw.startsWith('~/') ? join(homedir(), raw.slice(2)) : raw);
+}
+
+async function open(v: Record<string, unknown>): Promise<Database> {
+  const databaseUrl = (v['database-url'] as string | undefined) ?? process.env.DATABASE_URL;
+  try {
+    return await openDatabase({ databaseUrl, dataDir: dataDir(v) });
+  } catch (err) {
+    if (err instanceof DatabaseError && err.code === 'LOCKED') {
+      throw new Error(
+        `${err.message}\n(while the coordinator runs, use its REST API, e.g. POST /api/tokens with an admin token)`,
+      );
+    }
+    throw err;
+  }
+}
+
+async function serve(v: Record<string, string | boolean | undefined>): Promise<number> {
+  const port = numFlag(v, 'port', 0, 65535, Number(process.env.PORT ?? 8080));
+  const host = String(v.host ?? '127.0.0.1');
+  if (!!v['tls-cert'] !== !!v['tls-key']) throw new UsageError('--tls-cert and --tls-key go together');
+  const https = v['tls-cert']
+    ? { cert: readFileSync(String(v['tls-cert'])), key: readFileSync(String(v['tls-key'])) }
+    : undefined;
+  const db = await open(v);
+  const ctx = new CoordinatorContext(db, VERSION);
+  if (!(await ctx.tokens.hasAdmin())) {
+    const { token } = await ctx.tokens.create('admin', 'first admin (printed by serve)');
+    process.stdout.write(`first admin API token (shown once, keep it safe):\n  ${token}\n`);
+  }
+  const app = await createHttpApp(ctx, { https });
+  await app.listen(port, host);
+  const addr = app.getHttpServer().address() as { port: number };
+  const url = `${https ? 'https' : 'http'}://${host}:${addr.port}`;
+  process.stdout.write(
+    `fedsynth coordinator ${VERSION} listening on ${url} (database: ${db.kind} ${db.location}); API docs at ${url}/api/docs\n`,
+  );
+  const stop = async () => {
+    await app.close();
+    await db.close();
+    process.exit(0);
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  return new Promise<number>(() => undefined);
+}
+
+async function remote(v: Record<string, string | boolean | undefined>, args: string[]): Promise<number> {
+  const [sub, name] = args;
+  const url = String(v.url ?? process.env.FEDSYNTH_URL ?? 'http://127.0.0.1:8080').replace(/\/$/, '');
+  const token = (v.token as string | undefined) ?? process.env.FEDSYNTH_TOKEN;
+  if (!token) throw new UsageError('--token (or $FEDSYNTH_TOKEN) is required');
+  const call = async (method: string, path: string, body?: unknown) => {
+    let res: Response;
+    try {
+      res = await fetch(`${url}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: body ? JSON.stringify(body) : undefined,
+      });
+    } catch (err) {
+      throw new Error(
+        `cannot reach the coordinator at ${url}: ${(err as Error).cause ?? (err as Error).message}`,
+      );
+    }
+    const json = (await res.json()) as { code?: string; message?: string };
+    if (!res.ok) throw new Error(`${json.code ?? res.status}: ${json.message ?? res.statusText}`);
+    return json;
+  };
+  let out: unknown;
+  if (sub === 'create') {
+    if (!name) throw new UsageError('federation create needs a NAME');
+    let plan: unknown;
+    if (v.plan) {
+      try {
+        plan = JSON.parse(String(v.plan));
+      } catch {
+        throw new UsageError('--plan must be JSON');
+      }
+    }
+    out = await call('POST', '/api/federations', { name, ...(plan ? { plan } : {}) });
+  } else if (sub === 'start' || sub === 'pause' || sub === 'resume' || sub === 'stop') {
+    if (!name) throw new UsageError(`federation ${sub} needs a NAME`);
+    out = await call('POST', `/api/federations/${encodeURIComponent(name)}/${sub}`);
+  } else if (sub === 'status') {
+    out = name
+      ? await call('GET', `/api/federations/${encodeURIComponent(name)}`)
+      : await call('GET', '/api/federations');
+  } else {
+    throw new UsageError(
+      sub
+        ? `unknown federation command "${sub}"`
+        : 'federation needs a command: create, start, pause, resume, stop or status',
+    );
+  }
+  process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+  return 0;
+}
+
+/** Entry point of `fedsynth-coordinator`. */
+export async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  const spec = COMMANDS[command as keyof typeof COMMANDS];
+  if (!spec) {
+    if (command && command !== '--help' && command !== '-h' && command !== 'help')
+      process.stderr.write(`fedsynth-coordinator: unknown command "${command}"\n\n`);
+    process.stdout.write(TOP);
+    process.exitCode = command && !['--help', '-h', 'help'].includes(command) ? 2 : 0;
+    return;
+  }
+  const [synopsis, description, flags] = spec;
+  const help = usage(`fedsynth-coordinator`, synopsis, description, flags);
+  await runCli(`fedsynth-coordinator ${command}`, help, async () => {
+    const { values, positionals } = parseFlags(rest, flags, true);
+    if (values.help) {
+      process.stdout.write(help);
+      return 0;
+    }
+    switch (command) {
+      case 'serve':
+        return serve(values);
+      case 'migrate': {
+        const db = await open(values);
+        process.stdout.write(`schema up to date (${db.kind} ${db.location})\n`);
+        await db.close();
+        return 0;
+      }
+      case 'token': {
+        if (positionals[0] !== 'create') throw new UsageError('use: token create --role admin|researcher');
+        const role = values.role;
+        if (role !== 'admin' && role !== 'researcher')
+          throw new UsageError('--role must be admin or researcher');
+        const db = await open(values);
+        try {
+          const t = await new CoordinatorContext(db, VERSION).tokens.create(role, String(values.label ?? ''));
+          process.stdout.write(`${t.token}\n`);
+        } finally {
+          await db.close();
+        }
+        return 0;
+      }
+      default:
+        return remote(values, positionals);
+    }
+  });
+}
