@@ -40,7 +40,7 @@ describe('server optimizers', () => {
           kind === 'fedavg' ? { kind, lr: 0.5 } : { kind, lr: 0.01, beta1: 0.9, beta2: 0.99, tau: 1e-3 };
         ({ weights: x, state } = applyServerStep(x, Float32Array.from(d), cfg, state));
       }
-      x.forEach((v, i) => expect(Math.abs(v - oracle[kind][i])).toBeLessThan(1e-5));
+      for (const [i, v] of x.entries()) expect(Math.abs(v - oracle[kind][i])).toBeLessThan(1e-5);
     }
   });
 
