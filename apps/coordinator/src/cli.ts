@@ -3,6 +3,7 @@ import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type FlagSpec, numFlag, parseFlags, runCli, UsageError, usage } from '@fedsynth/imaging';
 import { type Database, DatabaseError, openDatabase } from './db/database';
+import { AgentGateway } from './gateway/agent-gateway';
 import { createHttpApp } from './http/app';
 import { CoordinatorContext } from './http/context';
 
@@ -119,6 +120,7 @@ async function serve(v: Record<string, string | boolean | undefined>): Promise<n
     process.stdout.write(`first admin API token (shown once, keep it safe):\n  ${token}\n`);
   }
   const app = await createHttpApp(ctx, { https });
+  const gateway = new AgentGateway(app.getHttpServer(), ctx);
   await app.listen(port, host);
   const addr = app.getHttpServer().address() as { port: number };
   const url = `${https ? 'https' : 'http'}://${host}:${addr.port}`;

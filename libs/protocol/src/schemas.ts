@@ -225,3 +225,13 @@ type Handler<N extends MessageName> = (
 export type ServerToAgentEvents = { [N in (typeof SERVER_TO_AGENT)[number]]: Handler<N> };
 /** socket.io event map of what an agent emits. */
 export type AgentToServerEvents = { [N in (typeof AGENT_TO_SERVER)[number]]: Handler<N> };
+
+/** Bytes an agent signs to log in: a domain label, the connection's nonce, its public key. */
+export function authPayload(nonce: Uint8Array, publicKey: Uint8Array): Uint8Array {
+  const label = new TextEncoder().encode('fedsynth/auth/v1\n');
+  const out = new Uint8Array(label.length + nonce.length + publicKey.length);
+  out.set(label, 0);
+  out.set(nonce, label.length);
+  out.set(publicKey, label.length + nonce.length);
+  return out;
+}
