@@ -125,9 +125,10 @@ async function serve(v: Record<string, string | boolean | undefined>): Promise<n
   const addr = app.getHttpServer().address() as { port: number };
   const url = `${https ? 'https' : 'http'}://${host}:${addr.port}`;
   process.stdout.write(
-    `fedsynth coordinator ${VERSION} listening on ${url} (database: ${db.kind} ${db.location}); API docs at ${url}/api/docs\n`,
+    `fedsynth coordinator ${VERSION} listening on ${url} (database: ${db.kind} ${db.location}); API docs at ${url}/api/docs; agents connect to ${url}/agents\n`,
   );
   const stop = async () => {
+    await gateway.close();
     await app.close();
     await db.close();
     process.exit(0);
