@@ -6,3 +6,4 @@
 export { type Chunk, ChunkReceiver, ChunkSender, MAX_CHUNK_BYTES, sha256Hex, TransferError } from './chunked';
 export * from './schemas';
 export { chunkToUint32, SECAGG_MESSAGES } from './secagg-messages';
+export { MAX_ATTACHMENTS, socketParser } from './socket-parser';

@@ -4,9 +4,12 @@ import {
   authPayload,
   checkVersion,
   MAX_CHUNK_BYTES,
+  type Message,
+  type MessageName,
   PROTOCOL_VERSION,
   ProtocolError,
   parseMessage,
+  socketParser,
 } from '@fedsynth/protocol';
 import { type Namespace, Server, type Socket } from 'socket.io';
 import { SiteEntity } from '../db/entities';
@@ -47,6 +50,24 @@ export class AgentGateway {
   readonly io: Server;
   readonly ns: Namespace;
   readonly sessions = new Map<string, AgentSession>();
+  private readonly handlers = new Map<
+    string,
+    (session: AgentSession, message: unknown) => void | Promise<void>
+  >();
+  private readonly disconnectHandlers: ((session: AgentSession) => void)[] = [];
+
+  /** Registers the handler of a validated message from a logged-in agent (one per event). */
+  handle<N extends MessageName>(
+    event: N,
+    handler: (session: AgentSession, message: Message<N>) => void | Promise<void>,
+  ): void {
+    this.handlers.set(event, handler as (session: AgentSession, message: unknown) => void);
+  }
+
+  /** Called when a logged-in agent's connection ends. */
+  onDisconnect(handler: (session: AgentSession) => void): void {
+    this.disconnectHandlers.push(handler);
+  }
 
   constructor(
     http: HttpServer,
@@ -57,6 +78,7 @@ export class AgentGateway {
       maxHttpBufferSize: limits.maxMessageBytes,
       serveClient: false,
       transports: ['websocket'],
+      parser: socketParser,
     });
     this.ns = this.io.of('/agents');
     this.ns.on('connection', (socket) => this.onConnection(socket));
@@ -126,6 +148,7 @@ export class AgentGateway {
         this.sessions.set(site.id, session);
         socket.once('disconnect', () => {
           if (this.sessions.get(site.id)?.socket === socket) this.sessions.delete(site.id);
+          for (const h of this.disconnectHandlers) h(session);
         });
         this.attachHandlers(session);
         socket.emit('auth.ok', { siteId: site.id, siteName: site.name, federationId: site.federationId });
@@ -170,8 +193,8 @@ export class AgentGateway {
           return;
         }
         if (event === 'auth.response') return;
-        // Messages of later stages are validated here; their handlers belong to the round engine.
-        parseMessage(event as never, payload);
+        const msg = parseMessage(event as MessageName, payload);
+        await this.handlers.get(event)?.(session, msg);
       } catch (err) {
         const e = err as ProtocolError;
         socket.emit('protocol.error', { code: e.code ?? 'INVALID_MESSAGE', message: e.message, ref: event });

@@ -1,0 +1,235 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { decodeSafetensors, encodeSafetensors, flattenCanonical } from '@fedsynth/diffusion/weights';
+import { authPayload, ChunkReceiver, PROTOCOL_VERSION, socketParser } from '@fedsynth/protocol';
+import { type RoundConfig, SecAggClient } from '@fedsynth/secure-agg';
+import type { INestApplication } from '@nestjs/common';
+import { io, type Socket } from 'socket.io-client';
+import nacl from 'tweetnacl';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CheckpointStore } from '../checkpoints/checkpoint-store';
+import type { Database } from '../db/database';
+import { CheckpointEntity, FederationEntity, RoundEntity, SiteEntity } from '../db/entities';
+import { DATABASES } from '../db/testing';
+import { AgentGateway } from '../gateway/agent-gateway';
+import { createHttpApp } from '../http/app';
+import { CoordinatorContext } from '../http/context';
+import { RoundEngine } from './round-engine';
+
+const D = 3000;
+
+/**
+ * A protocol-level site: logs in, fetches the global checkpoint by hash, runs a real SecAggClient
+ * through every stage with a synthetic delta and weight. `dropAt` makes it disconnect at a stage.
+ */
+function startAgent(
+  url: string,
+  kp: nacl.SignKeyPair,
+  delta: Float32Array,
+  weight: number,
+  dropAt?: string,
+): Promise<Socket> {
+  return new Promise((resolve) => {
+    const socket = io(url, { transports: ['websocket'], reconnection: false, parser: socketParser });
+    let client: SecAggClient | undefined;
+    let blob: ChunkReceiver | undefined;
+    const drop = (stage: string) => {
+      if (dropAt === stage) {
+        socket.disconnect();
+        return true;
+      }
+      return false;
+    };
+    socket.on('auth.challenge', (c: { nonce: Uint8Array }) => {
+      const nonce = new Uint8Array(c.nonce);
+      socket.emit('auth.response', {
+        protocolVersion: PROTOCOL_VERSION,
+        publicKey: kp.publicKey,
+        nonce,
+        signature: nacl.sign.detached(authPayload(nonce, kp.publicKey), kp.secretKey),
+        agentVersion: 'test',
+      });
+    });
+    socket.on('auth.ok', () => resolve(socket));
+    socket.on('round.start', (m: { secAgg: RoundConfig; modelBytes: number }) => {
+      const config: RoundConfig = {
+        ...m.secAgg,
+        participants: m.secAgg.participants.map((p) => ({
+          ...p,
+          identityKey: new Uint8Array(p.identityKey),
+        })),
+      };
+      const me = config.participants.find((p) =>
+        Buffer.from(p.identityKey).equals(Buffer.from(kp.publicKey)),
+      )!;
+      client = new SecAggClient({ config, selfIndex: me.index, identitySecretKey: kp.secretKey });
+      blob = new ChunkReceiver(config.modelHash, m.modelBytes, config.modelHash);
+      socket.emit('blob.request', { sha256: config.modelHash, offset: 0 });
+      if (drop('advertise-keys')) return;
+      socket.emit('secagg.advertise', client.advertiseKeys());
+    });
+    socket.on('blob.chunk', (c: { transferId: string; offset: number; total: number; data: Uint8Array }) => {
+      blob?.accept({ ...c, data: new Uint8Array(c.data) });
+    });
+    socket.on('secagg.roster', (r) => {
+      if (drop('share-keys')) return;
+      socket.emit('secagg.shares', client!.shareKeys(r));
+    });
+    socket.on('secagg.inbox', (inbox) => {
+      if (drop('masked-input')) return;
+      // A real site would train here from the checkpoint it fetched; it must have arrived intact.
+      expect(blob!.result().length).toBeGreaterThan(0);
+      socket.emit('round.train-report', {
+        roundId: client!.config.roundId,
+        loss: 0.25,
+        steps: 10,
+        epsilon: null,
+      });
+      for (const ch of client!.maskedInput(inbox, { values: delta, weight })) {
+        const data = new Uint8Array(ch.data.buffer, ch.data.byteOffset, ch.data.byteLength);
+        socket.emit('secagg.masked-chunk', {
+          transferId: `${client!.config.roundId}/${client!.selfIndex}`,
+          offset: ch.offset * 4,
+          total: (D + 1) * 4,
+          data,
+        });
+      }
+    });
+    socket.on('secagg.survivors', (l) => {
+      if (drop('consistency-check')) return;
+      socket.emit('secagg.consistency', client!.consistencyCheck(l));
+    });
+    socket.on('secagg.consistency-result', (r) => {
+      if (drop('unmask')) return;
+      socket.emit('secagg.unmask', client!.unmask(r));
+    });
+  });
+}
+
+for (const [label, open] of DATABASES) {
+  describe(`secure FedAvg rounds over socket.io on ${label}`, () => {
+    let db: Database;
+    let app: INestApplication;
+    let gateway: AgentGateway;
+    let engine: RoundEngine;
+    let url: string;
+    let fedId: string;
+    let store: CheckpointStore;
+    const keys = [1, 2, 3, 4].map((i) => nacl.sign.keyPair.fromSeed(new Uint8Array(32).fill(10 + i)));
+
+    beforeAll(async () => {
+      db = await open();
+      const ctx = new CoordinatorContext(db, 'test');
+      const fed = await ctx.federations.create({
+        name: 'fedavg',
+        secagg: { threatModel: 'active', clip: 0.5, levels: 65536, maxWeight: 1000 },
+        plan: { minSites: 3 },
+      });
+      fedId = fed.id;
+      const sites = db.dataSource.getRepository(SiteEntity);
+      for (const [i, kp] of keys.entries())
+        await sites.save({
+          federationId: fed.id,
+          name: `site-${i + 1}`,
+          publicKey: Buffer.from(kp.publicKey),
+          status: 'approved',
+        });
+      store = new CheckpointStore(
+        mkdtempSync(join(tmpdir(), 'fedsynth-ckpt-')),
+        db.dataSource.getRepository(CheckpointEntity),
+      );
+      const init = encodeSafetensors([
+        {
+          name: 'a.weight',
+          dtype: 'F32',
+          shape: [D - 1000],
+          data: Float32Array.from({ length: D - 1000 }, (_, i) => Math.sin(i)),
+        },
+        { name: 'b.bias', dtype: 'F32', shape: [1000], data: new Float32Array(1000).fill(0.5) },
+      ]);
+      const sha = await store.put(init);
+      await db.dataSource
+        .getRepository(FederationEntity)
+        .update({ id: fed.id }, { currentCheckpoint: sha, status: 'running' });
+      app = await createHttpApp(ctx);
+      gateway = new AgentGateway(app.getHttpServer(), ctx);
+      engine = new RoundEngine(ctx, gateway, store, { stageTimeoutMs: 3000, trainTimeoutMs: 5000 });
+      await app.listen(0, '127.0.0.1');
+      url = `http://127.0.0.1:${(app.getHttpServer().address() as { port: number }).port}/agents`;
+    }, 60_000);
+
+    afterAll(async () => {
+      await gateway?.close();
+      await app?.close();
+      await db?.close();
+    });
+
+    const deltaOf = (k: number) => Float32Array.from({ length: D }, (_, i) => 0.01 * Math.cos(i * (k + 1)));
+
+    async function round(weights: number[], dropAt: (string | undefined)[]) {
+      const fed = await db.dataSource.getRepository(FederationEntity).findOneByOrFail({ id: fedId });
+      const before = flattenCanonical(decodeSafetensors(await store.get(fed.currentCheckpoint!)).arrays);
+      const sockets = await Promise.all(
+        keys.map((kp, k) => startAgent(url, kp, deltaOf(k), weights[k], dropAt[k])),
+      );
+      const rec = await engine.runRound(fedId);
+      for (const s of sockets) s.disconnect();
+      await new Promise((r) => setTimeout(r, 100));
+      return { rec, before };
+    }
+
+    it('completes a round whose new model is the weighted FedAvg of the deltas within the quantization bound', async () => {
+      const weights = [100, 300, 50, 550];
+      const { rec, before } = await round(weights, []);
+      expect(rec.stage, rec.error ?? '').toBe('completed');
+      const after = flattenCanonical(decodeSafetensors(await store.get(rec.checkpointOut!)).arrays);
+      const total = weights.reduce((x, y) => x + y, 0);
+      // Bound: 3 c |S| / ((Q-1) B) with c = 0.5, |S| = 4, B = total / maxWeight.
+      const bound = (3 * 0.5 * 4) / (65535 * (total / 1000)) + 1e-6;
+      for (let i = 0; i < D; i += 7) {
+        const mean = weights.reduce((acc, w, k) => acc + w * deltaOf(k)[i], 0) / total;
+        expect(Math.abs(after[i] - before[i] - mean)).toBeLessThanOrEqual(bound);
+      }
+      expect(rec.dropouts).toEqual([]);
+      expect(Number(rec.bytesIn)).toBe(4 * (D + 1) * 4);
+      // jsonb does not keep key order: compare the stages, then check the times are in stage order.
+      const stages = [
+        'selecting',
+        'advertise-keys',
+        'share-keys',
+        'masked-input',
+        'consistency-check',
+        'unmask',
+        'applying',
+        'evaluating',
+        'completed',
+      ];
+      expect(Object.keys(rec.stageTimes).sort()).toEqual([...stages].sort());
+      const times = stages.map((st) => Date.parse(rec.stageTimes[st]));
+      for (let i = 1; i < times.length; i++) expect(times[i]).toBeGreaterThanOrEqual(times[i - 1]);
+    }, 60_000);
+
+    it('completes when a site drops after sharing keys, and records where it dropped', async () => {
+      const { rec } = await round([1, 1, 1, 1], [undefined, 'masked-input', undefined, undefined]);
+      expect(rec.stage, rec.error ?? '').toBe('completed');
+      expect(rec.dropouts).toHaveLength(1);
+      expect(rec.dropouts[0].stage).toBe('masked-input');
+    }, 60_000);
+
+    it('fails with its reason when too few survive, keeps the model, and the next round completes', async () => {
+      const fedBefore = await db.dataSource.getRepository(FederationEntity).findOneByOrFail({ id: fedId });
+      const { rec } = await round([1, 1, 1, 1], ['share-keys', 'masked-input', undefined, undefined]);
+      expect(rec.stage).toBe('failed');
+      expect(rec.error).toMatch(/the threshold is 3/);
+      const fedAfter = await db.dataSource.getRepository(FederationEntity).findOneByOrFail({ id: fedId });
+      expect(fedAfter.currentCheckpoint).toBe(fedBefore.currentCheckpoint);
+      const next = await round([1, 2, 3, 4], []);
+      expect(next.rec.stage).toBe('completed');
+      const all = await db.dataSource
+        .getRepository(RoundEntity)
+        .find({ where: { federationId: fedId }, order: { number: 'ASC' } });
+      expect(all.map((r) => r.stage)).toEqual(['completed', 'completed', 'failed', 'completed']);
+    }, 90_000);
+  });
+}

@@ -1,0 +1,369 @@
+import {
+  decodeSafetensors,
+  encodeSafetensors,
+  flattenCanonical,
+  layoutOf,
+  unflattenCanonical,
+} from '@fedsynth/diffusion/weights';
+import { chunkToUint32, MAX_CHUNK_BYTES, type Message } from '@fedsynth/protocol';
+import { defaultThreshold, type RoundConfig, SecAggError, SecAggServer } from '@fedsynth/secure-agg';
+import { In, Not } from 'typeorm';
+import { applyServerStep, type ServerOptimizerConfig } from '../aggregation/server-optimizer';
+import type { CheckpointStore } from '../checkpoints/checkpoint-store';
+import { FederationEntity, MetricEntity, RoundEntity, SiteEntity } from '../db/entities';
+import type { AgentGateway, AgentSession } from '../gateway/agent-gateway';
+import type { CoordinatorContext } from '../http/context';
+import { type RoundStage, RoundState } from './round-state';
+
+/** Timing of the stages; masked input includes local training. */
+export interface EngineOptions {
+  stageTimeoutMs: number;
+  trainTimeoutMs: number;
+}
+
+interface Waiting {
+  pending: Set<number>;
+  resolve: () => void;
+}
+
+interface ActiveRound {
+  federationId: string;
+  roundId: string;
+  server: SecAggServer;
+  config: RoundConfig;
+  indexOf: Map<string, number>;
+  sessions: Map<number, AgentSession>;
+  waiting: Waiting | null;
+  bytesIn: number;
+  bytesOut: number;
+  trainReports: Map<number, Message<'round.train-report'>>;
+}
+
+const STAGE_EVENTS = {
+  'secagg.advertise': 'advertise-keys',
+  'secagg.shares': 'share-keys',
+  'secagg.consistency': 'consistency-check',
+  'secagg.unmask': 'unmask',
+} as const;
+
+/**
+ * Runs securely aggregated FedAvg rounds over the agent gateway: selects the online approved sites,
+ * sends the round start, drives libs/secure-agg's server through every stage with a deadline each
+ * (whoever has not answered by then is a dropout at that stage), adds masked chunks into the running
+ * sum as they stream in, applies the server optimizer to the decoded mean delta, stores the new
+ * checkpoint and records the round. Every stage change is persisted; `recover()` marks rounds left
+ * unfinished by a restart as aborted.
+ */
+export class RoundEngine {
+  private active: ActiveRound | null = null;
+
+  constructor(
+    private readonly ctx: CoordinatorContext,
+    private readonly gateway: AgentGateway,
+    private readonly store: CheckpointStore,
+    private readonly opts: EngineOptions,
+  ) {
+    gateway.handle('blob.request', (s, m) => this.serveBlob(s, m));
+    gateway.handle('round.reply', (s, m) => {
+      const a = this.active;
+      if (!a || m.roundId !== a.roundId || m.accept) return;
+      const idx = a.indexOf.get(s.siteId);
+      if (idx !== undefined) this.answered(idx); // a decline: it will not advertise keys
+    });
+    gateway.handle('round.train-report', (s, m) => {
+      const idx = this.active?.indexOf.get(s.siteId);
+      if (this.active && idx !== undefined && m.roundId === this.active.roundId)
+        this.active.trainReports.set(idx, m);
+    });
+    for (const event of Object.keys(STAGE_EVENTS) as (keyof typeof STAGE_EVENTS)[]) {
+      gateway.handle(event, (s, m) => this.onStageMessage(s, event, m));
+    }
+    gateway.handle('secagg.masked-chunk', (s, m) => this.onMaskedChunk(s, m));
+    gateway.onDisconnect((s) => {
+      const idx = this.active?.indexOf.get(s.siteId);
+      if (idx !== undefined) this.answered(idx);
+    });
+  }
+
+  /** Marks rounds that a restart left unfinished as aborted; training resumes from the last checkpoint. */
+  async recover(): Promise<number> {
+    const repo = this.ctx.db.dataSource.getRepository(RoundEntity);
+    const open = await repo.findBy({ stage: Not(In(['completed', 'failed', 'aborted'])) });
+    for (const r of open) {
+      await repo.update(
+        { id: r.id },
+        {
+          stage: 'aborted',
+          error: `the coordinator restarted while the round was in ${r.stage}`,
+          finishedAt: new Date(),
+        },
+      );
+    }
+    return open.length;
+  }
+
+  private answered(index: number): void {
+    const w = this.active?.waiting;
+    if (!w) return;
+    w.pending.delete(index);
+    if (w.pending.size === 0) w.resolve();
+  }
+
+  private collect(participants: Iterable<number>, timeoutMs: number): Promise<void> {
+    return new Promise((resolve) => {
+      const pending = new Set(participants);
+      const timer = setTimeout(done, timeoutMs);
+      const a = this.active!;
+      function done() {
+        clearTimeout(timer);
+        a.waiting = null;
+        resolve();
+      }
+      a.waiting = { pending, resolve: done };
+      if (pending.size === 0) done();
+    });
+  }
+
+  private refuseFromRound(s: AgentSession, err: unknown, index: number): void {
+    s.socket.emit('protocol.error', {
+      code: err instanceof SecAggError ? err.code : 'INVALID_MESSAGE',
+      message: (err as Error).message,
+    });
+    this.answered(index);
+  }
+
+  private onStageMessage(s: AgentSession, event: keyof typeof STAGE_EVENTS, msg: unknown): void {
+    const a = this.active;
+    const idx = a?.indexOf.get(s.siteId);
+    if (!a || idx === undefined) return;
+    const m = msg as { sender: number };
+    try {
+      if (m.sender !== idx)
+        throw new SecAggError(
+          'UNKNOWN_PARTICIPANT' as never,
+          `this connection is participant ${idx}, not ${m.sender}`,
+        );
+      if (event === 'secagg.advertise') a.server.receiveAdvertise(msg as never);
+      else if (event === 'secagg.shares') a.server.receiveShares(msg as never);
+      else if (event === 'secagg.consistency') a.server.receiveConsistency(msg as never);
+      else a.server.receiveUnmask(msg as never);
+      this.answered(idx);
+    } catch (err) {
+      this.refuseFromRound(s, err, idx);
+    }
+  }
+
+  private onMaskedChunk(s: AgentSession, m: Message<'secagg.masked-chunk'>): void {
+    const a = this.active;
+    const idx = a?.indexOf.get(s.siteId);
+    if (!a || idx === undefined) return;
+    try {
+      if (m.transferId !== `${a.roundId}/${idx}`)
+        throw new Error(`masked chunk of transfer ${m.transferId}; expected ${a.roundId}/${idx}`);
+      const expected = (a.config.vectorLength + 1) * 4;
+      if (m.total !== expected)
+        throw new Error(`masked vector of ${m.total} bytes; the round expects ${expected}`);
+      if (m.offset % 4 !== 0) throw new Error(`masked chunk offset ${m.offset} is not a multiple of 4`);
+      a.server.receiveMaskedChunk(idx, m.offset / 4, chunkToUint32(m.data));
+      a.bytesIn += m.data.length;
+      if (m.offset + m.data.length === m.total) {
+        a.server.completeMaskedInput(idx);
+        this.answered(idx);
+      }
+    } catch (err) {
+      this.refuseFromRound(s, err, idx);
+    }
+  }
+
+  private async serveBlob(s: AgentSession, m: Message<'blob.request'>): Promise<void> {
+    let bytes: Uint8Array;
+    try {
+      bytes = await this.store.get(m.sha256);
+    } catch (err) {
+      s.socket.emit('protocol.error', { code: 'NOT_FOUND', message: (err as Error).message, ref: m.sha256 });
+      return;
+    }
+    for (let o = m.offset; o < bytes.length; o += MAX_CHUNK_BYTES) {
+      const data = bytes.subarray(o, Math.min(bytes.length, o + MAX_CHUNK_BYTES));
+      s.socket.emit('blob.chunk', { transferId: m.sha256, offset: o, total: bytes.length, data });
+      if (this.active) this.active.bytesOut += data.length;
+    }
+  }
+
+  private emitAll<T>(a: ActiveRound, event: string, messages: Map<number, T>): void {
+    for (const [idx, msg] of messages) a.sessions.get(idx)?.socket.emit(event, msg);
+  }
+
+  /** Runs one round of a running federation to its end (completed or failed) and returns its record. */
+  async runRound(federationId: string): Promise<RoundEntity> {
+    if (this.active) throw new Error('a round is already running');
+    const fed: FederationEntity = await this.ctx.federations.get(federationId);
+    if (fed.status !== 'running') throw new Error(`federation "${fed.name}" is ${fed.status}, not running`);
+    if (!fed.currentCheckpoint) throw new Error(`federation "${fed.name}" has no initial checkpoint`);
+    const rounds = this.ctx.db.dataSource.getRepository(RoundEntity);
+    const last = await rounds.findOne({ where: { federationId: fed.id }, order: { number: 'DESC' } });
+    const number = last ? last.number + 1 : 0;
+    const state = new RoundState('selecting');
+    const row = await rounds.save({
+      federationId: fed.id,
+      number,
+      stage: state.stage,
+      stageTimes: state.stageTimes(),
+      checkpointIn: fed.currentCheckpoint,
+      startedAt: new Date(),
+    });
+    const persist = (extra: Partial<RoundEntity> = {}) =>
+      rounds.update({ id: row.id }, { stage: state.stage, stageTimes: state.stageTimes(), ...extra });
+    const advance = async (to: RoundStage) => {
+      state.advance(to);
+      await persist();
+    };
+    const plan = fed.plan as Record<string, number | string>;
+    const secagg = fed.secagg as Record<string, number | string>;
+    const roundId = `${fed.id}:${number}`;
+    try {
+      const online = [...this.gateway.sessions.values()]
+        .filter((s) => s.federationId === fed.id)
+        .sort((x, y) => (x.siteId < y.siteId ? -1 : 1));
+      const minSites = Number(plan.minSites ?? 3);
+      const chosen = online.slice(0, Number(plan.maxSites ?? 100));
+      if (chosen.length < Math.max(3, minSites))
+        throw new Error(`too few sites online: ${chosen.length} of the ${Math.max(3, minSites)} needed`);
+      const sites = await this.ctx.db.dataSource
+        .getRepository(SiteEntity)
+        .findBy({ id: In(chosen.map((c) => c.siteId)) });
+      const keyOf = new Map(sites.map((s) => [s.id, new Uint8Array(s.publicKey)]));
+      const model = decodeSafetensors(await this.store.get(fed.currentCheckpoint), fed.currentCheckpoint);
+      const vectorLength = model.arrays.reduce((n, t) => n + t.data.length, 0);
+      const config: RoundConfig = {
+        roundId,
+        modelHash: fed.currentCheckpoint,
+        participants: chosen.map((s, i) => ({
+          index: i + 1,
+          siteId: s.siteId,
+          identityKey: keyOf.get(s.siteId)!,
+        })),
+        threshold: defaultThreshold(
+          chosen.length,
+          secagg.threatModel === 'honest-but-curious' ? 'honest-but-curious' : 'active',
+        ),
+        graph: { kind: 'complete' },
+        vectorLength,
+        quantization: {
+          clip: Number(secagg.clip ?? 0.05),
+          levels: Number(secagg.levels ?? 65536),
+          maxWeight: Number(secagg.maxWeight ?? 100_000),
+        },
+      };
+      const a: ActiveRound = {
+        federationId: fed.id,
+        roundId,
+        server: new SecAggServer(config),
+        config,
+        indexOf: new Map(config.participants.map((p) => [p.siteId, p.index])),
+        sessions: new Map(config.participants.map((p, i) => [p.index, chosen[i]])),
+        waiting: null,
+        bytesIn: 0,
+        bytesOut: 0,
+        trainReports: new Map(),
+      };
+      this.active = a;
+      await persist({ participants: config.participants.map((p) => ({ index: p.index, siteId: p.siteId })) });
+      const dp = fed.dp as Record<string, number>;
+      const start = {
+        federationId: fed.id,
+        roundNumber: number,
+        secAgg: config,
+        modelBytes: (await this.store.get(fed.currentCheckpoint)).length,
+        plan: {
+          localSteps: Number(plan.localSteps ?? 50),
+          batchSize: Number(plan.batchSize ?? 8),
+          lr: Number(plan.lr ?? 2e-4),
+          size: Number((fed.modelConfig as Record<string, number>).size ?? 64),
+          prediction: String(plan.prediction ?? 'sample'),
+          schedule: String(plan.schedule ?? 'cosine'),
+          fedProxMu: Number(plan.fedProxMu ?? 0),
+          dp: {
+            clip: Number(dp.clip ?? 10),
+            noiseMultiplier: Number(dp.noiseMultiplier ?? 0),
+            delta: Number(dp.delta ?? 1e-5),
+          },
+        },
+        deadlines: {},
+      };
+      const all = config.participants.map((p) => p.index);
+      await advance('advertise-keys');
+      for (const s of chosen) s.socket.emit('round.start', start);
+      await this.collect(all, this.opts.stageTimeoutMs + this.opts.trainTimeoutMs / 10);
+      const rosters = a.server.closeAdvertise();
+      await advance('share-keys');
+      this.emitAll(a, 'secagg.roster', rosters);
+      await this.collect(rosters.keys(), this.opts.stageTimeoutMs);
+      const inboxes = a.server.closeShareKeys();
+      await advance('masked-input');
+      this.emitAll(a, 'secagg.inbox', inboxes);
+      await this.collect(inboxes.keys(), this.opts.trainTimeoutMs);
+      const lists = a.server.closeMaskedInput();
+      await advance('consistency-check');
+      this.emitAll(a, 'secagg.survivors', lists);
+      await this.collect(lists.keys(), this.opts.stageTimeoutMs);
+      const checks = a.server.closeConsistency();
+      await advance('unmask');
+      this.emitAll(a, 'secagg.consistency-result', checks);
+      await this.collect(checks.keys(), this.opts.stageTimeoutMs);
+      const result = a.server.finalize();
+      await advance('applying');
+      const opt = { kind: 'fedavg', lr: 1, ...(fed.serverOptimizer as object) } as ServerOptimizerConfig;
+      const { weights } = applyServerStep(flattenCanonical(model.arrays), result.mean, opt);
+      const next = encodeSafetensors(unflattenCanonical(weights, layoutOf(model.arrays)), model.metadata);
+      const sha = await this.store.put(next, { federationId: fed.id, roundNumber: number });
+      await this.ctx.db.dataSource
+        .getRepository(FederationEntity)
+        .update({ id: fed.id }, { currentCheckpoint: sha });
+      const metrics = this.ctx.db.dataSource.getRepository(MetricEntity);
+      const reports = [...a.trainReports.entries()].filter(([i]) => result.survivors.includes(i));
+      if (reports.length) {
+        const loss = reports.reduce((x, [, r]) => x + r.loss, 0) / reports.length;
+        await metrics.save({
+          federationId: fed.id,
+          roundNumber: number,
+          siteId: null,
+          name: 'train_loss',
+          value: loss,
+          count: reports.length,
+        });
+      }
+      await metrics.save({
+        federationId: fed.id,
+        roundNumber: number,
+        siteId: null,
+        name: 'sites',
+        value: result.survivors.length,
+        count: result.survivors.length,
+      });
+      await advance('evaluating');
+      await advance('completed');
+      await persist({
+        checkpointOut: sha,
+        dropouts: result.dropouts.map((d) => ({
+          siteId: config.participants[d.index - 1].siteId,
+          stage: d.stage,
+        })),
+        bytesIn: String(a.bytesIn),
+        bytesOut: String(a.bytesOut),
+        finishedAt: new Date(),
+      });
+    } catch (err) {
+      state.end('failed', (err as Error).message);
+      await persist({
+        error: state.reason,
+        finishedAt: new Date(),
+        bytesIn: String(this.active?.bytesIn ?? 0),
+        bytesOut: String(this.active?.bytesOut ?? 0),
+      });
+    } finally {
+      this.active = null;
+    }
+    return rounds.findOneByOrFail({ id: row.id });
+  }
+}
