@@ -6,6 +6,8 @@ import { type Database, DatabaseError, openDatabase } from './db/database';
 import { AgentGateway } from './gateway/agent-gateway';
 import { createHttpApp } from './http/app';
 import { CoordinatorContext } from './http/context';
+import { FederationRunner } from './rounds/federation-runner';
+import { RoundEngine } from './rounds/round-engine';
 
 const VERSION = (
   JSON.parse(readFileSync(join(__dirname, '..', 'package.json'), 'utf8')) as { version: string }
@@ -114,20 +116,32 @@ async function serve(v: Record<string, string | boolean | undefined>): Promise<n
     ? { cert: readFileSync(String(v['tls-cert'])), key: readFileSync(String(v['tls-key'])) }
     : undefined;
   const db = await open(v);
-  const ctx = new CoordinatorContext(db, VERSION);
+  const ctx = new CoordinatorContext(db, VERSION, join(dataDir(v), 'checkpoints'));
   if (!(await ctx.tokens.hasAdmin())) {
     const { token } = await ctx.tokens.create('admin', 'first admin (printed by serve)');
     process.stdout.write(`first admin API token (shown once, keep it safe):\n  ${token}\n`);
   }
   const app = await createHttpApp(ctx, { https });
   const gateway = new AgentGateway(app.getHttpServer(), ctx);
+  const engine = new RoundEngine(ctx, gateway, ctx.checkpoints, {
+    stageTimeoutMs: 120_000,
+    trainTimeoutMs: 30 * 60_000,
+  });
+  const aborted = await engine.recover();
+  if (aborted)
+    process.stdout.write(
+      `marked ${aborted} round(s) left unfinished by a restart as aborted; training continues from the last checkpoint\n`,
+    );
+  const runner = new FederationRunner(ctx, engine);
   await app.listen(port, host);
+  runner.start();
   const addr = app.getHttpServer().address() as { port: number };
   const url = `${https ? 'https' : 'http'}://${host}:${addr.port}`;
   process.stdout.write(
     `fedsynth coordinator ${VERSION} listening on ${url} (database: ${db.kind} ${db.location}); API docs at ${url}/api/docs; agents connect to ${url}/agents\n`,
   );
   const stop = async () => {
+    await runner.stop();
     await gateway.close();
     await app.close();
     await db.close();

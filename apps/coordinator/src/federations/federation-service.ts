@@ -101,6 +101,11 @@ export class FederationService {
     return f;
   }
 
+  /** Sets the federation's current global model. */
+  async setCheckpoint(id: string, sha256: string): Promise<void> {
+    await this.repo.update({ id }, { currentCheckpoint: sha256 });
+  }
+
   /** Applies an action atomically: the update only succeeds from the status it was checked in. */
   async transition(id: string, action: FederationAction): Promise<FederationEntity> {
     const f = await this.get(id);

@@ -4,7 +4,13 @@ import { APP_FILTER, APP_GUARD, NestFactory } from '@nestjs/core';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { RolesGuard } from './auth';
 import { CoordinatorContext } from './context';
-import { FederationsController, HealthController, SitesController, TokensController } from './controllers';
+import {
+  CheckpointsController,
+  FederationsController,
+  HealthController,
+  SitesController,
+  TokensController,
+} from './controllers';
 import { HttpErrorFilter } from './error-filter';
 
 @Module({})
@@ -12,7 +18,13 @@ class CoordinatorModule {
   static forRoot(ctx: CoordinatorContext): DynamicModule {
     return {
       module: CoordinatorModule,
-      controllers: [HealthController, TokensController, FederationsController, SitesController],
+      controllers: [
+        HealthController,
+        TokensController,
+        FederationsController,
+        CheckpointsController,
+        SitesController,
+      ],
       providers: [
         { provide: CoordinatorContext, useValue: ctx },
         { provide: APP_GUARD, useClass: RolesGuard },

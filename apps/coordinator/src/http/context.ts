@@ -1,6 +1,15 @@
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { ApiTokenService } from '../auth/api-tokens';
+import { CheckpointStore } from '../checkpoints/checkpoint-store';
 import type { Database } from '../db/database';
-import { ApiTokenEntity, FederationEntity, MetricEntity, RoundEntity } from '../db/entities';
+import {
+  ApiTokenEntity,
+  CheckpointEntity,
+  FederationEntity,
+  MetricEntity,
+  RoundEntity,
+} from '../db/entities';
 import { FederationService } from '../federations/federation-service';
 import { EnrollmentService } from '../sites/enrollment-service';
 
@@ -9,12 +18,18 @@ export class CoordinatorContext {
   readonly tokens: ApiTokenService;
   readonly federations: FederationService;
   readonly enrollment: EnrollmentService;
+  readonly checkpoints: CheckpointStore;
   readonly startedAt = new Date();
 
   constructor(
     readonly db: Database,
     readonly version: string,
+    /** Where checkpoint blobs live (content-addressed). */
+    blobDir: string = db.kind === 'embedded'
+      ? join(db.location, 'checkpoints')
+      : join(tmpdir(), `fedsynth-checkpoints-${process.pid}`),
   ) {
+    this.checkpoints = new CheckpointStore(blobDir, db.dataSource.getRepository(CheckpointEntity));
     this.tokens = new ApiTokenService(db.dataSource.getRepository(ApiTokenEntity));
     this.federations = new FederationService(db.dataSource.getRepository(FederationEntity));
     this.enrollment = new EnrollmentService(db.dataSource);

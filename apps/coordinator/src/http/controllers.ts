@@ -1,4 +1,15 @@
-import { Body, Controller, Get, Header, Inject, Param, Post, Query, Res } from '@nestjs/common';
+import {
+  Body,
+  Controller,
+  Get,
+  Header,
+  Inject,
+  Param,
+  Post,
+  Query,
+  Res,
+  StreamableFile,
+} from '@nestjs/common';
 import { ApiBearerAuth, ApiOperation, ApiTags } from '@nestjs/swagger';
 import { z } from 'zod';
 import type { ApiRole, MetricEntity } from '../db/entities';
@@ -107,6 +118,31 @@ export class FederationsController {
     return this.ctx.enrollment.createToken(fed.id, siteName, ttlHours);
   }
 
+  @Post(':id/checkpoint')
+  @Roles('admin')
+  @ApiOperation({
+    summary:
+      'Upload the initial global model (safetensors, base64 in { model }); only before the first round',
+  })
+  async uploadCheckpoint(@Param('id') id: string, @Body() body: unknown) {
+    const { model } = z
+      .object({ model: z.string().min(1) })
+      .strict()
+      .parse(body);
+    const fed = await this.ctx.federations.get(id);
+    if ((await this.ctx.rounds(fed.id)).some((r) => r.stage === 'completed')) {
+      throw new CoordinatorError(
+        ErrorCode.ILLEGAL_TRANSITION,
+        `federation "${fed.name}" has completed rounds; its model comes from them`,
+      );
+    }
+    const sha = await this.ctx.checkpoints.put(new Uint8Array(Buffer.from(model, 'base64')), {
+      federationId: fed.id,
+    });
+    await this.ctx.federations.setCheckpoint(fed.id, sha);
+    return { sha256: sha };
+  }
+
   @Get(':id/sites')
   @Roles('admin')
   async sites(@Param('id') id: string) {
@@ -163,6 +199,26 @@ export class FederationsController {
         `no action "${action}": use start, pause, resume or stop`,
       );
     return this.ctx.federations.transition(id, action as FederationAction);
+  }
+}
+
+@ApiTags('checkpoints')
+@ApiBearerAuth()
+@Controller('api/checkpoints')
+export class CheckpointsController {
+  constructor(@Inject(CoordinatorContext) private readonly ctx: CoordinatorContext) {}
+
+  @Get(':sha256')
+  @Roles('researcher')
+  @ApiOperation({ summary: 'Download a global model (safetensors) by its sha256' })
+  async download(
+    @Param('sha256') sha: string,
+    @Res({ passthrough: true }) res: { setHeader(k: string, v: string): void },
+  ) {
+    const bytes = await this.ctx.checkpoints.get(sha);
+    res.setHeader('Content-Type', 'application/octet-stream');
+    res.setHeader('Content-Disposition', `attachment; filename="${sha}.safetensors"`);
+    return new StreamableFile(Buffer.from(bytes));
   }
 }
 

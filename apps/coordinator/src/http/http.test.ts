@@ -1,3 +1,4 @@
+import { encodeSafetensors } from '@fedsynth/diffusion/weights';
 import type { INestApplication } from '@nestjs/common';
 import nacl from 'tweetnacl';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -108,5 +109,23 @@ describe('coordinator HTTP API', () => {
     const csv = await call('GET', `/api/federations/${id}/metrics?format=csv`, researcher);
     expect(csv.text.split('\n')[0]).toBe('round,site,name,value,count');
     expect((await call('GET', `/api/federations/nope`, researcher)).status).toBe(404);
+    // The initial model goes up as safetensors and comes back by its hash.
+    const model = encodeSafetensors([
+      { name: 'w', dtype: 'F32', shape: [4], data: Float32Array.of(1, 2, 3, 4) },
+    ]);
+    const up = await call('POST', `/api/federations/${id}/checkpoint`, admin, {
+      model: Buffer.from(model).toString('base64'),
+    });
+    expect(up.status).toBe(201);
+    expect((await call('GET', `/api/federations/${id}`, researcher)).json.currentCheckpoint).toBe(
+      up.json.sha256,
+    );
+    const down = await fetch(`${base}/api/checkpoints/${up.json.sha256}`, {
+      headers: { authorization: `Bearer ${researcher}` },
+    });
+    expect(Buffer.from(await down.arrayBuffer()).equals(Buffer.from(model))).toBe(true);
+    expect((await call('POST', `/api/federations/${id}/checkpoint`, admin, { model: 'AAAA' })).status).toBe(
+      400,
+    );
   });
 });

@@ -15,6 +15,7 @@ import { DATABASES } from '../db/testing';
 import { AgentGateway } from '../gateway/agent-gateway';
 import { createHttpApp } from '../http/app';
 import { CoordinatorContext } from '../http/context';
+import { FederationRunner } from './federation-runner';
 import { RoundEngine } from './round-engine';
 
 const D = 3000;
@@ -76,10 +77,11 @@ function startAgent(
       if (drop('share-keys')) return;
       socket.emit('secagg.shares', client!.shareKeys(r));
     });
-    socket.on('secagg.inbox', (inbox) => {
+    socket.on('secagg.inbox', async (inbox) => {
       if (drop('masked-input')) return;
-      // A real site would train here from the checkpoint it fetched; it must have arrived intact.
-      expect(blob!.result().length).toBeGreaterThan(0);
+      // A real site trains here from the checkpoint it fetched: wait until it has arrived intact.
+      for (let i = 0; i < 500 && !blob!.complete; i++) await new Promise((r) => setTimeout(r, 10));
+      if (blob!.result().length === 0) throw new Error('empty checkpoint');
       socket.emit('round.train-report', {
         roundId: client!.config.roundId,
         loss: 0.25,
@@ -230,6 +232,41 @@ for (const [label, open] of DATABASES) {
         .getRepository(RoundEntity)
         .find({ where: { federationId: fedId }, order: { number: 'ASC' } });
       expect(all.map((r) => r.stage)).toEqual(['completed', 'completed', 'failed', 'completed']);
+    }, 90_000);
+
+    it('after a restart marks the unfinished round aborted and continues from the last checkpoint', async () => {
+      const rounds = db.dataSource.getRepository(RoundEntity);
+      const fed = await db.dataSource.getRepository(FederationEntity).findOneByOrFail({ id: fedId });
+      // What a coordinator killed during masked input leaves behind.
+      await rounds.save({
+        federationId: fedId,
+        number: 4,
+        stage: 'masked-input',
+        checkpointIn: fed.currentCheckpoint!,
+        startedAt: new Date(),
+      });
+      expect(await engine.recover()).toBe(1);
+      const aborted = await rounds.findOneByOrFail({ federationId: fedId, number: 4 });
+      expect(aborted.stage).toBe('aborted');
+      expect(aborted.error).toMatch(/restarted while the round was in masked-input/);
+      // The runner starts the next round from the same checkpoint, and earlier records are intact.
+      const runner = new FederationRunner(new CoordinatorContext(db, 'test'), engine, {
+        intervalMs: 60_000,
+        retrySeconds: 0,
+      });
+      const sockets = await Promise.all(keys.map((kp, k) => startAgent(url, kp, deltaOf(k), 1)));
+      await runner.tick();
+      for (const s of sockets) s.disconnect();
+      const all = await rounds.find({ where: { federationId: fedId }, order: { number: 'ASC' } });
+      expect(all.map((r) => [r.number, r.stage])).toEqual([
+        [0, 'completed'],
+        [1, 'completed'],
+        [2, 'failed'],
+        [3, 'completed'],
+        [4, 'aborted'],
+        [5, 'completed'],
+      ]);
+      expect(all[5].checkpointIn).toBe(fed.currentCheckpoint);
     }, 90_000);
   });
 }

@@ -1,0 +1,58 @@
+import { FederationEntity } from '../db/entities';
+import type { CoordinatorContext } from '../http/context';
+import type { RoundEngine } from './round-engine';
+
+/**
+ * Keeps running federations training: one round after another while a federation is running and
+ * has a global model; pausing or stopping takes effect between rounds. A failed round (too few
+ * sites online, too few survivors) is recorded by the engine and the next one starts after
+ * `retrySeconds`.
+ */
+export class FederationRunner {
+  private timer: NodeJS.Timeout | null = null;
+  private busy = false;
+  private stopped = false;
+
+  constructor(
+    private readonly ctx: CoordinatorContext,
+    private readonly engine: RoundEngine,
+    private readonly opts: { intervalMs: number; retrySeconds: number } = {
+      intervalMs: 2000,
+      retrySeconds: 30,
+    },
+  ) {}
+
+  start(): void {
+    this.stopped = false;
+    this.timer = setInterval(() => void this.tick(), this.opts.intervalMs);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    while (this.busy) await new Promise((r) => setTimeout(r, 50));
+  }
+
+  private readonly lastFailure = new Map<string, number>();
+
+  /** One pass: run a round of the first running federation that is due. */
+  async tick(): Promise<void> {
+    if (this.busy || this.stopped) return;
+    this.busy = true;
+    try {
+      const feds = await this.ctx.db.dataSource.getRepository(FederationEntity).findBy({ status: 'running' });
+      for (const f of feds) {
+        if (!f.currentCheckpoint) continue;
+        const failedAt = this.lastFailure.get(f.id) ?? 0;
+        if (Date.now() - failedAt < this.opts.retrySeconds * 1000) continue;
+        const r = await this.engine.runRound(f.id);
+        if (r.stage !== 'completed') this.lastFailure.set(f.id, Date.now());
+        break;
+      }
+    } catch (err) {
+      console.error(`round runner: ${(err as Error).message}`);
+    } finally {
+      this.busy = false;
+    }
+  }
+}
