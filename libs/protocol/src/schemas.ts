@@ -118,6 +118,9 @@ export const trainReport = z.object({
   steps: z.number().int().min(0),
   epsilon: finite.nullable(),
 });
+/** Coordinator -> agents: score the new global model (fetch it by hash) on your validation split. */
+export const roundEvaluate = z.object({ roundId: id, modelHash: hex64, modelBytes: z.number().int().min(0) });
+
 /** Agent -> coordinator: the new global model scored on the site's validation split. */
 export const evalReport = z.object({
   roundId: id,
@@ -147,6 +150,7 @@ export const MESSAGES = {
   'blob.chunk': chunk,
   'secagg.masked-chunk': chunk,
   'round.train-report': trainReport,
+  'round.evaluate': roundEvaluate,
   'round.eval-report': evalReport,
   'protocol.error': protocolError,
   ...SECAGG_MESSAGES,
@@ -154,6 +158,7 @@ export const MESSAGES = {
 
 /** Events the coordinator sends to agents. */
 export const SERVER_TO_AGENT = [
+  'round.evaluate',
   'auth.challenge',
   'auth.ok',
   'round.start',

@@ -10,7 +10,7 @@ import nacl from 'tweetnacl';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CheckpointStore } from '../checkpoints/checkpoint-store';
 import type { Database } from '../db/database';
-import { CheckpointEntity, FederationEntity, RoundEntity, SiteEntity } from '../db/entities';
+import { CheckpointEntity, FederationEntity, MetricEntity, RoundEntity, SiteEntity } from '../db/entities';
 import { DATABASES } from '../db/testing';
 import { AgentGateway } from '../gateway/agent-gateway';
 import { createHttpApp } from '../http/app';
@@ -101,6 +101,17 @@ function startAgent(
     socket.on('secagg.survivors', (l) => {
       if (drop('consistency-check')) return;
       socket.emit('secagg.consistency', client!.consistencyCheck(l));
+    });
+    socket.on('round.evaluate', (m: { roundId: string; modelHash: string }) => {
+      // A site scores the new model on its validation split; here a figure derived from its weight.
+      socket.emit('round.eval-report', {
+        roundId: m.roundId,
+        modelHash: m.modelHash,
+        mae: 50 + weight / 10,
+        psnr: 30,
+        ssim: 0.9,
+        count: weight,
+      });
     });
     socket.on('secagg.consistency-result', (r) => {
       if (drop('unmask')) return;
@@ -195,6 +206,14 @@ for (const [label, open] of DATABASES) {
       }
       expect(rec.dropouts).toEqual([]);
       expect(Number(rec.bytesIn)).toBe(4 * (D + 1) * 4);
+      // Evaluation reports become per-site metrics and a count-weighted global figure.
+      const m = await db.dataSource
+        .getRepository(MetricEntity)
+        .findBy({ federationId: fedId, roundNumber: rec.number, name: 'mae' });
+      const global = m.find((x) => x.siteId === null)!;
+      expect(m.filter((x) => x.siteId !== null)).toHaveLength(4);
+      expect(global.count).toBe(total);
+      expect(global.value).toBeCloseTo(weights.reduce((x, w) => x + (50 + w / 10) * w, 0) / total, 6);
       // jsonb does not keep key order: compare the stages, then check the times are in stage order.
       const stages = [
         'selecting',

@@ -37,6 +37,8 @@ interface ActiveRound {
   bytesIn: number;
   bytesOut: number;
   trainReports: Map<number, Message<'round.train-report'>>;
+  evalReports: Map<number, Message<'round.eval-report'>>;
+  evaluating: string | null;
 }
 
 const STAGE_EVENTS = {
@@ -79,6 +81,13 @@ export class RoundEngine {
       gateway.handle(event, (s, m) => this.onStageMessage(s, event, m));
     }
     gateway.handle('secagg.masked-chunk', (s, m) => this.onMaskedChunk(s, m));
+    gateway.handle('round.eval-report', (s, m) => {
+      const a = this.active;
+      const idx = a?.indexOf.get(s.siteId);
+      if (!a || idx === undefined || m.roundId !== a.roundId || m.modelHash !== a.evaluating) return;
+      a.evalReports.set(idx, m);
+      this.answered(idx);
+    });
     gateway.onDisconnect((s) => {
       const idx = this.active?.indexOf.get(s.siteId);
       if (idx !== undefined) this.answered(idx);
@@ -266,6 +275,8 @@ export class RoundEngine {
         bytesIn: 0,
         bytesOut: 0,
         trainReports: new Map(),
+        evalReports: new Map(),
+        evaluating: null,
       };
       this.active = a;
       await persist({ participants: config.participants.map((p) => ({ index: p.index, siteId: p.siteId })) });
@@ -342,6 +353,41 @@ export class RoundEngine {
         count: result.survivors.length,
       });
       await advance('evaluating');
+      // Sites score the new model on their validation splits; the global figure is weighted by counts.
+      a.evaluating = sha;
+      const evaluators = result.survivors.filter((i) => a.sessions.get(i)?.socket.connected);
+      for (const i of evaluators)
+        a.sessions
+          .get(i)!
+          .socket.emit('round.evaluate', { roundId, modelHash: sha, modelBytes: next.length });
+      await this.collect(evaluators, this.opts.trainTimeoutMs);
+      const evals = [...a.evalReports.entries()].filter(([, r]) => r.count > 0);
+      for (const [i, r] of evals) {
+        const siteId = config.participants[i - 1].siteId;
+        for (const name of ['mae', 'psnr', 'ssim'] as const) {
+          await metrics.save({
+            federationId: fed.id,
+            roundNumber: number,
+            siteId,
+            name,
+            value: r[name],
+            count: r.count,
+          });
+        }
+      }
+      const n = evals.reduce((x, [, r]) => x + r.count, 0);
+      if (n > 0) {
+        for (const name of ['mae', 'psnr', 'ssim'] as const) {
+          await metrics.save({
+            federationId: fed.id,
+            roundNumber: number,
+            siteId: null,
+            name,
+            value: evals.reduce((x, [, r]) => x + r[name] * r.count, 0) / n,
+            count: n,
+          });
+        }
+      }
       await advance('completed');
       await persist({
         checkpointOut: sha,
