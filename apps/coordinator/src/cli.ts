@@ -36,6 +36,24 @@ const SERVE_FLAGS: Record<string, FlagSpec> = {
     description: 'TLS certificate (PEM); serve HTTPS with --tls-key',
   },
   'tls-key': { type: 'string', valueName: 'file', description: 'TLS private key (PEM)' },
+  'stage-seconds': {
+    type: 'string',
+    valueName: 's',
+    description: 'deadline of each secure-aggregation stage',
+    default: '120',
+  },
+  'train-seconds': {
+    type: 'string',
+    valueName: 's',
+    description: 'deadline for local training and the masked upload',
+    default: '1800',
+  },
+  'retry-seconds': {
+    type: 'string',
+    valueName: 's',
+    description: 'wait after a failed round before the next',
+    default: '30',
+  },
 };
 const TOKEN_FLAGS: Record<string, FlagSpec> = {
   ...DB_FLAGS,
@@ -124,15 +142,18 @@ async function serve(v: Record<string, string | boolean | undefined>): Promise<n
   const app = await createHttpApp(ctx, { https });
   const gateway = new AgentGateway(app.getHttpServer(), ctx);
   const engine = new RoundEngine(ctx, gateway, ctx.checkpoints, {
-    stageTimeoutMs: 120_000,
-    trainTimeoutMs: 30 * 60_000,
+    stageTimeoutMs: numFlag(v, 'stage-seconds', 1, 86_400, 120) * 1000,
+    trainTimeoutMs: numFlag(v, 'train-seconds', 1, 7 * 86_400, 1800) * 1000,
   });
   const aborted = await engine.recover();
   if (aborted)
     process.stdout.write(
       `marked ${aborted} round(s) left unfinished by a restart as aborted; training continues from the last checkpoint\n`,
     );
-  const runner = new FederationRunner(ctx, engine);
+  const runner = new FederationRunner(ctx, engine, {
+    intervalMs: 1000,
+    retrySeconds: numFlag(v, 'retry-seconds', 0, 86_400, 30),
+  });
   await app.listen(port, host);
   runner.start();
   const addr = app.getHttpServer().address() as { port: number };

@@ -15,110 +15,11 @@ import { DATABASES } from '../db/testing';
 import { AgentGateway } from '../gateway/agent-gateway';
 import { createHttpApp } from '../http/app';
 import { CoordinatorContext } from '../http/context';
+import { startAgent as start } from '../testing/protocol-agent';
 import { FederationRunner } from './federation-runner';
 import { RoundEngine } from './round-engine';
 
 const D = 3000;
-
-/**
- * A protocol-level site: logs in, fetches the global checkpoint by hash, runs a real SecAggClient
- * through every stage with a synthetic delta and weight. `dropAt` makes it disconnect at a stage.
- */
-function startAgent(
-  url: string,
-  kp: nacl.SignKeyPair,
-  delta: Float32Array,
-  weight: number,
-  dropAt?: string,
-): Promise<Socket> {
-  return new Promise((resolve) => {
-    const socket = io(url, { transports: ['websocket'], reconnection: false, parser: socketParser });
-    let client: SecAggClient | undefined;
-    let blob: ChunkReceiver | undefined;
-    const drop = (stage: string) => {
-      if (dropAt === stage) {
-        socket.disconnect();
-        return true;
-      }
-      return false;
-    };
-    socket.on('auth.challenge', (c: { nonce: Uint8Array }) => {
-      const nonce = new Uint8Array(c.nonce);
-      socket.emit('auth.response', {
-        protocolVersion: PROTOCOL_VERSION,
-        publicKey: kp.publicKey,
-        nonce,
-        signature: nacl.sign.detached(authPayload(nonce, kp.publicKey), kp.secretKey),
-        agentVersion: 'test',
-      });
-    });
-    socket.on('auth.ok', () => resolve(socket));
-    socket.on('round.start', (m: { secAgg: RoundConfig; modelBytes: number }) => {
-      const config: RoundConfig = {
-        ...m.secAgg,
-        participants: m.secAgg.participants.map((p) => ({
-          ...p,
-          identityKey: new Uint8Array(p.identityKey),
-        })),
-      };
-      const me = config.participants.find((p) =>
-        Buffer.from(p.identityKey).equals(Buffer.from(kp.publicKey)),
-      )!;
-      client = new SecAggClient({ config, selfIndex: me.index, identitySecretKey: kp.secretKey });
-      blob = new ChunkReceiver(config.modelHash, m.modelBytes, config.modelHash);
-      socket.emit('blob.request', { sha256: config.modelHash, offset: 0 });
-      if (drop('advertise-keys')) return;
-      socket.emit('secagg.advertise', client.advertiseKeys());
-    });
-    socket.on('blob.chunk', (c: { transferId: string; offset: number; total: number; data: Uint8Array }) => {
-      blob?.accept({ ...c, data: new Uint8Array(c.data) });
-    });
-    socket.on('secagg.roster', (r) => {
-      if (drop('share-keys')) return;
-      socket.emit('secagg.shares', client!.shareKeys(r));
-    });
-    socket.on('secagg.inbox', async (inbox) => {
-      if (drop('masked-input')) return;
-      // A real site trains here from the checkpoint it fetched: wait until it has arrived intact.
-      for (let i = 0; i < 500 && !blob!.complete; i++) await new Promise((r) => setTimeout(r, 10));
-      if (blob!.result().length === 0) throw new Error('empty checkpoint');
-      socket.emit('round.train-report', {
-        roundId: client!.config.roundId,
-        loss: 0.25,
-        steps: 10,
-        epsilon: null,
-      });
-      for (const ch of client!.maskedInput(inbox, { values: delta, weight })) {
-        const data = new Uint8Array(ch.data.buffer, ch.data.byteOffset, ch.data.byteLength);
-        socket.emit('secagg.masked-chunk', {
-          transferId: `${client!.config.roundId}/${client!.selfIndex}`,
-          offset: ch.offset * 4,
-          total: (D + 1) * 4,
-          data,
-        });
-      }
-    });
-    socket.on('secagg.survivors', (l) => {
-      if (drop('consistency-check')) return;
-      socket.emit('secagg.consistency', client!.consistencyCheck(l));
-    });
-    socket.on('round.evaluate', (m: { roundId: string; modelHash: string }) => {
-      // A site scores the new model on its validation split; here a figure derived from its weight.
-      socket.emit('round.eval-report', {
-        roundId: m.roundId,
-        modelHash: m.modelHash,
-        mae: 50 + weight / 10,
-        psnr: 30,
-        ssim: 0.9,
-        count: weight,
-      });
-    });
-    socket.on('secagg.consistency-result', (r) => {
-      if (drop('unmask')) return;
-      socket.emit('secagg.unmask', client!.unmask(r));
-    });
-  });
-}
 
 for (const [label, open] of DATABASES) {
   describe(`secure FedAvg rounds over socket.io on ${label}`, () => {
@@ -184,7 +85,7 @@ for (const [label, open] of DATABASES) {
       const fed = await db.dataSource.getRepository(FederationEntity).findOneByOrFail({ id: fedId });
       const before = flattenCanonical(decodeSafetensors(await store.get(fed.currentCheckpoint!)).arrays);
       const sockets = await Promise.all(
-        keys.map((kp, k) => startAgent(url, kp, deltaOf(k), weights[k], dropAt[k])),
+        keys.map((kp, k) => start(url, kp, deltaOf(k), weights[k], { dropAt: dropAt[k] })),
       );
       const rec = await engine.runRound(fedId);
       for (const s of sockets) s.disconnect();
@@ -273,7 +174,7 @@ for (const [label, open] of DATABASES) {
         intervalMs: 60_000,
         retrySeconds: 0,
       });
-      const sockets = await Promise.all(keys.map((kp, k) => startAgent(url, kp, deltaOf(k), 1)));
+      const sockets = await Promise.all(keys.map((kp, k) => start(url, kp, deltaOf(k), 1)));
       await runner.tick();
       for (const s of sockets) s.disconnect();
       const all = await rounds.find({ where: { federationId: fedId }, order: { number: 'ASC' } });

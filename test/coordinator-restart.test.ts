@@ -1,0 +1,150 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { encodeSafetensors } from '@fedsynth/diffusion/weights';
+import type { Socket } from 'socket.io-client';
+import nacl from 'tweetnacl';
+import { afterAll, describe, expect, it } from 'vitest';
+import { enrollmentPayload } from '../apps/coordinator/src/sites/enrollment-service';
+import { startAgent } from '../apps/coordinator/src/testing/protocol-agent';
+
+const CLI = resolve(__dirname, '..', 'apps', 'coordinator', 'bin', 'fedsynth-coordinator.js');
+const children: ChildProcess[] = [];
+
+/** Starts the built coordinator in its own process; resolves with its URL and output so far. */
+function serve(dataDir: string): Promise<{ proc: ChildProcess; url: string; out: () => string }> {
+  return new Promise((res, rej) => {
+    const proc = spawn(
+      process.execPath,
+      [
+        CLI,
+        'serve',
+        '--data-dir',
+        dataDir,
+        '--port',
+        '0',
+        '--stage-seconds',
+        '5',
+        '--train-seconds',
+        '8',
+        '--retry-seconds',
+        '1',
+      ],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    children.push(proc);
+    let out = '';
+    const timer = setTimeout(() => rej(new Error(`coordinator did not start:\n${out}`)), 60_000);
+    const onData = (d: Buffer) => {
+      out += d.toString();
+      const m = /listening on (http:\/\/[\d.]+:\d+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        res({ proc, url: m[1], out: () => out });
+      }
+    };
+    proc.stdout!.on('data', onData);
+    proc.stderr!.on('data', onData);
+    proc.on('exit', (code) => rej(new Error(`coordinator exited with ${code}:\n${out}`)));
+  });
+}
+
+async function until<T>(what: string, f: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+afterAll(() => {
+  for (const c of children) c.kill('SIGKILL');
+});
+
+describe('coordinator restart (separate process, embedded database)', () => {
+  it('killed mid-round, restarted: the round is aborted with its stage, training continues, nothing earlier is lost', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'fedsynth-restart-'));
+    const first = await serve(dir);
+    const admin = /first admin API token[^\n]*\n\s*(fsk_\S+)/.exec(first.out())![1];
+    const api = async (url: string, method: string, path: string, body?: unknown) => {
+      const r = await fetch(url + path, {
+        method,
+        headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
+        body: body ? JSON.stringify(body) : undefined,
+      });
+      const j = await r.json();
+      if (!r.ok) throw new Error(`${method} ${path}: ${JSON.stringify(j)}`);
+      return j;
+    };
+    const fed = await api(first.url, 'POST', '/api/federations', {
+      name: 'restart',
+      plan: { minSites: 3 },
+      secagg: { clip: 0.5, levels: 65536, maxWeight: 1000 },
+    });
+    const keys = [1, 2, 3, 4].map((i) => nacl.sign.keyPair.fromSeed(new Uint8Array(32).fill(40 + i)));
+    for (const [i, kp] of keys.entries()) {
+      const { token } = await api(first.url, 'POST', `/api/federations/${fed.id}/enrollment-tokens`, {
+        siteName: `h${i}`,
+      });
+      const sig = nacl.sign.detached(enrollmentPayload(token, kp.publicKey), kp.secretKey);
+      const site = await api(first.url, 'POST', '/api/enroll', {
+        token,
+        publicKey: Buffer.from(kp.publicKey).toString('base64'),
+        signature: Buffer.from(sig).toString('base64'),
+      });
+      await api(first.url, 'POST', `/api/sites/${site.siteId}/approve`);
+    }
+    const D = 2000;
+    const model = encodeSafetensors([
+      { name: 'w', dtype: 'F32', shape: [D], data: new Float32Array(D).fill(0.25) },
+    ]);
+    const { sha256: initial } = await api(first.url, 'POST', `/api/federations/${fed.id}/checkpoint`, {
+      model: Buffer.from(model).toString('base64'),
+    });
+    await api(first.url, 'POST', `/api/federations/${fed.id}/start`);
+    const delta = (k: number) => Float32Array.from({ length: D }, (_, i) => 0.01 * Math.sin(i + k));
+    // First life: the agents hold their masked input back, so the round sits in masked-input.
+    const never = () => new Promise<void>(() => undefined);
+    const agents1: Socket[] = await Promise.all(
+      keys.map((kp, k) => startAgent(`${first.url}/agents`, kp, delta(k), 10, { beforeMaskedInput: never })),
+    );
+    await until('a round in masked-input', async () => {
+      const rounds = await api(first.url, 'GET', `/api/federations/${fed.id}/rounds`);
+      return rounds.find((r: { stage: string }) => r.stage === 'masked-input');
+    });
+    first.proc.kill('SIGKILL');
+    for (const a of agents1) a.disconnect();
+    // Second life on the same data directory.
+    const second = await serve(dir);
+    expect(second.out()).toMatch(/marked 1 round\(s\) left unfinished by a restart as aborted/);
+    const agents2 = await Promise.all(
+      keys.map((kp, k) => startAgent(`${second.url}/agents`, kp, delta(k), 10)),
+    );
+    const done = await until('a completed round', async () => {
+      const rounds = await api(second.url, 'GET', `/api/federations/${fed.id}/rounds`);
+      return rounds.find((r: { stage: string }) => r.stage === 'completed');
+    });
+    for (const a of agents2) a.disconnect();
+    const rounds = await api(second.url, 'GET', `/api/federations/${fed.id}/rounds`);
+    const aborted = rounds.find((r: { stage: string }) => r.stage === 'aborted');
+    expect(aborted.error).toMatch(/restarted while the round was in masked-input/);
+    expect(aborted.checkpointIn).toBe(initial);
+    expect(done.checkpointIn).toBe(initial);
+    expect(done.number).toBeGreaterThan(aborted.number);
+    const sites = await api(second.url, 'GET', `/api/federations/${fed.id}/sites`);
+    expect(sites.map((s: { status: string }) => s.status)).toEqual([
+      'approved',
+      'approved',
+      'approved',
+      'approved',
+    ]);
+    const f = await api(second.url, 'GET', `/api/federations/${fed.id}`);
+    expect(f.currentCheckpoint).toBe(done.checkpointOut);
+    second.proc.kill('SIGTERM');
+  }, 180_000);
+});
