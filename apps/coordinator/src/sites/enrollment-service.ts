@@ -1,10 +1,8 @@
-import { createPublicKey, verify } from 'node:crypto';
+import { ed25519Verify } from '@fedsynth/secure-agg';
 import { type DataSource, IsNull } from 'typeorm';
 import { hashToken, newToken } from '../auth/api-tokens';
 import { EnrollmentTokenEntity, SiteEntity } from '../db/entities';
 import { CoordinatorError, ErrorCode } from '../errors/coordinator-error';
-
-const ED25519_SPKI = Buffer.from('302a300506032b6570032100', 'hex');
 
 /** Bytes a site signs to prove it holds the key it enrolls: a domain label, the token, the key. */
 export function enrollmentPayload(token: string, publicKey: Uint8Array): Buffer {
@@ -16,20 +14,8 @@ export function enrollmentPayload(token: string, publicKey: Uint8Array): Buffer 
   ]);
 }
 
-/** Ed25519 verification with raw 32-byte keys through node:crypto. */
-export function verifyEd25519(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
-  if (publicKey.length !== 32 || signature.length !== 64) return false;
-  try {
-    return verify(
-      null,
-      message,
-      createPublicKey({ key: Buffer.concat([ED25519_SPKI, publicKey]), format: 'der', type: 'spki' }),
-      signature,
-    );
-  } catch {
-    return false;
-  }
-}
+/** Ed25519 verification with raw 32-byte keys (node:crypto, via libs/secure-agg). */
+export const verifyEd25519 = ed25519Verify;
 
 /** One-time enrollment tokens, site enrollment with proof of key possession, approval and revocation. */
 export class EnrollmentService {
