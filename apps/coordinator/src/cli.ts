@@ -141,6 +141,7 @@ async function serve(v: Record<string, string | boolean | undefined>): Promise<n
   }
   const app = await createHttpApp(ctx, { https });
   const gateway = new AgentGateway(app.getHttpServer(), ctx);
+  ctx.connectedSites = () => gateway.sessions.size;
   const engine = new RoundEngine(ctx, gateway, ctx.checkpoints, {
     stageTimeoutMs: numFlag(v, 'stage-seconds', 1, 86_400, 120) * 1000,
     trainTimeoutMs: numFlag(v, 'train-seconds', 1, 7 * 86_400, 1800) * 1000,

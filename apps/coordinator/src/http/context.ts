@@ -20,6 +20,8 @@ export class CoordinatorContext {
   readonly enrollment: EnrollmentService;
   readonly checkpoints: CheckpointStore;
   readonly startedAt = new Date();
+  /** Agents connected right now (set by the process that runs the gateway). */
+  connectedSites: () => number = () => 0;
 
   constructor(
     readonly db: Database,

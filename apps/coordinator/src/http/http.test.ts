@@ -56,6 +56,7 @@ describe('coordinator HTTP API', () => {
     expect(h.json).toMatchObject({ status: 'ok', database: 'embedded' });
     const m = await call('GET', '/metrics');
     expect(m.text).toMatch(/fedsynth_uptime_seconds \d+/);
+    expect(m.text).toMatch(/fedsynth_connected_sites 0/);
     const docs = await call('GET', '/api/docs');
     expect(docs.status).toBe(200);
     const spec = await call('GET', '/api/docs/openapi.json');
