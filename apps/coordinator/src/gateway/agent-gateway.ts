@@ -164,7 +164,10 @@ export class AgentGateway {
     const { socket } = session;
     let tokens = this.limits.messagesPerSecond;
     let last = Date.now();
-    socket.onAny(async (event: string, payload: unknown) => {
+    socket.onAny(async (event: string, payload: unknown, ack?: unknown) => {
+      // An agent that asks for an acknowledgement (flow control of large uploads) gets one once the
+      // message is handled, or with the error that refused it.
+      const reply = typeof ack === 'function' ? (ack as (r: unknown) => void) : undefined;
       const now = Date.now();
       tokens = Math.min(
         this.limits.messagesPerSecond,
@@ -195,9 +198,11 @@ export class AgentGateway {
         if (event === 'auth.response') return;
         const msg = parseMessage(event as MessageName, payload);
         await this.handlers.get(event)?.(session, msg);
+        reply?.({ ok: true });
       } catch (err) {
         const e = err as ProtocolError;
         socket.emit('protocol.error', { code: e.code ?? 'INVALID_MESSAGE', message: e.message, ref: event });
+        reply?.({ ok: false, code: e.code ?? 'INVALID_MESSAGE', message: e.message });
       }
     });
   }
