@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type FlagSpec, numFlag, parseFlags, runCli, UsageError, usage } from '@fedsynth/imaging';
+import { loadOrCreateCoordinatorIdentity } from './auth/coordinator-identity';
 import { type Database, DatabaseError, openDatabase } from './db/database';
 import { AgentGateway } from './gateway/agent-gateway';
 import { createHttpApp } from './http/app';
@@ -134,7 +135,12 @@ async function serve(v: Record<string, string | boolean | undefined>): Promise<n
     ? { cert: readFileSync(String(v['tls-cert'])), key: readFileSync(String(v['tls-key'])) }
     : undefined;
   const db = await open(v);
-  const ctx = new CoordinatorContext(db, VERSION, join(dataDir(v), 'checkpoints'));
+  const ctx = new CoordinatorContext(
+    db,
+    VERSION,
+    join(dataDir(v), 'checkpoints'),
+    loadOrCreateCoordinatorIdentity(join(dataDir(v), 'coordinator-identity.json')),
+  );
   if (!(await ctx.tokens.hasAdmin())) {
     const { token } = await ctx.tokens.create('admin', 'first admin (printed by serve)');
     process.stdout.write(`first admin API token (shown once, keep it safe):\n  ${token}\n`);

@@ -19,6 +19,7 @@ describe('message schemas', () => {
       roundNumber: 3,
       modelBytes: 1000,
       deadlines: { 'share-keys': '2026-01-01T00:00:00Z' },
+      signature: b(64),
       plan: {
         localSteps: 50,
         batchSize: 8,

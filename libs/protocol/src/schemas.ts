@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { SECAGG_MESSAGES } from './secagg-messages';
 
@@ -92,6 +93,8 @@ export const roundStart = z.object({
   modelBytes: z.number().int().min(0),
   plan: trainingPlan,
   deadlines: z.record(z.string(), z.string()),
+  /** The coordinator's Ed25519 signature over roundStartPayload (sites verify it with the key they pinned at enrollment). */
+  signature: bytes(64),
 });
 
 /** Agent -> coordinator: taking part, or declining with a reason. */
@@ -238,5 +241,42 @@ export function authPayload(nonce: Uint8Array, publicKey: Uint8Array): Uint8Arra
   out.set(label, 0);
   out.set(nonce, label.length);
   out.set(publicKey, label.length + nonce.length);
+  return out;
+}
+
+/**
+ * Bytes the coordinator signs for a round start: a label, the secure-aggregation session id (which
+ * already binds round, model hash, participants and parameters) and the sha256 of the rest of the
+ * message (plan, deadlines, federation, round number, model size) in canonical JSON.
+ */
+export function roundStartPayload(
+  sessionId: Uint8Array,
+  rest: { federationId: string; roundNumber: number; modelBytes: number; plan: unknown; deadlines: unknown },
+): Uint8Array {
+  const canonical = (v: unknown): string =>
+    Array.isArray(v)
+      ? `[${v.map(canonical).join(',')}]`
+      : v && typeof v === 'object'
+        ? `{${Object.keys(v as object)
+            .sort()
+            .map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`)
+            .join(',')}}`
+        : JSON.stringify(v);
+  const digest = createHash('sha256')
+    .update(
+      canonical({
+        federationId: rest.federationId,
+        roundNumber: rest.roundNumber,
+        modelBytes: rest.modelBytes,
+        plan: rest.plan,
+        deadlines: rest.deadlines,
+      }),
+    )
+    .digest();
+  const label = new TextEncoder().encode('fedsynth/round-start/v1\n');
+  const out = new Uint8Array(label.length + sessionId.length + digest.length);
+  out.set(label, 0);
+  out.set(sessionId, label.length);
+  out.set(digest, label.length + sessionId.length);
   return out;
 }

@@ -1,6 +1,7 @@
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ApiTokenService } from '../auth/api-tokens';
+import { type CoordinatorIdentity, newCoordinatorIdentity } from '../auth/coordinator-identity';
 import { CheckpointStore } from '../checkpoints/checkpoint-store';
 import type { Database } from '../db/database';
 import {
@@ -30,6 +31,8 @@ export class CoordinatorContext {
     blobDir: string = db.kind === 'embedded'
       ? join(db.location, 'checkpoints')
       : join(tmpdir(), `fedsynth-checkpoints-${process.pid}`),
+    /** Signs round starts; sites pin its public key at enrollment. */
+    readonly identity: CoordinatorIdentity = newCoordinatorIdentity(),
   ) {
     this.checkpoints = new CheckpointStore(blobDir, db.dataSource.getRepository(CheckpointEntity));
     this.tokens = new ApiTokenService(db.dataSource.getRepository(ApiTokenEntity));

@@ -235,7 +235,14 @@ export class SitesController {
       .strict()
       .parse(body);
     const site = await this.ctx.enrollment.enroll({ token, publicKey, signature });
-    return { siteId: site.id, name: site.name, federationId: site.federationId, status: site.status };
+    // The site pins this key: only round starts signed with it are followed.
+    return {
+      siteId: site.id,
+      name: site.name,
+      federationId: site.federationId,
+      status: site.status,
+      coordinatorKey: Buffer.from(this.ctx.identity.publicKey).toString('base64'),
+    };
   }
 
   @Post('sites/:id/approve')

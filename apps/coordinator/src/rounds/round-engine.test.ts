@@ -30,11 +30,12 @@ for (const [label, open] of DATABASES) {
     let url: string;
     let fedId: string;
     let store: CheckpointStore;
+    let ctx: CoordinatorContext;
     const keys = [1, 2, 3, 4].map((i) => nacl.sign.keyPair.fromSeed(new Uint8Array(32).fill(10 + i)));
 
     beforeAll(async () => {
       db = await open();
-      const ctx = new CoordinatorContext(db, 'test');
+      ctx = new CoordinatorContext(db, 'test');
       const fed = await ctx.federations.create({
         name: 'fedavg',
         secagg: { threatModel: 'active', clip: 0.5, levels: 65536, maxWeight: 1000 },
@@ -85,7 +86,12 @@ for (const [label, open] of DATABASES) {
       const fed = await db.dataSource.getRepository(FederationEntity).findOneByOrFail({ id: fedId });
       const before = flattenCanonical(decodeSafetensors(await store.get(fed.currentCheckpoint!)).arrays);
       const sockets = await Promise.all(
-        keys.map((kp, k) => start(url, kp, deltaOf(k), weights[k], { dropAt: dropAt[k] })),
+        keys.map((kp, k) =>
+          start(url, kp, deltaOf(k), weights[k], {
+            dropAt: dropAt[k],
+            coordinatorKey: ctx.identity.publicKey,
+          }),
+        ),
       );
       const rec = await engine.runRound(fedId);
       for (const s of sockets) s.disconnect();
@@ -154,19 +160,35 @@ for (const [label, open] of DATABASES) {
       expect(all.map((r) => r.stage)).toEqual(['completed', 'completed', 'failed', 'completed']);
     }, 90_000);
 
+    it('sites follow only round starts signed by the coordinator key they pinned', async () => {
+      const forged = nacl.sign.keyPair().publicKey;
+      const sockets = await Promise.all(
+        keys.map((kp, k) =>
+          start(url, kp, deltaOf(k), 1, { coordinatorKey: k === 0 ? forged : ctx.identity.publicKey }),
+        ),
+      );
+      const rec = await engine.runRound(fedId);
+      for (const s of sockets) s.disconnect();
+      await new Promise((r) => setTimeout(r, 100));
+      expect(rec.stage, rec.error ?? '').toBe('completed');
+      const first = await db.dataSource.getRepository(SiteEntity).findOneByOrFail({ name: 'site-1' });
+      expect(rec.dropouts).toEqual([{ siteId: first.id, stage: 'advertise-keys' }]);
+    }, 60_000);
+
     it('after a restart marks the unfinished round aborted and continues from the last checkpoint', async () => {
       const rounds = db.dataSource.getRepository(RoundEntity);
       const fed = await db.dataSource.getRepository(FederationEntity).findOneByOrFail({ id: fedId });
       // What a coordinator killed during masked input leaves behind.
+      const lastNumber = (await rounds.maximum('number', { federationId: fedId })) ?? -1;
       await rounds.save({
         federationId: fedId,
-        number: 4,
+        number: lastNumber + 1,
         stage: 'masked-input',
         checkpointIn: fed.currentCheckpoint!,
         startedAt: new Date(),
       });
       expect(await engine.recover()).toBe(1);
-      const aborted = await rounds.findOneByOrFail({ federationId: fedId, number: 4 });
+      const aborted = await rounds.findOneByOrFail({ federationId: fedId, number: lastNumber + 1 });
       expect(aborted.stage).toBe('aborted');
       expect(aborted.error).toMatch(/restarted while the round was in masked-input/);
       // The runner starts the next round from the same checkpoint, and earlier records are intact.
@@ -178,15 +200,16 @@ for (const [label, open] of DATABASES) {
       await runner.tick();
       for (const s of sockets) s.disconnect();
       const all = await rounds.find({ where: { federationId: fedId }, order: { number: 'ASC' } });
-      expect(all.map((r) => [r.number, r.stage])).toEqual([
-        [0, 'completed'],
-        [1, 'completed'],
-        [2, 'failed'],
-        [3, 'completed'],
-        [4, 'aborted'],
-        [5, 'completed'],
+      expect(all.map((r) => r.stage)).toEqual([
+        'completed',
+        'completed',
+        'failed',
+        'completed',
+        'completed',
+        'aborted',
+        'completed',
       ]);
-      expect(all[5].checkpointIn).toBe(fed.currentCheckpoint);
+      expect(all.at(-1)!.checkpointIn).toBe(fed.currentCheckpoint);
     }, 90_000);
   });
 }

@@ -5,8 +5,15 @@ import {
   layoutOf,
   unflattenCanonical,
 } from '@fedsynth/diffusion/weights';
-import { chunkToUint32, MAX_CHUNK_BYTES, type Message } from '@fedsynth/protocol';
-import { defaultThreshold, type RoundConfig, SecAggError, SecAggServer } from '@fedsynth/secure-agg';
+import { chunkToUint32, MAX_CHUNK_BYTES, type Message, roundStartPayload } from '@fedsynth/protocol';
+import {
+  defaultThreshold,
+  ed25519Sign,
+  type RoundConfig,
+  SecAggError,
+  SecAggServer,
+  sessionId,
+} from '@fedsynth/secure-agg';
 import { In, Not } from 'typeorm';
 import { applyServerStep, type ServerOptimizerConfig } from '../aggregation/server-optimizer';
 import type { CheckpointStore } from '../checkpoints/checkpoint-store';
@@ -302,9 +309,13 @@ export class RoundEngine {
         },
         deadlines: {},
       };
+      const signed = {
+        ...start,
+        signature: ed25519Sign(this.ctx.identity.secretKey, roundStartPayload(sessionId(config), start)),
+      };
       const all = config.participants.map((p) => p.index);
       await advance('advertise-keys');
-      for (const s of chosen) s.socket.emit('round.start', start);
+      for (const s of chosen) s.socket.emit('round.start', signed);
       await this.collect(all, this.opts.stageTimeoutMs + this.opts.trainTimeoutMs / 10);
       const rosters = a.server.closeAdvertise();
       await advance('share-keys');

@@ -1,5 +1,11 @@
-import { authPayload, ChunkReceiver, PROTOCOL_VERSION, socketParser } from '@fedsynth/protocol';
-import { type RoundConfig, SecAggClient } from '@fedsynth/secure-agg';
+import {
+  authPayload,
+  ChunkReceiver,
+  PROTOCOL_VERSION,
+  roundStartPayload,
+  socketParser,
+} from '@fedsynth/protocol';
+import { ed25519Verify, type RoundConfig, SecAggClient, sessionId } from '@fedsynth/secure-agg';
 import { io, type Socket } from 'socket.io-client';
 import nacl from 'tweetnacl';
 
@@ -12,7 +18,7 @@ export function startAgent(
   kp: nacl.SignKeyPair,
   delta: Float32Array,
   weight: number,
-  opts: { dropAt?: string; beforeMaskedInput?: () => Promise<void> } = {},
+  opts: { dropAt?: string; beforeMaskedInput?: () => Promise<void>; coordinatorKey?: Uint8Array } = {},
 ): Promise<Socket> {
   const dropAt = opts.dropAt;
   return new Promise((resolve) => {
@@ -48,6 +54,21 @@ export function startAgent(
       const me = config.participants.find((p) =>
         Buffer.from(p.identityKey).equals(Buffer.from(kp.publicKey)),
       )!;
+      if (
+        opts.coordinatorKey &&
+        !ed25519Verify(
+          opts.coordinatorKey,
+          roundStartPayload(sessionId(config), m as never),
+          new Uint8Array((m as unknown as { signature: Uint8Array }).signature),
+        )
+      ) {
+        socket.emit('round.reply', {
+          roundId: config.roundId,
+          accept: false,
+          reason: 'round start not signed by the pinned coordinator key',
+        });
+        return;
+      }
       client = new SecAggClient({ config, selfIndex: me.index, identitySecretKey: kp.secretKey });
       blob = new ChunkReceiver(config.modelHash, m.modelBytes, config.modelHash);
       socket.emit('blob.request', { sha256: config.modelHash, offset: 0 });
