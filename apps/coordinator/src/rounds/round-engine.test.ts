@@ -39,7 +39,7 @@ for (const [label, open] of DATABASES) {
       const fed = await ctx.federations.create({
         name: 'fedavg',
         secagg: { threatModel: 'active', clip: 0.5, levels: 65536, maxWeight: 1000 },
-        plan: { minSites: 3 },
+        plan: { minSites: 3, waitSeconds: 1 },
       });
       fedId = fed.id;
       const sites = db.dataSource.getRepository(SiteEntity);
@@ -211,5 +211,26 @@ for (const [label, open] of DATABASES) {
       ]);
       expect(all.at(-1)!.checkpointIn).toBe(fed.currentCheckpoint);
     }, 90_000);
+
+    it('waits for sites, then records a round with too few of them as failed', async () => {
+      const t = Date.now();
+      const rec = await engine.runRound(fedId);
+      expect(rec.stage).toBe('failed');
+      expect(rec.error).toMatch(/too few sites online: 0 of the 3 needed after waiting 1 s/);
+      expect(Date.now() - t).toBeGreaterThanOrEqual(900);
+    }, 30_000);
+
+    it('draws ceil(fraction x online) sites per round', async () => {
+      await db.dataSource
+        .getRepository(FederationEntity)
+        .update({ id: fedId }, { plan: { minSites: 3, waitSeconds: 1, fraction: 0.5 } });
+      const sockets = await Promise.all(keys.map((kp, k) => start(url, kp, deltaOf(k), 1)));
+      const rec = await engine.runRound(fedId);
+      for (const s of sockets) s.disconnect();
+      await new Promise((r) => setTimeout(r, 100));
+      // ceil(0.5 x 4) = 2 is below minSites, so 3 take part.
+      expect(rec.stage, rec.error ?? '').toBe('completed');
+      expect(rec.participants).toHaveLength(3);
+    }, 60_000);
   });
 }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import {
   decodeSafetensors,
   encodeSafetensors,
@@ -238,13 +239,30 @@ export class RoundEngine {
     const secagg = fed.secagg as Record<string, number | string>;
     const roundId = `${fed.id}:${number}`;
     try {
-      const online = [...this.gateway.sessions.values()]
-        .filter((s) => s.federationId === fed.id)
+      // Selection: wait up to plan.waitSeconds for minSites approved sites to be online, then take
+      // ceil(fraction x online) of them (at least minSites, at most maxSites), chosen by a hash of
+      // the round id so that every round draws afresh and the draw can be reproduced.
+      const needed = Math.max(3, Number(plan.minSites ?? 3));
+      const onlineNow = () => [...this.gateway.sessions.values()].filter((s) => s.federationId === fed.id);
+      const waitUntil = Date.now() + Number(plan.waitSeconds ?? 300) * 1000;
+      let online = onlineNow();
+      while (online.length < needed && Date.now() < waitUntil) {
+        await new Promise((r) => setTimeout(r, 200));
+        online = onlineNow();
+      }
+      if (online.length < needed)
+        throw new Error(
+          `too few sites online: ${online.length} of the ${needed} needed after waiting ${plan.waitSeconds ?? 300} s`,
+        );
+      const count = Math.min(
+        Number(plan.maxSites ?? 100),
+        Math.max(needed, Math.ceil(Number(plan.fraction ?? 1) * online.length)),
+      );
+      const draw = (siteId: string) => createHash('sha256').update(`${roundId}/${siteId}`).digest('hex');
+      const chosen = online
+        .sort((x, y) => (draw(x.siteId) < draw(y.siteId) ? -1 : 1))
+        .slice(0, count)
         .sort((x, y) => (x.siteId < y.siteId ? -1 : 1));
-      const minSites = Number(plan.minSites ?? 3);
-      const chosen = online.slice(0, Number(plan.maxSites ?? 100));
-      if (chosen.length < Math.max(3, minSites))
-        throw new Error(`too few sites online: ${chosen.length} of the ${Math.max(3, minSites)} needed`);
       const sites = await this.ctx.db.dataSource
         .getRepository(SiteEntity)
         .findBy({ id: In(chosen.map((c) => c.siteId)) });
