@@ -1,3 +1,4 @@
+import { ROUND_STAGES } from '../rounds/round-state';
 import type { CoordinatorContext } from './context';
 
 /** Prometheus text exposition of the coordinator's state (computed from the database on scrape). */
@@ -12,17 +13,7 @@ export async function promText(ctx: CoordinatorContext): Promise<string> {
     ds.query("SELECT stage_times FROM rounds WHERE stage = 'completed' ORDER BY started_at DESC LIMIT 100"),
   ]);
   // Mean seconds spent in each stage over the last 100 completed rounds.
-  const order = [
-    'selecting',
-    'advertise-keys',
-    'share-keys',
-    'masked-input',
-    'consistency-check',
-    'unmask',
-    'applying',
-    'evaluating',
-    'completed',
-  ];
+  const order = ROUND_STAGES;
   const sums = new Map<string, { s: number; n: number }>();
   for (const { stage_times: t } of durations as { stage_times: Record<string, string> }[]) {
     for (let i = 0; i + 1 < order.length; i++) {
