@@ -244,6 +244,18 @@ export function authPayload(nonce: Uint8Array, publicKey: Uint8Array): Uint8Arra
   return out;
 }
 
+/** Bytes a site signs to enroll, proving it holds the key: a domain label, the token, the key. */
+export function enrollmentPayload(token: string, publicKey: Uint8Array): Uint8Array {
+  return new Uint8Array(
+    Buffer.concat([
+      Buffer.from('fedsynth/enroll/v1\n'),
+      Buffer.from(token),
+      Buffer.from('\n'),
+      Buffer.from(publicKey),
+    ]),
+  );
+}
+
 /**
  * Bytes the coordinator signs for a round start: a label, the secure-aggregation session id (which
  * already binds round, model hash, participants and parameters) and the sha256 of the rest of the

@@ -1,18 +1,11 @@
+import { enrollmentPayload } from '@fedsynth/protocol';
 import { ed25519Verify } from '@fedsynth/secure-agg';
 import { type DataSource, IsNull } from 'typeorm';
 import { hashToken, newToken } from '../auth/api-tokens';
 import { EnrollmentTokenEntity, SiteEntity } from '../db/entities';
 import { CoordinatorError, ErrorCode } from '../errors/coordinator-error';
 
-/** Bytes a site signs to prove it holds the key it enrolls: a domain label, the token, the key. */
-export function enrollmentPayload(token: string, publicKey: Uint8Array): Buffer {
-  return Buffer.concat([
-    Buffer.from('fedsynth/enroll/v1\n'),
-    Buffer.from(token),
-    Buffer.from('\n'),
-    Buffer.from(publicKey),
-  ]);
-}
+export { enrollmentPayload } from '@fedsynth/protocol';
 
 /** Ed25519 verification with raw 32-byte keys (node:crypto, via libs/secure-agg). */
 export const verifyEd25519 = ed25519Verify;
