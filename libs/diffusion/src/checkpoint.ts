@@ -1,5 +1,7 @@
 import { readFile, rename, writeFile } from 'node:fs/promises';
-import { UNet, type UNetConfig, validateUNetConfig } from './unet';
+import type { PredictionType } from './objective';
+import type { ScheduleName } from './schedule';
+import { UNet, type UNetConfig, unetConfigFor, validateUNetConfig } from './unet';
 import { decodeSafetensors, encodeSafetensors, WeightsError } from './weights';
 
 /** What a saved model says about itself (safetensors metadata, all strings). */
@@ -68,4 +70,29 @@ export async function loadModel(path: string): Promise<{ model: UNet; metadata: 
     throw new WeightsError(`${path}: cannot be read (${(err as NodeJS.ErrnoException).code ?? err})`);
   }
   return decodeModel(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), path);
+}
+
+/**
+ * A freshly initialized model as safetensors, with the metadata that synthesis needs (input size,
+ * prediction type, noise schedule): the starting point of a federation.
+ */
+export async function createInitialModel(opts: {
+  size: number;
+  channels: number[];
+  numResBlocks: number;
+  prediction: PredictionType;
+  schedule: ScheduleName;
+  seed?: number;
+}): Promise<Uint8Array> {
+  const model = new UNet(unetConfigFor(opts.channels, opts.numResBlocks), opts.seed ?? 0);
+  try {
+    return await encodeModel(model, {
+      size: String(opts.size),
+      prediction: opts.prediction,
+      schedule: opts.schedule,
+      step: '0',
+    });
+  } finally {
+    model.dispose();
+  }
 }

@@ -10,7 +10,15 @@ export {
   GPU_HINT,
   selectBackend,
 } from './backend';
-export { decodeModel, encodeModel, loadModel, type ModelMetadata, saveModel } from './checkpoint';
+export {
+  createInitialModel,
+  decodeModel,
+  encodeModel,
+  loadModel,
+  type ModelMetadata,
+  saveModel,
+} from './checkpoint';
+export { synthesizeVolume } from './cli/synthesize';
 export { conv2d, convGrads } from './conv';
 export { BatchSampler, loadSliceDataset, type SliceDataset, stackSlices } from './data';
 export { type EvalResult, evaluateSlices } from './evaluate';
@@ -37,6 +45,7 @@ export {
   timestepEmbedding,
   UNet,
   type UNetConfig,
+  unetConfigFor,
   upsampleNearest2x,
   validateUNetConfig,
 } from './unet';

@@ -33,6 +33,26 @@ export const DEFAULT_UNET_CONFIG: UNetConfig = {
   normEps: 1e-6,
 };
 
+/**
+ * The U-Net for given level widths: GroupNorm groups and attention head width are the largest of
+ * 16, 8, 4, 2, 1 that divide the channels; attention stays in the middle block only.
+ */
+export function unetConfigFor(
+  channels: number[],
+  numResBlocks = DEFAULT_UNET_CONFIG.numResBlocks,
+): UNetConfig {
+  const groups = [16, 8, 4, 2, 1].find((g) => channels.every((c) => c % g === 0))!;
+  const heads = [16, 8, 4, 2, 1].find((h) => channels[channels.length - 1] % h === 0)!;
+  return {
+    ...DEFAULT_UNET_CONFIG,
+    channels: [...channels],
+    attentionLevels: channels.map(() => false),
+    normNumGroups: groups,
+    numHeadChannels: heads,
+    numResBlocks,
+  };
+}
+
 /** Checks a configuration; errors name the field. */
 export function validateUNetConfig(c: UNetConfig): void {
   const bad = (cond: boolean, msg: string) => {

@@ -19,7 +19,7 @@ import { evaluateSlices } from '../evaluate';
 import type { PredictionType } from '../objective';
 import { DataParallelTrainer } from '../parallel';
 import type { ScheduleName } from '../schedule';
-import { DEFAULT_UNET_CONFIG, UNet, type UNetConfig } from '../unet';
+import { DEFAULT_UNET_CONFIG, UNet, type UNetConfig, unetConfigFor } from '../unet';
 import { decodeSafetensors, encodeSafetensors } from '../weights';
 
 const FLAGS: Record<string, FlagSpec> = {
@@ -152,17 +152,10 @@ export async function main(argv: string[]): Promise<void> {
     );
     const statePath = `${out}.state`;
     const historyPath = `${out}.history.jsonl`;
-    // GroupNorm groups and attention head width: the largest of the defaults that divide the channels.
-    const groups = [16, 8, 4, 2, 1].find((g) => channels.every((c) => c % g === 0))!;
-    const heads = [16, 8, 4, 2, 1].find((h) => channels[channels.length - 1] % h === 0)!;
-    const config: UNetConfig = {
-      ...DEFAULT_UNET_CONFIG,
+    const config: UNetConfig = unetConfigFor(
       channels,
-      attentionLevels: channels.map(() => false),
-      normNumGroups: groups,
-      numHeadChannels: heads,
-      numResBlocks: numFlag(v, 'res-blocks', 1, 8, DEFAULT_UNET_CONFIG.numResBlocks),
-    };
+      numFlag(v, 'res-blocks', 1, 8, DEFAULT_UNET_CONFIG.numResBlocks),
+    );
     let model: UNet;
     let resumed = false;
     if (!v.fresh && existsSync(out) && existsSync(statePath)) {
