@@ -8,25 +8,33 @@ import { type Database, openDatabase } from './database';
 /** The test PostgreSQL server (trust auth on these machines); FEDSYNTH_TEST_PG overrides. */
 export const ADMIN_URL = process.env.FEDSYNTH_TEST_PG ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
-/** A fresh database on the real server, dropped by the returned close(). */
-export async function freshPostgres(): Promise<Database> {
+/** A fresh, empty database on the real server: its URL, and drop() to remove it. */
+export async function freshPostgresUrl(): Promise<{ url: string; drop: () => Promise<void> }> {
   const name = `fedsynth_t_${randomBytes(5).toString('hex')}`;
   const admin = new Client({ connectionString: ADMIN_URL });
   await admin.connect();
   await admin.query(`CREATE DATABASE ${name}`);
   await admin.end();
-  const db = await openDatabase({
-    databaseUrl: ADMIN_URL.replace(/\/[^/]*$/, `/${name}`),
-    dataDir: tmpdir(),
-  });
   return {
-    ...db,
-    close: async () => {
-      await db.close();
+    url: ADMIN_URL.replace(/\/[^/]*$/, `/${name}`),
+    drop: async () => {
       const c = new Client({ connectionString: ADMIN_URL });
       await c.connect();
       await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
       await c.end();
+    },
+  };
+}
+
+/** A fresh database on the real server, dropped by the returned close(). */
+export async function freshPostgres(): Promise<Database> {
+  const { url, drop } = await freshPostgresUrl();
+  const db = await openDatabase({ databaseUrl: url, dataDir: tmpdir() });
+  return {
+    ...db,
+    close: async () => {
+      await db.close();
+      await drop();
     },
   };
 }

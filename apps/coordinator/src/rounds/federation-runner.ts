@@ -33,6 +33,33 @@ export class FederationRunner {
     while (this.busy) await new Promise((r) => setTimeout(r, 50));
   }
 
+  /**
+   * A running federation without a global model gets a freshly initialized one from its model
+   * config (seeded by the federation id, so it can be reproduced), unless an admin uploaded one.
+   */
+  private async initializeModel(f: FederationEntity): Promise<void> {
+    const { createInitialModel, selectBackend } = await import('@fedsynth/diffusion');
+    // Initialization only draws random weights: the plain JS backend does it without loading wasm.
+    await selectBackend('cpu');
+    const mc = f.modelConfig as { size?: number; channels?: number[]; numResBlocks?: number };
+    const plan = f.plan as { prediction?: string; schedule?: string };
+    const seed = Number.parseInt(f.id.replace(/-/g, '').slice(0, 8), 16) >>> 0;
+    const bytes = await createInitialModel({
+      size: Number(mc.size ?? 64),
+      channels: mc.channels ?? [32, 64, 80],
+      numResBlocks: Number(mc.numResBlocks ?? 2),
+      prediction: (plan.prediction ?? 'sample') as 'sample',
+      schedule: (plan.schedule ?? 'cosine') as 'cosine',
+      seed,
+    });
+    const sha = await this.ctx.checkpoints.put(bytes, { federationId: f.id });
+    await this.ctx.federations.setCheckpoint(f.id, sha);
+    f.currentCheckpoint = sha;
+    console.log(
+      `federation "${f.name}": initialized the global model from its model config (${sha.slice(0, 12)}, ${bytes.length} bytes)`,
+    );
+  }
+
   private readonly lastFailure = new Map<string, number>();
 
   /** One pass: run a round of the first running federation that is due. */
@@ -42,7 +69,7 @@ export class FederationRunner {
     try {
       const feds = await this.ctx.db.dataSource.getRepository(FederationEntity).findBy({ status: 'running' });
       for (const f of feds) {
-        if (!f.currentCheckpoint) continue;
+        if (!f.currentCheckpoint) await this.initializeModel(f);
         const failedAt = this.lastFailure.get(f.id) ?? 0;
         if (Date.now() - failedAt < this.opts.retrySeconds * 1000) continue;
         const r = await this.engine.runRound(f.id);

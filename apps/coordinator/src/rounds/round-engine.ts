@@ -57,6 +57,25 @@ const STAGE_EVENTS = {
 } as const;
 
 /**
+ * The latest time each stage can end (ISO), if every earlier stage ran to its deadline; a stage ends
+ * earlier when every participant has answered.
+ */
+export function stageDeadlines(now: number, opts: EngineOptions): Record<string, string> {
+  let t = now;
+  const at = (ms: number) => {
+    t += ms;
+    return new Date(t).toISOString();
+  };
+  return {
+    'advertise-keys': at(opts.stageTimeoutMs + opts.trainTimeoutMs / 10),
+    'share-keys': at(opts.stageTimeoutMs),
+    'masked-input': at(opts.trainTimeoutMs),
+    'consistency-check': at(opts.stageTimeoutMs),
+    unmask: at(opts.stageTimeoutMs),
+  };
+}
+
+/**
  * Runs securely aggregated FedAvg rounds over the agent gateway: selects the online approved sites,
  * sends the round start, drives libs/secure-agg's server through every stage with a deadline each
  * (whoever has not answered by then is a dropout at that stage), adds masked chunks into the running
@@ -325,7 +344,7 @@ export class RoundEngine {
             delta: Number(dp.delta ?? 1e-5),
           },
         },
-        deadlines: {},
+        deadlines: stageDeadlines(Date.now(), this.opts),
       };
       const signed = {
         ...start,
