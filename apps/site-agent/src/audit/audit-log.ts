@@ -35,6 +35,19 @@ export class AuditLog {
     return entry;
   }
 
+  /** Records an outbound message by its size and digest (when the bytes were hashed as they were framed). */
+  recordDigest(
+    type: string,
+    bytes: number,
+    sha256: string,
+    round: string | null,
+    now = new Date(),
+  ): AuditEntry {
+    const entry: AuditEntry = { time: now.toISOString(), direction: 'out', type, bytes, sha256, round };
+    appendFileSync(this.path, `${JSON.stringify(entry)}\n`, { mode: 0o600 });
+    return entry;
+  }
+
   /** Reads every entry; a malformed line is reported with its line number. */
   static read(path: string): AuditEntry[] {
     let text: string;

@@ -8,6 +8,7 @@ import {
   readIdentityKey,
   writeIdentityKey,
 } from '../identity/identity-key';
+import { RUN_COMMANDS } from './run-commands';
 
 export interface FlagSpec {
   type: 'string' | 'boolean';
@@ -107,4 +108,4 @@ const init: Command = {
   },
 };
 
-export const COMMANDS: Command[] = [init];
+export const COMMANDS: Command[] = [init, ...RUN_COMMANDS];

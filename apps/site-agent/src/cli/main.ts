@@ -63,7 +63,11 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`fedsynth-agent ${cmd.name}: ${err.message}\n`);
       return 1;
     }
-    process.stderr.write(`fedsynth-agent ${cmd.name}: ${(err as Error).stack ?? String(err)}\n`);
+    // Expected failures carry a message that says what to do; the stack only helps when debugging.
+    const e = err as Error;
+    process.stderr.write(
+      `fedsynth-agent ${cmd.name}: ${process.env.FEDSYNTH_DEBUG ? (e.stack ?? String(err)) : (e.message ?? String(err))}\n`,
+    );
     return 1;
   }
 }

@@ -1,0 +1,171 @@
+import { listSubjects, type SlicePair } from '@fedsynth/imaging';
+import type { Message } from '@fedsynth/protocol';
+
+type TrainingPlan = Message<'round.start'>['plan'];
+
+/** Limits the site sets on what a round may ask of it. */
+export interface SiteLimits {
+  maxLocalSteps: number;
+  maxBatch: number;
+}
+
+/** Local data of a site at one model size: training and validation slices, split by subject. */
+export interface LocalData {
+  size: number;
+  train: SlicePair[];
+  val: SlicePair[];
+  trainSubjects: number;
+  valSubjects: number;
+}
+
+/** What local training produced: the update and the aggregate figures reported for it. */
+export interface LocalUpdate {
+  delta: Float32Array;
+  loss: number;
+  steps: number;
+  batchSize: number;
+  ms: number;
+}
+
+/** Figures of a model on the validation split (mean over slices, weighted by body voxels). */
+export interface LocalEval {
+  mae: number;
+  psnr: number;
+  ssim: number;
+  count: number;
+}
+
+type Diffusion = typeof import('@fedsynth/diffusion');
+let diffusion: Diffusion | null = null;
+/** libs/diffusion (and tfjs) load on first use, so commands that never train start fast. */
+export function loadDiffusion(): Diffusion {
+  diffusion ??= require('@fedsynth/diffusion') as Diffusion;
+  return diffusion;
+}
+
+/** Loads (once per model size) the site's slices from a SynthRAD-layout folder. */
+export class DataCache {
+  private readonly bySize = new Map<number, Promise<LocalData>>();
+
+  constructor(
+    readonly dataDir: string,
+    private readonly names: { source: string; target: string; mask: string },
+  ) {}
+
+  /** Subjects in the data folder (what the agent reports as its sample count). */
+  async subjectCount(): Promise<number> {
+    return (await listSubjects(this.dataDir, this.names)).length;
+  }
+
+  get(size: number): Promise<LocalData> {
+    let p = this.bySize.get(size);
+    if (!p) {
+      p = loadDiffusion()
+        .loadSliceDataset(this.dataDir, {
+          size,
+          names: { source: this.names.source, target: this.names.target, mask: this.names.mask },
+        })
+        .then((d) => ({
+          size,
+          train: d.train,
+          val: d.val,
+          trainSubjects: d.trainSubjects.length,
+          valSubjects: d.valSubjects.length,
+        }));
+      p.catch(() => this.bySize.delete(size));
+      this.bySize.set(size, p);
+    }
+    return p;
+  }
+}
+
+const yieldToEventLoop = () => new Promise<void>((r) => setImmediate(r));
+
+/** The number of local steps and the batch size a plan gets at this site (the site's limits win). */
+export function effectivePlan(plan: TrainingPlan, limits: SiteLimits): { steps: number; batch: number } {
+  return {
+    steps: Math.min(plan.localSteps, limits.maxLocalSteps),
+    batch: Math.min(plan.batchSize, limits.maxBatch),
+  };
+}
+
+/**
+ * Trains the global model on local slices for the plan's steps and returns local - global in the
+ * canonical flat order (tensors sorted by name, as the coordinator flattens the checkpoint). Yields
+ * to the event loop between steps, so the connection stays alive while training runs.
+ */
+export async function trainLocally(opts: {
+  checkpoint: Uint8Array;
+  plan: TrainingPlan;
+  limits: SiteLimits;
+  data: LocalData;
+  seed: number;
+  onStep?: (step: number, total: number, loss: number) => void;
+}): Promise<LocalUpdate> {
+  const d = loadDiffusion();
+  const t0 = Date.now();
+  const { steps, batch } = effectivePlan(opts.plan, opts.limits);
+  const global = d.decodeSafetensors(opts.checkpoint, 'global model');
+  const { model } = d.decodeModel(opts.checkpoint, 'global model');
+  const trainer = new d.Trainer(model, {
+    prediction: opts.plan.prediction,
+    schedule: opts.plan.schedule,
+    optimizer: { ...d.DEFAULT_OPTIMIZER, lr: opts.plan.lr },
+    emaDecay: 0,
+    fedProxMu: opts.plan.fedProxMu,
+    seed: opts.seed,
+  });
+  try {
+    if (opts.plan.fedProxMu > 0) trainer.setProxAnchor();
+    const sampler = new d.BatchSampler(opts.data.train, batch, opts.seed);
+    let lossSum = 0;
+    const tail = Math.max(1, Math.ceil(steps / 4));
+    for (let s = 0; s < steps; s++) {
+      const r = trainer.step(sampler.next());
+      if (s >= steps - tail) lossSum += r.loss;
+      opts.onStep?.(s + 1, steps, r.loss);
+      await yieldToEventLoop();
+    }
+    const local = d.flattenCanonical(await model.toNamedArrays());
+    const base = d.flattenCanonical(global.arrays);
+    if (local.length !== base.length)
+      throw new Error(`trained model has ${local.length} values, the global model ${base.length}`);
+    const delta = new Float32Array(local.length);
+    for (let i = 0; i < delta.length; i++) delta[i] = local[i] - base[i];
+    return { delta, loss: lossSum / tail, steps, batchSize: batch, ms: Date.now() - t0 };
+  } finally {
+    trainer.dispose?.();
+    model.dispose();
+  }
+}
+
+/** Scores a model on (up to `maxSlices` of) the validation split with a fixed-seed DDIM. */
+export async function evaluateLocally(opts: {
+  checkpoint: Uint8Array;
+  plan: Pick<TrainingPlan, 'prediction' | 'schedule'>;
+  data: LocalData;
+  maxSlices?: number;
+  steps?: number;
+}): Promise<LocalEval> {
+  const d = loadDiffusion();
+  const slices = evenlySpaced(opts.data.val, opts.maxSlices ?? 16);
+  if (slices.length === 0) return { mae: 0, psnr: 0, ssim: 0, count: 0 };
+  const { model } = d.decodeModel(opts.checkpoint, 'global model');
+  try {
+    await yieldToEventLoop();
+    const r = d.evaluateSlices(model, slices, {
+      schedule: d.makeSchedule(opts.plan.schedule, 1000),
+      prediction: opts.plan.prediction,
+      steps: opts.steps ?? 10,
+      seed: 1234,
+    });
+    return { mae: r.mae, psnr: r.psnr, ssim: r.ssim, count: r.slices };
+  } finally {
+    model.dispose();
+  }
+}
+
+function evenlySpaced<T>(xs: T[], n: number): T[] {
+  if (xs.length <= n) return xs;
+  return Array.from({ length: n }, (_, i) => xs[Math.floor(((i + 0.5) * xs.length) / n)]);
+}

@@ -1,0 +1,472 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync, statfsSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { enroll, keyFingerprint, readEnrollment } from '../agent/enrollment';
+import { loadDiffusion } from '../agent/local-training';
+import { createLogger } from '../agent/logger';
+import { SiteAgent } from '../agent/site-agent';
+import { isAlive, readStatus } from '../agent/status';
+import { AuditLog } from '../audit/audit-log';
+import { type AgentConfig, configPath, defaultStateDir, loadAgentConfig } from '../config/agent-config';
+import { fingerprint, readIdentityKey } from '../identity/identity-key';
+import { RdpAccountant } from '../privacy/rdp-accountant';
+import type { Command, FlagSpec } from './commands';
+import { identityPath } from './commands';
+
+const STATE_DIR_FLAG: FlagSpec = {
+  type: 'string',
+  valueName: 'dir',
+  description: 'agent state directory (identity key, config, audit log; $FEDSYNTH_AGENT_HOME)',
+  default: '~/.fedsynth-agent',
+};
+
+function stateDirOf(v: Record<string, unknown>): string {
+  return resolve(String(v['state-dir'] ?? defaultStateDir()));
+}
+
+/** Settings from agent.json, the environment and the given flags, validated together. */
+function settings(v: Record<string, unknown>, flags: Partial<Record<keyof AgentConfig, unknown>> = {}) {
+  return loadAgentConfig({ stateDir: stateDirOf(v), flags, requireFile: true });
+}
+
+function needEnrollment(stateDir: string) {
+  const e = readEnrollment(stateDir);
+  if (!e)
+    throw new Error(
+      `this site is not enrolled (no ${join(stateDir, 'enrollment.json')}); run 'fedsynth-agent enroll --coordinator URL --token T'`,
+    );
+  return e;
+}
+
+const enrollCmd: Command = {
+  name: 'enroll',
+  summary: 'register this site with a coordinator using a one-time token',
+  description:
+    'Registers the identity key with the coordinator using the one-time token an admin issued for\n' +
+    "this site, and pins the coordinator's signing key. An admin then approves the site.",
+  flags: {
+    'state-dir': STATE_DIR_FLAG,
+    coordinator: {
+      type: 'string',
+      valueName: 'url',
+      description: 'coordinator address (default: from agent.json)',
+    },
+    token: { type: 'string', valueName: 'token', description: 'one-time enrollment token (fse_...)' },
+  },
+  async run(v) {
+    const stateDir = stateDirOf(v);
+    const config = settings(v, { coordinatorUrl: v.coordinator });
+    if (!v.token) throw new Error('--token is required (an admin creates one per site)');
+    if (!config.coordinatorUrl)
+      throw new Error('--coordinator is required (or set coordinatorUrl in agent.json)');
+    const identity = await readIdentityKey(identityPath(stateDir));
+    const e = await enroll({
+      coordinatorUrl: config.coordinatorUrl,
+      token: String(v.token),
+      identity,
+      stateDir,
+      audit: new AuditLog(join(stateDir, 'audit.jsonl')),
+    });
+    if (
+      config.coordinatorUrl !== (JSON.parse(readFileSync(configPath(stateDir), 'utf8')).coordinatorUrl ?? '')
+    ) {
+      const file = JSON.parse(readFileSync(configPath(stateDir), 'utf8'));
+      await writeFile(
+        configPath(stateDir),
+        `${JSON.stringify({ ...file, coordinatorUrl: config.coordinatorUrl }, null, 2)}\n`,
+        {
+          mode: 0o600,
+        },
+      );
+    }
+    process.stdout.write(
+      `enrolled site "${e.siteName}" (id ${e.siteId}) in federation ${e.federationId}: status ${e.status}\n` +
+        `  site key fingerprint         ${fingerprint(identity.publicKey)}\n` +
+        `  pinned coordinator key       ${keyFingerprint(e.coordinatorKey)}\n` +
+        (e.status === 'approved' ? '' : 'an admin must approve the site before it takes part in rounds\n') +
+        `next: fedsynth-agent run\n`,
+    );
+    return 0;
+  },
+};
+
+const runCmd: Command = {
+  name: 'run',
+  summary: 'the daemon: connect, take part in rounds, reconnect',
+  description:
+    'Connects to the coordinator, logs in with the identity key and takes part in training rounds\n' +
+    'while the site controls allow (training window, paused, opt-out). Reconnects with backoff and\n' +
+    'survives coordinator restarts. Stops on SIGINT/SIGTERM. Every outbound message is written to\n' +
+    '<state dir>/audit.jsonl before it is sent.',
+  flags: {
+    'state-dir': STATE_DIR_FLAG,
+    'data-dir': {
+      type: 'string',
+      valueName: 'dir',
+      description: 'local subjects (default: from agent.json)',
+    },
+    backend: {
+      type: 'string',
+      valueName: 'name',
+      description: 'auto, tensorflow-gpu, tensorflow, wasm or cpu (default: from agent.json)',
+    },
+    'log-format': { type: 'string', valueName: 'auto|pretty|json', description: 'log lines (default: auto)' },
+  },
+  async run(v) {
+    const stateDir = stateDirOf(v);
+    const config = settings(v, {
+      dataDir: v['data-dir'] ? resolve(String(v['data-dir'])) : undefined,
+      backend: v.backend,
+      logFormat: v['log-format'],
+    });
+    const identity = await readIdentityKey(identityPath(stateDir));
+    const enrollment = needEnrollment(stateDir);
+    const log = createLogger(config.logFormat);
+    const d = loadDiffusion();
+    const info = await d.selectBackend(config.backend);
+    log.info('training backend', { backend: info.backend, device: info.device });
+    if (!info.backend.startsWith('tensorflow')) log.info(d.GPU_HINT);
+    if (!config.dataDir) log.warn('no data directory configured: this site will decline rounds');
+    const agent = new SiteAgent({
+      config,
+      identity,
+      enrollment,
+      log,
+      backend: info,
+      progress: !log.json && !!process.stderr.isTTY,
+    });
+    const stop = () => void agent.stop();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+    log.info('agent starting', {
+      site: enrollment.siteName,
+      coordinator: enrollment.coordinatorUrl,
+      stateDir,
+    });
+    await agent.run();
+    return 0;
+  },
+};
+
+const statusCmd: Command = {
+  name: 'status',
+  summary: 'enrollment, connection, current round and last results',
+  description: 'Shows what the running (or last) daemon reported, the enrollment and the audit log totals.',
+  flags: { 'state-dir': STATE_DIR_FLAG, json: { type: 'boolean', description: 'print one JSON object' } },
+  async run(v) {
+    const stateDir = stateDirOf(v);
+    const config = settings(v);
+    const e = readEnrollment(stateDir);
+    const st = readStatus(stateDir);
+    const audit = AuditLog.read(join(stateDir, 'audit.jsonl'));
+    const privacyFile = join(stateDir, 'privacy.json');
+    const epsilon = existsSync(privacyFile)
+      ? new RdpAccountant(JSON.parse(readFileSync(privacyFile, 'utf8'))).epsilon(1e-5)
+      : 0;
+    const running = st ? isAlive(st.pid) && st.connection !== 'stopped' : false;
+    const out = {
+      site: config.siteName,
+      enrolled: e ? { siteId: e.siteId, federationId: e.federationId, coordinator: e.coordinatorUrl } : null,
+      daemon: running ? 'running' : 'not running',
+      connection: running ? st!.connection : 'none',
+      lastError: st?.lastError ?? null,
+      backend: st?.backend ?? null,
+      currentRound: running ? st!.currentRound : null,
+      lastRound: st?.lastRound ?? null,
+      lastEval: st?.lastEval ?? null,
+      latestModel: st?.latestModel ?? null,
+      roundsTaken: st?.roundsTaken ?? 0,
+      controls: { trainingWindow: config.trainingWindow, paused: config.paused, optOut: config.optOut },
+      audit: { messages: audit.length, bytesOut: audit.reduce((n, a) => n + a.bytes, 0) },
+      epsilonAtDelta1e5: epsilon,
+    };
+    if (v.json) {
+      process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+      return 0;
+    }
+    const line = (k: string, val: unknown) => `  ${k.padEnd(16)}${val}\n`;
+    process.stdout.write(
+      `site ${out.site}\n` +
+        line('enrolled', e ? `yes (${e.siteId} at ${e.coordinatorUrl})` : "no: run 'fedsynth-agent enroll'") +
+        line('daemon', `${out.daemon}${running ? `, ${out.connection}` : ''}`) +
+        (out.lastError ? line('last error', out.lastError) : '') +
+        line('backend', out.backend ?? '-') +
+        line(
+          'current round',
+          out.currentRound ? `${out.currentRound.roundId} (${out.currentRound.stage})` : '-',
+        ) +
+        line(
+          'last round',
+          out.lastRound
+            ? `${out.lastRound.roundId}: ${out.lastRound.outcome}${out.lastRound.reason ? ` (${out.lastRound.reason})` : ''}${out.lastRound.loss !== undefined ? `, loss ${out.lastRound.loss.toFixed(4)}` : ''}`
+            : '-',
+        ) +
+        line(
+          'last evaluation',
+          out.lastEval
+            ? `MAE ${out.lastEval.mae.toFixed(1)} HU, PSNR ${out.lastEval.psnr.toFixed(2)} dB, SSIM ${out.lastEval.ssim.toFixed(3)} on ${out.lastEval.count} slices`
+            : '-',
+        ) +
+        line('rounds taken', out.roundsTaken) +
+        line(
+          'controls',
+          `window ${config.trainingWindow}${config.paused ? ', paused' : ''}${config.optOut ? ', opted out' : ''}`,
+        ) +
+        line('audit log', `${out.audit.messages} messages, ${out.audit.bytesOut} bytes sent`) +
+        line(
+          'privacy',
+          epsilon > 0 ? `epsilon ${epsilon.toFixed(2)} at delta 1e-5` : 'no DP noise added so far',
+        ),
+    );
+    return 0;
+  },
+};
+
+function setControl(name: 'pause' | 'resume', paused: boolean): Command {
+  return {
+    name,
+    summary: paused ? 'decline rounds until resumed' : 'take part in rounds again',
+    description: `Sets "paused": ${paused} in agent.json; a running daemon applies it from the next round.`,
+    flags: { 'state-dir': STATE_DIR_FLAG },
+    async run(v) {
+      const stateDir = stateDirOf(v);
+      settings(v);
+      const file = JSON.parse(readFileSync(configPath(stateDir), 'utf8'));
+      await writeFile(configPath(stateDir), `${JSON.stringify({ ...file, paused }, null, 2)}\n`, {
+        mode: 0o600,
+      });
+      process.stdout.write(
+        paused ? 'paused: rounds will be declined\n' : 'resumed: rounds will be accepted\n',
+      );
+      return 0;
+    },
+  };
+}
+
+const synthesizeCmd: Command = {
+  name: 'synthesize',
+  summary: 'synthetic CT from an MRI with the latest global model',
+  description:
+    'Runs the latest global model this site received (or --model) on a local MRI volume and writes\n' +
+    "a synthetic CT (HU) with the input's geometry. Nothing is sent anywhere.",
+  flags: {
+    'state-dir': STATE_DIR_FLAG,
+    input: { type: 'string', valueName: 'file', description: 'MRI volume (.nii or .nii.gz)' },
+    out: { type: 'string', valueName: 'file', description: 'synthetic CT to write (.nii.gz)' },
+    model: {
+      type: 'string',
+      valueName: 'file',
+      description: 'model to use instead of the latest global model',
+    },
+    steps: { type: 'string', valueName: 'n', description: 'DDIM steps', default: '25' },
+    backend: {
+      type: 'string',
+      valueName: 'name',
+      description: 'auto, tensorflow-gpu, tensorflow, wasm or cpu',
+    },
+  },
+  async run(v) {
+    const stateDir = stateDirOf(v);
+    if (!v.input || !v.out) throw new Error('--input and --out are required');
+    let model = v.model ? resolve(String(v.model)) : null;
+    if (!model) {
+      const latest = join(stateDir, 'models', 'latest');
+      if (!existsSync(latest))
+        throw new Error(
+          `no global model yet in ${join(stateDir, 'models')}: the agent stores one after its first evaluated round (or pass --model)`,
+        );
+      model = join(stateDir, 'models', `${readFileSync(latest, 'utf8').trim()}.safetensors`);
+    }
+    const steps = Number(v.steps ?? 25);
+    if (!Number.isInteger(steps) || steps < 1 || steps > 1000)
+      throw new Error('--steps must be an integer in [1, 1000]');
+    const d = loadDiffusion();
+    const imaging = await import('@fedsynth/imaging');
+    const info = await d.selectBackend(
+      (v.backend as never) ?? (process.env.FEDSYNTH_BACKEND as never) ?? 'auto',
+    );
+    const { model: unet, metadata } = await d.loadModel(model);
+    const mr = await imaging.readNifti(resolve(String(v.input)));
+    const bar = { p: null as ReturnType<typeof imaging.createProgress> | null };
+    const { ct } = d.synthesizeVolume(unet, mr, {
+      size: Number(metadata.size ?? 64),
+      prediction: (metadata.prediction as 'sample') ?? 'sample',
+      schedule: (metadata.schedule as 'cosine') ?? 'cosine',
+      steps,
+      samples: 1,
+      batch: 8,
+      seed: 0,
+      onStep: (done, total) => {
+        bar.p ??= imaging.createProgress(`synthesizing ${mr.dims[2]} slices (${info.backend})`, total);
+        bar.p.tick(done);
+      },
+    });
+    bar.p?.done();
+    await imaging.writeNifti(resolve(String(v.out)), { ...mr, data: ct }, { datatype: 'int16' });
+    unet.dispose();
+    process.stdout.write(
+      `${JSON.stringify({ out: resolve(String(v.out)), model, slices: mr.dims[2], steps })}\n`,
+    );
+    return 0;
+  },
+};
+
+interface Check {
+  name: string;
+  ok: boolean | 'warn';
+  detail: string;
+}
+
+const doctorCmd: Command = {
+  name: 'doctor',
+  summary: 'check backend, device, data, coordinator, clock and disk',
+  description:
+    'Checks what the agent needs and says how to fix what is missing: the identity key and config,\n' +
+    'the training backend and device (and how to enable tfjs-node-gpu on a CUDA host), the data\n' +
+    'folder (the same checks as fedsynth-data check), the coordinator over HTTP(S), clock skew\n' +
+    'against the coordinator, and free disk. Exits 1 when a check fails.',
+  flags: {
+    'state-dir': STATE_DIR_FLAG,
+    json: { type: 'boolean', description: 'print one JSON object' },
+  },
+  async run(v) {
+    const stateDir = stateDirOf(v);
+    const checks: Check[] = [];
+    const add = (name: string, ok: Check['ok'], detail: string) => checks.push({ name, ok, detail });
+    const [major, minor] = process.versions.node.split('.').map(Number);
+    add(
+      'node',
+      major > 20 || (major === 20 && minor >= 19),
+      `Node ${process.versions.node} (needs 20.19 or newer)`,
+    );
+    let config: AgentConfig | null = null;
+    try {
+      config = settings(v);
+      add('config', true, configPath(stateDir));
+    } catch (err) {
+      add('config', false, (err as Error).message);
+    }
+    try {
+      const key = await readIdentityKey(identityPath(stateDir));
+      add('identity key', true, `${identityPath(stateDir)} (fingerprint ${fingerprint(key.publicKey)})`);
+    } catch (err) {
+      add('identity key', false, (err as Error).message);
+    }
+    const d = loadDiffusion();
+    let cuda = false;
+    try {
+      const gpus = execFileSync('nvidia-smi', ['--query-gpu=name', '--format=csv,noheader'], {
+        encoding: 'utf8',
+        timeout: 10_000,
+      });
+      cuda = gpus.trim().length > 0;
+      add('cuda', true, `GPU: ${gpus.trim().split('\n').join(', ')}`);
+    } catch {
+      add('cuda', 'warn', 'no CUDA GPU found (nvidia-smi missing or failed): training runs on the CPU');
+    }
+    try {
+      const info = await d.selectBackend(config?.backend ?? 'auto');
+      const gpu = info.backend === 'tensorflow-gpu';
+      add(
+        'backend',
+        gpu || !cuda ? true : 'warn',
+        `${info.backend}: ${info.device}${gpu ? '' : `\n      ${d.GPU_HINT}`}`,
+      );
+    } catch (err) {
+      add('backend', false, (err as Error).message);
+    }
+    if (config?.dataDir) {
+      try {
+        const { checkDataset } = await import('@fedsynth/imaging');
+        const r = await checkDataset(config.dataDir, config.modalities);
+        const bad = r.subjects.filter((s) => s.problems.length > 0);
+        add(
+          'data',
+          r.subjects.length > 0 && r.problemCount === 0,
+          r.subjects.length === 0
+            ? `${config.dataDir}: no subjects found (expected <subject>/${config.modalities.source}.nii.gz and ${config.modalities.target}.nii.gz)`
+            : `${config.dataDir}: ${r.subjects.length} subjects, ${r.problemCount} problems${
+                bad.length
+                  ? `: ${bad
+                      .slice(0, 5)
+                      .map((s) => `${s.id}: ${s.problems.join('; ')}`)
+                      .join(' | ')}`
+                  : ''
+              }`,
+        );
+      } catch (err) {
+        add('data', false, `${config.dataDir}: ${(err as Error).message}`);
+      }
+    } else {
+      add('data', false, "no data directory: set dataDir in agent.json or pass --data-dir to 'run'");
+    }
+    const enrollment = readEnrollment(stateDir);
+    const url = enrollment?.coordinatorUrl ?? config?.coordinatorUrl;
+    add(
+      'enrollment',
+      !!enrollment,
+      enrollment ? `site ${enrollment.siteId}` : "not enrolled: run 'fedsynth-agent enroll'",
+    );
+    if (url) {
+      const t0 = Date.now();
+      try {
+        const res = await fetch(`${url.replace(/\/$/, '')}/health`, { signal: AbortSignal.timeout(10_000) });
+        const ms = Date.now() - t0;
+        const body = (await res.json()) as { status?: string; version?: string };
+        const tls = url.startsWith('https');
+        add(
+          'coordinator',
+          res.ok ? (tls || /\/\/(127\.|localhost)/.test(url) ? true : 'warn') : false,
+          `${url}: ${res.status} ${body.status ?? ''} (version ${body.version ?? '?'}, ${ms} ms)${tls ? ', TLS' : ', not TLS: use https outside a test setup'}`,
+        );
+        const date = res.headers.get('date');
+        if (date) {
+          const skew = (Date.now() - ms / 2 - Date.parse(date)) / 1000;
+          add(
+            'clock',
+            Math.abs(skew) < 30 ? true : Math.abs(skew) < 300 ? 'warn' : false,
+            `differs from the coordinator by ${skew.toFixed(1)} s`,
+          );
+        }
+      } catch (err) {
+        const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+        add(
+          'coordinator',
+          false,
+          `${url}: unreachable (${cause?.code ?? cause?.message ?? (err as Error).message})`,
+        );
+      }
+    } else {
+      add('coordinator', false, 'no coordinator address: set coordinatorUrl or enroll');
+    }
+    try {
+      const fs = statfsSync(existsSync(stateDir) ? stateDir : '.');
+      const free = fs.bavail * fs.bsize;
+      const gb = free / 1024 ** 3;
+      add('disk', gb >= 1 ? true : gb >= 0.2 ? 'warn' : false, `${gb.toFixed(1)} GB free for ${stateDir}`);
+    } catch (err) {
+      add('disk', false, (err as Error).message);
+    }
+    const failed = checks.filter((c) => c.ok === false).length;
+    if (v.json) process.stdout.write(`${JSON.stringify({ ok: failed === 0, checks }, null, 2)}\n`);
+    else {
+      for (const c of checks)
+        process.stdout.write(
+          `${c.ok === true ? 'ok  ' : c.ok === 'warn' ? 'warn' : 'FAIL'}  ${c.name.padEnd(13)} ${c.detail}\n`,
+        );
+      process.stdout.write(failed ? `${failed} check(s) failed\n` : 'all checks passed\n');
+    }
+    return failed ? 1 : 0;
+  },
+};
+
+export const RUN_COMMANDS: Command[] = [
+  enrollCmd,
+  doctorCmd,
+  runCmd,
+  statusCmd,
+  synthesizeCmd,
+  setControl('pause', true),
+  setControl('resume', false),
+];
