@@ -1,9 +1,11 @@
 import { quantile } from './normalize';
 
 /**
- * A body mask when none is given: threshold (Otsu-like split between background and the body's
- * intensities, at least above the noise floor), keep the largest 3D connected component (6-neighbour),
- * and fill holes slice by slice (background not connected to the slice border).
+ * A body mask when none is given: threshold (Otsu's split between background and the body's
+ * intensities, on a 3x3 in-plane mean so that MRI noise and thin dark structures such as the skull
+ * do not break the outline), keep the largest 3D connected component (6-neighbour), and fill holes
+ * slice by slice (background not connected to the slice border). An explicit threshold applies to
+ * the data as given.
  */
 export function computeBodyMask(
   data: Float32Array,
@@ -12,9 +14,10 @@ export function computeBodyMask(
 ): Uint8Array {
   const [nx, ny, nz] = dims;
   const n = nx * ny * nz;
-  const t = threshold ?? otsu(data);
+  const values = threshold === undefined ? mean3x3(data, nx, ny, nz) : data;
+  const t = threshold ?? otsu(values);
   const fg = new Uint8Array(n);
-  for (let i = 0; i < n; i++) fg[i] = data[i] > t ? 1 : 0;
+  for (let i = 0; i < n; i++) fg[i] = values[i] > t ? 1 : 0;
   // Largest connected component.
   const comp = new Int32Array(n).fill(-1);
   const stack = new Int32Array(n);
@@ -91,6 +94,28 @@ export function computeBodyMask(
     for (let p = 0; p < plane; p++) if (!outside[p]) mask[off + p] = 1;
   }
   return mask;
+}
+
+/** Mean over each voxel's 3x3 in-plane neighbourhood (clipped at the edges). */
+function mean3x3(data: Float32Array, nx: number, ny: number, nz: number): Float32Array {
+  const out = new Float32Array(data.length);
+  for (let z = 0; z < nz; z++) {
+    const off = z * nx * ny;
+    for (let y = 0; y < ny; y++) {
+      for (let x = 0; x < nx; x++) {
+        let sum = 0;
+        let count = 0;
+        for (let yy = Math.max(0, y - 1); yy <= Math.min(ny - 1, y + 1); yy++) {
+          for (let xx = Math.max(0, x - 1); xx <= Math.min(nx - 1, x + 1); xx++) {
+            sum += data[off + yy * nx + xx];
+            count++;
+          }
+        }
+        out[off + y * nx + x] = sum / count;
+      }
+    }
+  }
+  return out;
 }
 
 /** Otsu's threshold over a 256-bin histogram between the 1st and 99th percentile. */

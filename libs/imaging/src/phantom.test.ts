@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { computeBodyMask } from './body-mask';
 import { generatePhantomPair, SITE_PROFILES, spinEcho, TISSUES, Tissue } from './phantom';
 
 describe('paired phantoms', () => {
@@ -49,5 +50,27 @@ describe('paired phantoms', () => {
     expect(() => generatePhantomPair({ seed: 1, profile: 'nope', size: 32 })).toThrow(
       /unknown profile "nope"/,
     );
+  });
+});
+
+describe('body mask from the MRI alone', () => {
+  it('matches the phantom body (its ground truth) for every site profile and both anatomies', () => {
+    for (const profile of Object.keys(SITE_PROFILES)) {
+      for (const anatomy of ['head', 'pelvis'] as const) {
+        const p = generatePhantomPair({ seed: 21, profile, size: 64, slices: 12, anatomy });
+        const m = computeBodyMask(p.mr.data, p.mr.dims);
+        let a = 0;
+        let b = 0;
+        let both = 0;
+        for (let i = 0; i < m.length; i++) {
+          const t = p.mask.data[i] > 0 ? 1 : 0;
+          a += m[i];
+          b += t;
+          both += m[i] & t;
+        }
+        // Dice overlap: a mask that loses the scalp (and with it the MRI normalization) scores ~0.8.
+        expect((2 * both) / (a + b), `${profile} ${anatomy}`).toBeGreaterThan(0.93);
+      }
+    }
   });
 });
