@@ -1,4 +1,5 @@
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import nacl from 'tweetnacl';
 
 /** The coordinator's Ed25519 identity: it signs every round start; sites pin its public key at enrollment. */
@@ -28,6 +29,8 @@ export function loadOrCreateCoordinatorIdentity(path: string): CoordinatorIdenti
     return { publicKey: nacl.sign.keyPair.fromSecretKey(secretKey).publicKey, secretKey };
   }
   const id = newCoordinatorIdentity();
+  // With an external database nothing else may have made the data directory yet.
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   writeFileSync(
     path,
     `${JSON.stringify({ kind: 'fedsynth-coordinator-identity', secretKey: Buffer.from(id.secretKey).toString('base64'), publicKey: Buffer.from(id.publicKey).toString('base64') }, null, 2)}\n`,
