@@ -1,0 +1,8 @@
+export {
+  AGENT_BIN,
+  COORDINATOR_BIN,
+  LocalFederation,
+  type LocalFederationOptions,
+  type MetricRecord,
+  type RoundRecord,
+} from './local-federation';

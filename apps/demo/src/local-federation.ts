@@ -1,0 +1,304 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createWriteStream, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+// From apps/demo/src (tests) or apps/demo/dist (built) alike, the apps folder is two levels up.
+const APPS = join(__dirname, '..', '..');
+export const COORDINATOR_BIN = join(APPS, 'coordinator', 'bin', 'fedsynth-coordinator.js');
+export const AGENT_BIN = join(APPS, 'site-agent', 'bin', 'fedsynth-agent.js');
+
+/** A round as the REST API lists it. */
+export interface RoundRecord {
+  id: string;
+  number: number;
+  stage: string;
+  participants: { index: number; siteId: string }[] | null;
+  dropouts: { siteId: string; stage: string }[] | null;
+  error: string | null;
+  startedAt: string;
+  finishedAt: string | null;
+  checkpointOut: string | null;
+  bytesIn: string;
+  bytesOut: string;
+}
+
+/** One metric row as the REST API lists it. */
+export interface MetricRecord {
+  round: number;
+  site: string | null;
+  name: string;
+  value: number;
+  count: number;
+}
+
+export interface LocalFederationOptions {
+  /** Working folder: coordinator data, site state, logs. */
+  dir: string;
+  /** PostgreSQL URL; the embedded database in the coordinator's data folder when absent. */
+  databaseUrl?: string;
+  stageSeconds?: number;
+  trainSeconds?: number;
+  retrySeconds?: number;
+  /** Extra environment for the agents (e.g. FEDSYNTH_BACKEND). */
+  agentEnv?: NodeJS.ProcessEnv;
+}
+
+/** Runs a CLI to its end; rejects with its output when it fails. */
+function runToEnd(args: string[], env: NodeJS.ProcessEnv, log: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    p.stdout!.on('data', (d) => {
+      out += d;
+    });
+    p.stderr!.on('data', (d) => {
+      out += d;
+    });
+    p.on('exit', (code) => {
+      createWriteStream(log, { flags: 'a' }).end(`$ ${args.slice(1).join(' ')}\n${out}\n`);
+      if (code === 0) resolve(out);
+      else reject(new Error(`${args.slice(1, 3).join(' ')} exited with ${code}:\n${out}`));
+    });
+  });
+}
+
+/**
+ * A federation on one machine, every part a separate process: the coordinator (its CLI, on the
+ * embedded database unless a URL is given) and one site agent per site (its CLI: init, enroll, run).
+ * Used by the demo, the end-to-end tests and the federated-versus-central benchmark.
+ */
+export class LocalFederation {
+  coordinator: ChildProcess | null = null;
+  url = '';
+  adminToken = '';
+  readonly agents = new Map<
+    string,
+    { proc: ChildProcess; stateDir: string; siteId: string; exited: Promise<number | null> }
+  >();
+  private coordinatorOut = '';
+
+  constructor(readonly opts: LocalFederationOptions) {
+    mkdirSync(opts.dir, { recursive: true });
+  }
+
+  private coordinatorEnv(): NodeJS.ProcessEnv {
+    const env = { ...process.env };
+    delete env.DATABASE_URL;
+    if (this.opts.databaseUrl) env.DATABASE_URL = this.opts.databaseUrl;
+    return env;
+  }
+
+  /** Starts (or restarts) the coordinator; resolves once it listens. */
+  async startCoordinator(): Promise<void> {
+    const dataDir = join(this.opts.dir, 'coordinator');
+    const args = [
+      COORDINATOR_BIN,
+      'serve',
+      '--data-dir',
+      dataDir,
+      '--port',
+      this.url ? new URL(this.url).port : '0',
+      '--stage-seconds',
+      String(this.opts.stageSeconds ?? 60),
+      '--train-seconds',
+      String(this.opts.trainSeconds ?? 900),
+      '--retry-seconds',
+      String(this.opts.retrySeconds ?? 2),
+    ];
+    const proc = spawn(process.execPath, args, {
+      env: this.coordinatorEnv(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.coordinator = proc;
+    const log = createWriteStream(join(this.opts.dir, 'coordinator.log'), { flags: 'a' });
+    this.coordinatorOut = '';
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`the coordinator did not start in 120 s:\n${this.coordinatorOut}`)),
+        120_000,
+      );
+      const onData = (d: Buffer) => {
+        log.write(d);
+        this.coordinatorOut += d.toString();
+        const token = /first admin API token[^\n]*\n\s*(fsk_\S+)/.exec(this.coordinatorOut);
+        if (token) this.adminToken = token[1];
+        const m = /listening on (https?:\/\/[\d.]+:\d+)/.exec(this.coordinatorOut);
+        if (m) {
+          clearTimeout(timer);
+          this.url = m[1];
+          resolve();
+        }
+      };
+      proc.stdout!.on('data', onData);
+      proc.stderr!.on('data', onData);
+      proc.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`the coordinator exited with ${code}:\n${this.coordinatorOut}`));
+      });
+    });
+    if (!this.adminToken) throw new Error('the coordinator printed no admin token (data folder reused?)');
+  }
+
+  /** Stops the coordinator: SIGTERM for a clean stop, SIGKILL for a crash. */
+  async stopCoordinator(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    const p = this.coordinator;
+    if (!p || p.exitCode !== null) return;
+    const exited = new Promise((r) => p.once('exit', r));
+    p.kill(signal);
+    await exited;
+    this.coordinator = null;
+  }
+
+  /** Calls the REST API with the admin token; errors carry the API's code and message. */
+  async api<T = unknown>(method: string, path: string, body?: unknown): Promise<T> {
+    const res = await fetch(this.url + path, {
+      method,
+      headers: { authorization: `Bearer ${this.adminToken}`, 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const type = res.headers.get('content-type') ?? '';
+    const payload = type.includes('json') ? await res.json() : new Uint8Array(await res.arrayBuffer());
+    if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(payload)}`);
+    return payload as T;
+  }
+
+  async createFederation(
+    name: string,
+    settings: Record<string, unknown>,
+  ): Promise<{ id: string; name: string }> {
+    return this.api('POST', '/api/federations', { name, ...settings });
+  }
+
+  /**
+   * Adds a site as its own agent process: `init`, a one-time token from the admin API, `enroll`,
+   * approval by the admin, then `run` (logs in the site's folder).
+   */
+  async addSite(
+    federationId: string,
+    name: string,
+    dataDir: string,
+    opts: { coordinatorUrl?: string } = {},
+  ): Promise<void> {
+    const stateDir = join(this.opts.dir, 'sites', name);
+    mkdirSync(stateDir, { recursive: true });
+    const env = { ...process.env, ...this.opts.agentEnv };
+    const log = join(stateDir, 'agent.log');
+    await runToEnd(
+      [
+        AGENT_BIN,
+        'init',
+        '--state-dir',
+        stateDir,
+        '--site-name',
+        name,
+        '--data-dir',
+        dataDir,
+        '--coordinator-url',
+        opts.coordinatorUrl ?? this.url,
+        '--force',
+      ],
+      env,
+      log,
+    );
+    const { token } = await this.api<{ token: string }>(
+      'POST',
+      `/api/federations/${federationId}/enrollment-tokens`,
+      {
+        siteName: name,
+      },
+    );
+    await runToEnd([AGENT_BIN, 'enroll', '--state-dir', stateDir, '--token', token], env, log);
+    const enrollment = JSON.parse(readFileSync(join(stateDir, 'enrollment.json'), 'utf8')) as {
+      siteId: string;
+    };
+    await this.api('POST', `/api/sites/${enrollment.siteId}/approve`);
+    this.startAgent(name, stateDir, enrollment.siteId);
+  }
+
+  /** Starts (or restarts) a site's daemon. */
+  startAgent(
+    name: string,
+    stateDir = join(this.opts.dir, 'sites', name),
+    siteId = this.agents.get(name)!.siteId,
+  ): void {
+    const out = createWriteStream(join(stateDir, 'agent.log'), { flags: 'a' });
+    const proc = spawn(
+      process.execPath,
+      [AGENT_BIN, 'run', '--state-dir', stateDir, '--log-format', 'json'],
+      {
+        env: { ...process.env, ...this.opts.agentEnv },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    proc.stdout!.pipe(out);
+    proc.stderr!.pipe(out);
+    const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+    this.agents.set(name, { proc, stateDir, siteId, exited });
+  }
+
+  /** Kills a site's daemon (SIGKILL: as if the machine lost power). */
+  async killAgent(name: string, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    const a = this.agents.get(name);
+    if (!a || a.proc.exitCode !== null) return;
+    a.proc.kill(signal);
+    await a.exited;
+  }
+
+  rounds(federationId: string): Promise<RoundRecord[]> {
+    return this.api('GET', `/api/federations/${federationId}/rounds`);
+  }
+
+  metrics(federationId: string, perSite = false): Promise<MetricRecord[]> {
+    return this.api('GET', `/api/federations/${federationId}/metrics${perSite ? '?perSite=1' : ''}`);
+  }
+
+  /**
+   * Waits until `count` rounds have completed, calling `onRound` for each round that ends
+   * (completed, failed or aborted). Rejects after `timeoutMs`, or when an agent process dies
+   * unexpectedly and too few remain.
+   */
+  async waitForRounds(
+    federationId: string,
+    count: number,
+    opts: { timeoutMs: number; onRound?: (r: RoundRecord) => void | Promise<void>; maxFailures?: number },
+  ): Promise<RoundRecord[]> {
+    const seen = new Set<string>();
+    const end = Date.now() + opts.timeoutMs;
+    for (;;) {
+      const rounds = await this.rounds(federationId);
+      for (const r of rounds.sort((a, b) => a.number - b.number)) {
+        if (['completed', 'failed', 'aborted'].includes(r.stage) && !seen.has(r.id)) {
+          seen.add(r.id);
+          await opts.onRound?.(r);
+        }
+      }
+      const done = rounds.filter((r) => r.stage === 'completed');
+      if (done.length >= count) return rounds;
+      const failed = rounds.filter((r) => r.stage === 'failed').length;
+      if (failed > (opts.maxFailures ?? 3))
+        throw new Error(
+          `${failed} rounds failed: ${rounds
+            .filter((r) => r.stage === 'failed')
+            .map((r) => `round ${r.number}: ${r.error}`)
+            .join('; ')}`,
+        );
+      if (Date.now() > end)
+        throw new Error(
+          `timed out with ${done.length} of ${count} rounds completed (stages: ${rounds.map((r) => r.stage).join(', ')})`,
+        );
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+
+  /** Stops every process this federation started. */
+  async stop(): Promise<void> {
+    await Promise.all([...this.agents.keys()].map((n) => this.killAgent(n, 'SIGTERM')));
+    await this.stopCoordinator('SIGTERM');
+  }
+
+  /** Kills every process at once (for exit handlers). */
+  killAll(): void {
+    for (const a of this.agents.values()) if (a.proc.exitCode === null) a.proc.kill('SIGKILL');
+    if (this.coordinator?.exitCode === null) this.coordinator.kill('SIGKILL');
+  }
+}
