@@ -1,6 +1,7 @@
 import 'reflect-metadata';
 import { type DynamicModule, type INestApplication, Module } from '@nestjs/common';
 import { APP_FILTER, APP_GUARD, NestFactory } from '@nestjs/core';
+import type { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { RolesGuard } from './auth';
 import { CoordinatorContext } from './context';
@@ -34,15 +35,20 @@ class CoordinatorModule {
   }
 }
 
+/** Largest JSON request body: a base64 checkpoint of up to ~750 MB. */
+export const MAX_JSON_BODY = '1gb';
+
 /** Builds the HTTP application (REST API, OpenAPI at /api/docs, /health, /metrics). */
 export async function createHttpApp(
   ctx: CoordinatorContext,
   opts: { https?: { key: Buffer; cert: Buffer } } = {},
 ): Promise<INestApplication> {
-  const app = await NestFactory.create(CoordinatorModule.forRoot(ctx), {
+  const app = await NestFactory.create<NestExpressApplication>(CoordinatorModule.forRoot(ctx), {
     logger: ['error', 'warn'],
     httpsOptions: opts.https,
   });
+  // Checkpoint uploads carry a whole model (base64 in JSON); the default 100 kB limit refuses them.
+  app.useBodyParser('json', { limit: MAX_JSON_BODY });
   const doc = new DocumentBuilder()
     .setTitle('fedsynth coordinator')
     .setDescription(

@@ -110,9 +110,15 @@ describe('coordinator HTTP API', () => {
     const csv = await call('GET', `/api/federations/${id}/metrics?format=csv`, researcher);
     expect(csv.text.split('\n')[0]).toBe('round,site,name,value,count');
     expect((await call('GET', `/api/federations/nope`, researcher)).status).toBe(404);
-    // The initial model goes up as safetensors and comes back by its hash.
+    // The initial model goes up as safetensors and comes back by its hash (8 MB: real models are
+    // far above a JSON body parser's default limit).
     const model = encodeSafetensors([
-      { name: 'w', dtype: 'F32', shape: [4], data: Float32Array.of(1, 2, 3, 4) },
+      {
+        name: 'w',
+        dtype: 'F32',
+        shape: [2_000_000],
+        data: Float32Array.from({ length: 2_000_000 }, (_, i) => i),
+      },
     ]);
     const up = await call('POST', `/api/federations/${id}/checkpoint`, admin, {
       model: Buffer.from(model).toString('base64'),
