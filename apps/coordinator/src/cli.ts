@@ -169,7 +169,13 @@ async function serve(v: Record<string, string | boolean | undefined>): Promise<n
     `fedsynth coordinator ${VERSION} listening on ${url} (database: ${db.kind} ${db.location}); API docs at ${url}/api/docs; agents connect to ${url}/agents\n`,
   );
   const stop = async () => {
-    await runner.stop();
+    // A round in progress is recorded as aborted rather than waited for (a stage may wait minutes);
+    // the next start resumes from the last stored checkpoint, exactly as after a crash.
+    const idle = Promise.race([
+      runner.stop().then(() => true),
+      new Promise((r) => setTimeout(() => r(false), 1000)),
+    ]);
+    if (!(await idle)) await engine.abortActive('the coordinator was stopped during the round');
     await gateway.close();
     await app.close();
     await db.close();

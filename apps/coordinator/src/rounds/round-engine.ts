@@ -138,6 +138,21 @@ export class RoundEngine {
     return open.length;
   }
 
+  /** The record of the round in progress, if any (for shutdown). */
+  private activeRowId: string | null = null;
+
+  /**
+   * Marks the round in progress as aborted with a reason (a shutdown): its sites see the connection
+   * close, and the next start resumes from the last stored checkpoint.
+   */
+  async abortActive(reason: string): Promise<void> {
+    if (!this.activeRowId) return;
+    await this.ctx.db.dataSource
+      .getRepository(RoundEntity)
+      .update({ id: this.activeRowId }, { stage: 'aborted', error: reason, finishedAt: new Date() });
+    this.activeRowId = null;
+  }
+
   private answered(index: number): void {
     const w = this.active?.waiting;
     if (!w) return;
@@ -240,7 +255,7 @@ export class RoundEngine {
     const last = await rounds.findOne({ where: { federationId: fed.id }, order: { number: 'DESC' } });
     const number = last ? last.number + 1 : 0;
     const state = new RoundState('selecting');
-    const row = await rounds.save({
+    const row: RoundEntity = await rounds.save({
       federationId: fed.id,
       number,
       stage: state.stage,
@@ -248,6 +263,7 @@ export class RoundEngine {
       checkpointIn: fed.currentCheckpoint,
       startedAt: new Date(),
     });
+    this.activeRowId = row.id;
     const persist = (extra: Partial<RoundEntity> = {}) =>
       rounds.update({ id: row.id }, { stage: state.stage, stageTimes: state.stageTimes(), ...extra });
     const advance = async (to: RoundStage) => {
@@ -265,9 +281,16 @@ export class RoundEngine {
       const onlineNow = () => [...this.gateway.sessions.values()].filter((s) => s.federationId === fed.id);
       const waitUntil = Date.now() + Number(plan.waitSeconds ?? 300) * 1000;
       let online = onlineNow();
+      let polls = 0;
       while (online.length < needed && Date.now() < waitUntil) {
         await new Promise((r) => setTimeout(r, 200));
         online = onlineNow();
+        // An admin may pause or stop the federation while it waits for sites.
+        if (++polls % 5 === 0) {
+          const now = await this.ctx.federations.get(fed.id);
+          if (now.status !== 'running')
+            throw new Error(`the federation was ${now.status} while the round waited for sites`);
+        }
       }
       if (online.length < needed)
         throw new Error(
@@ -457,6 +480,7 @@ export class RoundEngine {
       });
     } finally {
       this.active = null;
+      this.activeRowId = null;
     }
     return rounds.findOneByOrFail({ id: row.id });
   }
