@@ -107,6 +107,7 @@ async function main(): Promise<void> {
       coordinatorPeakRssMB: Math.round(process.resourceUsage().maxRSS / 1024),
       bytesInPerSite: Math.round(Number(round.bytesIn) / Math.max(1, survivors)),
       plainBytesPerSite: D * 4,
+      peakConcurrentUploads: engine.lastPeakUploads,
     }),
   );
   await gateway.close();

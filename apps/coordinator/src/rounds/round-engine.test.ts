@@ -69,7 +69,12 @@ for (const [label, open] of DATABASES) {
         .update({ id: fed.id }, { currentCheckpoint: sha, status: 'running' });
       app = await createHttpApp(ctx);
       gateway = new AgentGateway(app.getHttpServer(), ctx);
-      engine = new RoundEngine(ctx, gateway, store, { stageTimeoutMs: 3000, trainTimeoutMs: 5000 });
+      // Two upload slots for four sites: every round below also exercises the upload queue.
+      engine = new RoundEngine(ctx, gateway, store, {
+        stageTimeoutMs: 3000,
+        trainTimeoutMs: 5000,
+        maxConcurrentUploads: 2,
+      });
       await app.listen(0, '127.0.0.1');
       url = `http://127.0.0.1:${(app.getHttpServer().address() as { port: number }).port}/agents`;
     }, 60_000);
@@ -113,6 +118,8 @@ for (const [label, open] of DATABASES) {
       }
       expect(rec.dropouts).toEqual([]);
       expect(Number(rec.bytesIn)).toBe(4 * (D + 1) * 4);
+      expect(engine.lastPeakUploads).toBeGreaterThanOrEqual(1);
+      expect(engine.lastPeakUploads).toBeLessThanOrEqual(2);
       // Evaluation reports become per-site metrics and a count-weighted global figure.
       const m = await db.dataSource
         .getRepository(MetricEntity)

@@ -27,6 +27,12 @@ import { type RoundStage, RoundState } from './round-state';
 export interface EngineOptions {
   stageTimeoutMs: number;
   trainTimeoutMs: number;
+  /**
+   * Masked uploads received at once. The server keeps each upload's chunks until it is complete (so
+   * that a site dropping mid-upload can be taken back out exactly); a site beyond this many waits
+   * for its first chunk's acknowledgement, which bounds memory to about this many model vectors.
+   */
+  maxConcurrentUploads?: number;
 }
 
 interface Waiting {
@@ -45,6 +51,11 @@ interface ActiveRound {
   bytesIn: number;
   bytesOut: number;
   trainReports: Map<number, Message<'round.train-report'>>;
+  /** Sites holding an upload slot, and sites waiting for one (FIFO). */
+  uploading: Set<number>;
+  uploadQueue: { index: number; grant: () => void }[];
+  granted: Map<number, Promise<void>>;
+  peakUploads: number;
   evalReports: Map<number, Message<'round.eval-report'>>;
   evaluating: string | null;
 }
@@ -117,7 +128,10 @@ export class RoundEngine {
     });
     gateway.onDisconnect((s) => {
       const idx = this.active?.indexOf.get(s.siteId);
-      if (idx !== undefined) this.answered(idx);
+      if (idx !== undefined) {
+        this.releaseUpload(idx);
+        this.answered(idx);
+      }
     });
   }
 
@@ -137,6 +151,9 @@ export class RoundEngine {
     }
     return open.length;
   }
+
+  /** Most masked uploads received at once in the last round (the benchmark reports it). */
+  lastPeakUploads = 0;
 
   /** The record of the round in progress, if any (for shutdown). */
   private activeRowId: string | null = null;
@@ -204,10 +221,45 @@ export class RoundEngine {
     }
   }
 
-  private onMaskedChunk(s: AgentSession, m: Message<'secagg.masked-chunk'>): void {
+  /** Resolves once site `index` holds an upload slot (at once when one is free or it holds one). */
+  private uploadSlot(a: ActiveRound, index: number): Promise<void> {
+    const pending = a.granted.get(index);
+    if (pending) return pending;
+    const limit = this.opts.maxConcurrentUploads ?? 8;
+    const p =
+      a.uploading.size < limit
+        ? Promise.resolve()
+        : new Promise<void>((grant) => a.uploadQueue.push({ index, grant }));
+    if (a.uploading.size < limit) {
+      a.uploading.add(index);
+      a.peakUploads = Math.max(a.peakUploads, a.uploading.size);
+    }
+    a.granted.set(index, p);
+    return p;
+  }
+
+  /** Frees a site's upload slot (complete, refused or gone) and grants it to the next in line. */
+  private releaseUpload(index: number): void {
+    const a = this.active;
+    if (!a) return;
+    a.granted.delete(index);
+    const queued = a.uploadQueue.findIndex((q) => q.index === index);
+    if (queued >= 0) a.uploadQueue.splice(queued, 1)[0].grant();
+    if (!a.uploading.delete(index)) return;
+    const next = a.uploadQueue.shift();
+    if (next) {
+      a.uploading.add(next.index);
+      a.peakUploads = Math.max(a.peakUploads, a.uploading.size);
+      next.grant();
+    }
+  }
+
+  private async onMaskedChunk(s: AgentSession, m: Message<'secagg.masked-chunk'>): Promise<void> {
     const a = this.active;
     const idx = a?.indexOf.get(s.siteId);
     if (!a || idx === undefined) return;
+    await this.uploadSlot(a, idx);
+    if (this.active !== a || !s.socket.connected) return this.releaseUpload(idx);
     try {
       if (m.transferId !== `${a.roundId}/${idx}`)
         throw new Error(`masked chunk of transfer ${m.transferId}; expected ${a.roundId}/${idx}`);
@@ -219,9 +271,11 @@ export class RoundEngine {
       a.bytesIn += m.data.length;
       if (m.offset + m.data.length === m.total) {
         a.server.completeMaskedInput(idx);
+        this.releaseUpload(idx);
         this.answered(idx);
       }
     } catch (err) {
+      this.releaseUpload(idx);
       this.refuseFromRound(s, err, idx);
     }
   }
@@ -342,6 +396,10 @@ export class RoundEngine {
         bytesIn: 0,
         bytesOut: 0,
         trainReports: new Map(),
+        uploading: new Set(),
+        uploadQueue: [],
+        granted: new Map(),
+        peakUploads: 0,
         evalReports: new Map(),
         evaluating: null,
       };
@@ -385,6 +443,9 @@ export class RoundEngine {
       await advance('masked-input');
       this.emitAll(a, 'secagg.inbox', inboxes);
       await this.collect(inboxes.keys(), this.opts.trainTimeoutMs);
+      // Sites still waiting for an upload slot at the deadline are dropouts; let their handlers end.
+      for (const q of a.uploadQueue.splice(0)) q.grant();
+      this.lastPeakUploads = a.peakUploads;
       const lists = a.server.closeMaskedInput();
       await advance('consistency-check');
       this.emitAll(a, 'secagg.survivors', lists);

@@ -473,17 +473,25 @@ export class SiteAgent {
       epsilon: u.epsilon,
     });
     const weight = Math.min(data.train.length, r.client.config.quantization.maxWeight);
+    // The coordinator acknowledges a first chunk only when an upload slot frees up: wait for it up
+    // to the stage deadline rather than a fixed time.
+    const deadline = Date.parse(r.start.deadlines['masked-input'] ?? '');
+    const ackTimeoutMs = Number.isFinite(deadline) ? Math.max(60_000, deadline - Date.now()) : 30 * 60_000;
     try {
       const stream = r.client.maskedInput(inbox as never, { values: u.delta, weight });
       const total = stream.length * 4;
       for (const ch of stream) {
         const bytes = new Uint8Array(ch.data.buffer, ch.data.byteOffset, ch.data.byteLength);
-        await this.channel.emitWithAck('secagg.masked-chunk', {
-          transferId: `${r.roundId}/${r.client.selfIndex}`,
-          offset: ch.offset * 4,
-          total,
-          data: bytes,
-        });
+        await this.channel.emitWithAck(
+          'secagg.masked-chunk',
+          {
+            transferId: `${r.roundId}/${r.client.selfIndex}`,
+            offset: ch.offset * 4,
+            total,
+            data: bytes,
+          },
+          ackTimeoutMs,
+        );
       }
       this.opts.log.info('masked update sent', { round: r.roundId, bytes: total, weight });
       this.setStatus({
