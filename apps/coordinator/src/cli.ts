@@ -75,7 +75,7 @@ const REMOTE_FLAGS: Record<string, FlagSpec> = {
 const COMMANDS = {
   serve: [
     'serve [flags]',
-    'Starts the coordinator: REST API (OpenAPI at /api/docs), /health, /metrics.\nPrints a first admin API token when none exists.',
+    'Starts the coordinator: dashboard at /, REST API (OpenAPI at /api/docs), /health, /metrics.\nPrints a first admin API token when none exists ($FEDSYNTH_ADMIN_TOKEN installs a given one).',
     SERVE_FLAGS,
   ],
   migrate: ['migrate [flags]', 'Brings the database schema up to date and exits.', DB_FLAGS],
@@ -142,12 +142,20 @@ async function serve(v: Record<string, string | boolean | undefined>): Promise<n
     loadOrCreateCoordinatorIdentity(join(dataDir(v), 'coordinator-identity.json')),
   );
   if (!(await ctx.tokens.hasAdmin())) {
-    const { token } = await ctx.tokens.create('admin', 'first admin (printed by serve)');
-    process.stdout.write(`first admin API token (shown once, keep it safe):\n  ${token}\n`);
+    // A deployment may provide the first admin token as a secret; otherwise one is made and shown.
+    const given = process.env.FEDSYNTH_ADMIN_TOKEN;
+    if (given) {
+      await ctx.tokens.create('admin', 'first admin ($FEDSYNTH_ADMIN_TOKEN)', given);
+      process.stdout.write('first admin API token installed from $FEDSYNTH_ADMIN_TOKEN\n');
+    } else {
+      const { token } = await ctx.tokens.create('admin', 'first admin (printed by serve)');
+      process.stdout.write(`first admin API token (shown once, keep it safe):\n  ${token}\n`);
+    }
   }
   const app = await createHttpApp(ctx, { https });
   const gateway = new AgentGateway(app.getHttpServer(), ctx);
   ctx.connectedSites = () => gateway.sessions.size;
+  ctx.onlineSiteIds = () => new Set(gateway.sessions.keys());
   const engine = new RoundEngine(ctx, gateway, ctx.checkpoints, {
     stageTimeoutMs: numFlag(v, 'stage-seconds', 1, 86_400, 120) * 1000,
     trainTimeoutMs: numFlag(v, 'train-seconds', 1, 7 * 86_400, 1800) * 1000,

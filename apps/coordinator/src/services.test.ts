@@ -60,6 +60,14 @@ for (const [label, open] of DATABASES) {
       expect(await svc.hasAdmin()).toBe(false);
       await svc.create('admin');
       expect(await svc.hasAdmin()).toBe(true);
+      // A token provided by a deployment secret works as given; a weak one is refused.
+      const given = `fsk_${'a1'.repeat(20)}`;
+      const installed = await svc.create('admin', 'secret', given);
+      expect(await svc.verify(given)).toEqual({ id: installed.id, role: 'admin' });
+      await expect(svc.create('admin', 'weak', 'fsk_short')).rejects.toThrow(/at least 32/);
+      await expect(svc.create('admin', 'weak', 'admin-password-1234567890-1234567890')).rejects.toThrow(
+        /fsk_/,
+      );
     });
 
     it('enrolls a site once with a valid token and proof of key possession, then approves and revokes it', async () => {

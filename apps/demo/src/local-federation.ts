@@ -84,6 +84,7 @@ export class LocalFederation {
   private coordinatorEnv(): NodeJS.ProcessEnv {
     const env = { ...process.env };
     delete env.DATABASE_URL;
+    delete env.FEDSYNTH_ADMIN_TOKEN; // the admin token is read from the first start's output
     if (this.opts.databaseUrl) env.DATABASE_URL = this.opts.databaseUrl;
     return env;
   }

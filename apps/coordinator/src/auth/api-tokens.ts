@@ -19,11 +19,23 @@ export function newToken(prefix: string): string {
 export class ApiTokenService {
   constructor(private readonly repo: Repository<ApiTokenEntity>) {}
 
-  /** Creates a token; the plaintext is returned here and never again. */
-  async create(role: ApiRole, label = ''): Promise<{ id: string; token: string; role: ApiRole }> {
+  /**
+   * Creates a token; the plaintext is returned here and never again. `given` installs a token made
+   * elsewhere (a deployment secret) instead of a fresh one; it must look like one of ours.
+   */
+  async create(
+    role: ApiRole,
+    label = '',
+    given?: string,
+  ): Promise<{ id: string; token: string; role: ApiRole }> {
     if (role !== 'admin' && role !== 'researcher')
       throw new CoordinatorError(ErrorCode.INVALID_INPUT, `role must be admin or researcher, got "${role}"`);
-    const token = newToken(PREFIX);
+    if (given !== undefined && !/^fsk_[A-Za-z0-9_-]{32,}$/.test(given))
+      throw new CoordinatorError(
+        ErrorCode.INVALID_INPUT,
+        'a given API token must be "fsk_" followed by at least 32 letters, digits, "-" or "_" (e.g. fsk_$(openssl rand -hex 32))',
+      );
+    const token = given ?? newToken(PREFIX);
     const row = await this.repo.save({ tokenHash: hashToken(token), role, label });
     return { id: row.id, token, role };
   }
