@@ -1,11 +1,19 @@
 #!/usr/bin/env node
 // Makes sure the outside tools that the test suite uses as independent oracles are present:
-// nibabel, pydicom, scikit-image and numpy in Debian's python3, and dcm2niix. Installs them
+// nibabel, pydicom, scikit-image and numpy in Debian's python3, dcm2niix, and Chromium for the
+// dashboard's browser test (driven by playwright-core). Installs them
 // with apt-get when running as root on Debian; otherwise says exactly what to install.
 import { spawnSync } from 'node:child_process';
 
 const PY = '/usr/bin/python3';
-const APT_PACKAGES = ['python3-nibabel', 'python3-pydicom', 'python3-skimage', 'python3-numpy', 'dcm2niix'];
+const APT_PACKAGES = [
+  'python3-nibabel',
+  'python3-pydicom',
+  'python3-skimage',
+  'python3-numpy',
+  'dcm2niix',
+  'chromium',
+];
 
 function missing() {
   const out = [];
@@ -13,6 +21,8 @@ function missing() {
   if (py.error || py.status !== 0) out.push('python3 modules nibabel/pydicom/skimage/numpy');
   const d = spawnSync('dcm2niix', ['-v'], { stdio: 'ignore' });
   if (d.error) out.push('dcm2niix');
+  const c = spawnSync('/usr/bin/chromium', ['--version'], { stdio: 'ignore' });
+  if (c.error || c.status !== 0) out.push('chromium');
   return out;
 }
 

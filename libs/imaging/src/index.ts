@@ -42,7 +42,7 @@ export {
   Tissue,
   writePhantomDataset,
 } from './phantom';
-export { pngToHu, readPng, writePng } from './png';
+export { encodePng, pngToHu, readPng, writePng } from './png';
 export { createProgress, type Progress } from './progress';
 export { gaussian, mulberry32, subSeed } from './rng';
 export { diagonalAffine, sameGeometry, spacingOf, type Volume, voxelCount, withData } from './volume';

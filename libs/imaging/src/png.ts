@@ -46,6 +46,11 @@ export async function writePng(
   height: number,
   bitDepth: 8 | 16 = 16,
 ): Promise<void> {
+  await writeFile(path, encodePng(data, width, height, bitDepth));
+}
+
+/** A grayscale PNG of stored values (rounded and clamped to the bit depth's range), in memory. */
+export function encodePng(data: Float32Array, width: number, height: number, bitDepth: 8 | 16 = 16): Buffer {
   if (data.length !== width * height)
     throw new ImagingError('INVALID_ARGUMENT', `png: ${data.length} values for ${width}x${height}`);
   const max = bitDepth === 16 ? 65535 : 255;
@@ -53,10 +58,7 @@ export async function writePng(
   const out = bitDepth === 16 ? new Uint16Array(width * height) : Buffer.alloc(width * height);
   for (let i = 0; i < out.length; i++) out[i] = Math.max(0, Math.min(max, Math.round(data[i])));
   (png as unknown as { data: Uint16Array | Buffer }).data = out;
-  await writeFile(
-    path,
-    PNG.sync.write(png, { bitDepth, colorType: 0, inputColorType: 0, inputHasAlpha: false }),
-  );
+  return PNG.sync.write(png, { bitDepth, colorType: 0, inputColorType: 0, inputHasAlpha: false });
 }
 
 /**

@@ -1,4 +1,5 @@
 import 'reflect-metadata';
+import { dirname, join } from 'node:path';
 import { type DynamicModule, type INestApplication, Module } from '@nestjs/common';
 import { APP_FILTER, APP_GUARD, NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
@@ -9,6 +10,7 @@ import {
   CheckpointsController,
   FederationsController,
   HealthController,
+  MeController,
   SitesController,
   TokensController,
 } from './controllers';
@@ -21,6 +23,7 @@ class CoordinatorModule {
       module: CoordinatorModule,
       controllers: [
         HealthController,
+        MeController,
         TokensController,
         FederationsController,
         CheckpointsController,
@@ -34,6 +37,9 @@ class CoordinatorModule {
     };
   }
 }
+
+/** The dashboard's files (apps/coordinator/web), from src/http or dist/http alike. */
+export const WEB_DIR = join(__dirname, '..', '..', 'web');
 
 /** Largest JSON request body: a base64 checkpoint of up to ~750 MB. */
 export const MAX_JSON_BODY = '1gb';
@@ -49,6 +55,9 @@ export async function createHttpApp(
   });
   // Checkpoint uploads carry a whole model (base64 in JSON); the default 100 kB limit refuses them.
   app.useBodyParser('json', { limit: MAX_JSON_BODY });
+  // The dashboard: static files at /, the chart library from its package.
+  app.useStaticAssets(WEB_DIR, { index: 'index.html' });
+  app.useStaticAssets(dirname(require.resolve('uplot/dist/uPlot.iife.min.js')), { prefix: '/assets/uplot/' });
   const doc = new DocumentBuilder()
     .setTitle('fedsynth coordinator')
     .setDescription(

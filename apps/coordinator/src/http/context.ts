@@ -12,6 +12,7 @@ import {
   RoundEntity,
 } from '../db/entities';
 import { FederationService } from '../federations/federation-service';
+import { SampleRenderer } from '../samples/sample-renderer';
 import { EnrollmentService } from '../sites/enrollment-service';
 
 /** Everything the HTTP layer needs, built once per process from the open database. */
@@ -23,6 +24,10 @@ export class CoordinatorContext {
   readonly startedAt = new Date();
   /** Agents connected right now (set by the process that runs the gateway). */
   connectedSites: () => number = () => 0;
+  /** Ids of the sites connected right now (set by the process that runs the gateway). */
+  onlineSiteIds: () => Set<string> = () => new Set();
+  /** Renders source | synthetic | target of a coordinator-side phantom for the dashboard. */
+  readonly samples = new SampleRenderer();
 
   constructor(
     readonly db: Database,

@@ -7,6 +7,7 @@ import {
   Param,
   Post,
   Query,
+  Req,
   Res,
   StreamableFile,
 } from '@nestjs/common';
@@ -59,6 +60,18 @@ export class HealthController {
   @ApiOperation({ summary: 'Prometheus metrics' })
   async metrics() {
     return promText(this.ctx);
+  }
+}
+
+@ApiTags('tokens')
+@ApiBearerAuth()
+@Controller('api/me')
+export class MeController {
+  @Get()
+  @Roles('researcher')
+  @ApiOperation({ summary: 'The role of the calling token (the dashboard signs in with it)' })
+  me(@Req() req: { role?: ApiRole }) {
+    return { role: req.role };
   }
 }
 
@@ -147,9 +160,11 @@ export class FederationsController {
   @Roles('admin')
   async sites(@Param('id') id: string) {
     const fed = await this.ctx.federations.get(id);
+    const online = this.ctx.onlineSiteIds();
     return (await this.ctx.enrollment.list(fed.id)).map((s) => ({
       ...s,
       publicKey: Buffer.from(s.publicKey).toString('base64'),
+      online: online.has(s.id),
     }));
   }
 
@@ -186,6 +201,28 @@ export class FederationsController {
       value: m.value,
       count: m.count,
     }));
+  }
+
+  @Get(':id/sample')
+  @Roles('researcher')
+  @ApiOperation({
+    summary:
+      'PNG: source | synthetic CT | CT of a phantom the coordinator generates, by the current (or ?checkpoint=sha) model',
+  })
+  async sample(
+    @Param('id') id: string,
+    @Query('checkpoint') checkpoint: string | undefined,
+    @Res({ passthrough: true }) res: { setHeader(k: string, v: string): void },
+  ) {
+    const fed = await this.ctx.federations.get(id);
+    const sha = checkpoint ?? fed.currentCheckpoint;
+    if (!sha) throw new CoordinatorError(ErrorCode.NOT_FOUND, `federation "${fed.name}" has no model yet`);
+    if (!/^[0-9a-f]{64}$/.test(sha))
+      throw new CoordinatorError(ErrorCode.INVALID_INPUT, 'checkpoint must be a lower-case hex sha256');
+    const png = await this.ctx.samples.render(sha, () => this.ctx.checkpoints.get(sha));
+    res.setHeader('Content-Type', 'image/png');
+    res.setHeader('Cache-Control', 'private, max-age=86400');
+    return new StreamableFile(png);
   }
 
   // Registered last: the generic action route must not capture the named routes above.

@@ -1,5 +1,6 @@
 import { FederationEntity } from '../db/entities';
 import type { CoordinatorContext } from '../http/context';
+import { ensureBackend } from '../samples/sample-renderer';
 import type { RoundEngine } from './round-engine';
 
 /**
@@ -38,9 +39,8 @@ export class FederationRunner {
    * config (seeded by the federation id, so it can be reproduced), unless an admin uploaded one.
    */
   private async initializeModel(f: FederationEntity): Promise<void> {
-    const { createInitialModel, selectBackend } = await import('@fedsynth/diffusion');
-    // Initialization only draws random weights: the plain JS backend does it without loading wasm.
-    await selectBackend('cpu');
+    await ensureBackend();
+    const { createInitialModel } = await import('@fedsynth/diffusion');
     const mc = f.modelConfig as { size?: number; channels?: number[]; numResBlocks?: number };
     const plan = f.plan as { prediction?: string; schedule?: string };
     const seed = Number.parseInt(f.id.replace(/-/g, '').slice(0, 8), 16) >>> 0;
