@@ -171,7 +171,7 @@
       width: Math.max(380, div.clientWidth || 420),
       height: 220,
       scales: { x: { time: false } },
-      axes: [{ label: 'round' }, {}],
+      axes: [{ label: 'round', incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500] }, {}],
       series: [
         { label: 'round' },
         ...series.map((s) => ({
@@ -202,7 +202,10 @@
       );
       const series = [{ label: 'global', values: global, color: '#1d2430', width: 2.5 }];
       if (perSite) {
-        const siteIds = [...new Set(perSite.filter((m) => m.site && m.name === metric).map((m) => m.site))];
+        // Sorted by site name, so each site keeps its colour on every chart.
+        const siteIds = [
+          ...new Set(perSite.filter((m) => m.site && m.name === metric).map((m) => m.site)),
+        ].sort((x, y) => String(names.get(x) ?? x).localeCompare(String(names.get(y) ?? y)));
         siteIds.forEach((id, i) => {
           series.push({
             label: names.get(id) || id.slice(0, 8),
@@ -287,7 +290,7 @@
           ),
           el('td', {}, s.name),
           el('td', {}, el('span', { class: `status ${s.status}` }, s.status)),
-          el('td', {}, ago(s.lastSeenAt)),
+          el('td', {}, s.online ? 'connected now' : ago(s.lastSeenAt)),
           el('td', {}, s.backend || '-'),
           el('td', {}, s.device || '-'),
           el('td', {}, s.sampleCount ?? '-'),

@@ -1,0 +1,161 @@
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { writePhantomDataset } from '@fedsynth/imaging';
+import { type Browser, chromium } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freshPostgresUrl } from '../apps/coordinator/src/db/testing';
+import { LocalFederation } from '../apps/demo/src/local-federation';
+
+/**
+ * The dashboard in headless Chromium against a real coordinator running a short federation of three
+ * agent processes. Screenshots go to test/artifacts/ (git-ignored).
+ */
+const ARTIFACTS = join(__dirname, 'artifacts');
+const CHROMIUM = '/usr/bin/chromium';
+let dir: string;
+let drop: () => Promise<void>;
+let fed: LocalFederation;
+let federationId: string;
+let browser: Browser;
+
+beforeAll(async () => {
+  if (!existsSync(CHROMIUM))
+    throw new Error(
+      `${CHROMIUM} is missing: run 'node scripts/ensure-test-tools.mjs' (apt-get install chromium)`,
+    );
+  mkdirSync(ARTIFACTS, { recursive: true });
+  dir = mkdtempSync(join(tmpdir(), 'fedsynth-dash-'));
+  const db = await freshPostgresUrl();
+  drop = db.drop;
+  fed = new LocalFederation({
+    dir: join(dir, 'work'),
+    databaseUrl: db.url,
+    stageSeconds: 30,
+    trainSeconds: 120,
+    retrySeconds: 1,
+    agentEnv: { FEDSYNTH_BACKEND: 'wasm' },
+  });
+  await fed.startCoordinator();
+  const f = await fed.createFederation('dashboard', {
+    modelConfig: { size: 16, channels: [8, 16, 16], numResBlocks: 1 },
+    plan: { localSteps: 10, batchSize: 8, lr: 1e-3, prediction: 'sample', minSites: 3, waitSeconds: 120 },
+    secagg: { clip: 0.2, levels: 65536, maxWeight: 10_000 },
+  });
+  federationId = f.id;
+  for (let s = 0; s < 3; s++) {
+    const data = join(dir, 'data', `site-${s + 1}`);
+    await writePhantomDataset({
+      out: data,
+      subjects: 3,
+      seed: 50 + s,
+      profile: ['site-a', 'site-b', 'site-c'][s],
+      size: 32,
+    });
+    await fed.addSite(federationId, `hospital-${s + 1}`, data);
+  }
+  await fed.api('POST', `/api/federations/${federationId}/start`);
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+    ],
+  });
+}, 300_000);
+
+afterAll(async () => {
+  await browser?.close();
+  fed?.killAll();
+  await drop?.();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('dashboard in headless Chromium', () => {
+  it('an admin signs in, sees the sites online and the charts follow the rounds live', async () => {
+    await fed.waitForRounds(federationId, 1, { timeoutMs: 180_000, maxFailures: 0 });
+    const page = await browser.newPage({ viewport: { width: 1400, height: 1500 } });
+    await page.goto(`${fed.url}/`);
+    await page.fill('#token', fed.adminToken);
+    await page.click('#signin-form button');
+    await page.waitForSelector('text=signed in as admin');
+    // The three agents, online, with the backend they reported.
+    await page.waitForFunction(
+      () => document.querySelectorAll('#sites tr[data-site] .dot.online').length === 3,
+      null,
+      {
+        timeout: 30_000,
+      },
+    );
+    const sites = await page.$$eval('#sites tr[data-site]', (rows) =>
+      rows.map((r) => [r.getAttribute('data-site'), r.children[4].textContent]),
+    );
+    expect(sites.map((s) => s[0]).sort()).toEqual(['hospital-1', 'hospital-2', 'hospital-3']);
+    for (const s of sites) expect(s[1]).toBe('wasm');
+    const before = Number(await page.getAttribute('.chart[data-metric="mae"]', 'data-points'));
+    expect(before).toBeGreaterThanOrEqual(1);
+    // Without a reload, the next completed round reaches the charts and the rounds table.
+    await page.waitForFunction(
+      (n) => Number(document.querySelector('.chart[data-metric="mae"]')?.getAttribute('data-points')) > n,
+      before,
+      { timeout: 180_000, polling: 500 },
+    );
+    const completedRows = await page.$$eval('#rounds tr[data-round] .status.completed', (x) => x.length);
+    expect(completedRows).toBeGreaterThanOrEqual(2);
+    // Global line plus one line per site on each chart (uPlot draws a legend entry per series).
+    const legend = await page.$$eval('.chart[data-metric="mae"] .u-legend .u-series', (x) => x.length);
+    expect(legend).toBe(1 + 1 + 3);
+    // The sample panel: a PNG rendered at the coordinator from its own phantom.
+    await page.waitForFunction(
+      () => (document.querySelector('#sample-img') as HTMLImageElement)?.naturalWidth > 0,
+      null,
+      {
+        timeout: 60_000,
+      },
+    );
+    const width = await page.$eval('#sample-img', (img) => (img as HTMLImageElement).naturalWidth);
+    expect(width).toBe(3 * 16 * 4 + 16);
+    await page.screenshot({ path: join(ARTIFACTS, 'dashboard-admin.png'), fullPage: true });
+    await page.close();
+  }, 300_000);
+
+  it('a researcher sees the global curves and rounds, not the sites or the controls', async () => {
+    const { token } = await fed.api<{ token: string }>('POST', '/api/tokens', {
+      role: 'researcher',
+      label: 'browser test',
+    });
+    const page = await browser.newPage({ viewport: { width: 1400, height: 1200 } });
+    await page.goto(`${fed.url}/`);
+    await page.fill('#token', token);
+    await page.click('#signin-form button');
+    await page.waitForSelector('text=signed in as researcher');
+    await page.waitForFunction(
+      () => Number(document.querySelector('.chart[data-metric="mae"]')?.getAttribute('data-points')) >= 2,
+      null,
+      {
+        timeout: 30_000,
+      },
+    );
+    expect(await page.isVisible('#sites')).toBe(false);
+    expect(
+      await page.$$eval(
+        '#federations button',
+        (b) => b.filter((x) => (x as HTMLElement).offsetParent).length,
+      ),
+    ).toBe(0);
+    const legend = await page.$$eval('.chart[data-metric="mae"] .u-legend .u-series', (x) => x.length);
+    expect(legend).toBe(2); // the x series and the global line only
+    await page.screenshot({ path: join(ARTIFACTS, 'dashboard-researcher.png'), fullPage: true });
+    // A wrong token is refused with a message.
+    await page.click('#signout');
+    await page.fill('#token', 'fsk_wrong');
+    await page.click('#signin-form button');
+    await page.waitForSelector('text=sign-in failed');
+    await page.close();
+  }, 120_000);
+});
