@@ -8,6 +8,7 @@ import nacl from 'tweetnacl';
 import { afterAll, describe, expect, it } from 'vitest';
 import { enrollmentPayload } from '../apps/coordinator/src/sites/enrollment-service';
 import { startAgent } from '../apps/coordinator/src/testing/protocol-agent';
+import { until } from './until';
 
 const CLI = resolve(__dirname, '..', 'apps', 'coordinator', 'bin', 'fedsynth-coordinator.js');
 const children: ChildProcess[] = [];
@@ -50,16 +51,6 @@ function serve(dataDir: string): Promise<{ proc: ChildProcess; url: string; out:
     proc.stderr!.on('data', onData);
     proc.on('exit', (code) => rej(new Error(`coordinator exited with ${code}:\n${out}`)));
   });
-}
-
-async function until<T>(what: string, f: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
 }
 
 afterAll(() => {

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freshPostgresUrl } from '../apps/coordinator/src/db/testing';
 import { AGENT_BIN, LocalFederation, type RoundRecord } from '../apps/demo/src/local-federation';
 import { AuditLog } from '../apps/site-agent/src/audit/audit-log';
+import { until } from './until';
 import { groupMessages, parseConnection, WireCapture } from './wire-capture';
 
 /**
@@ -26,16 +27,6 @@ const dataDirs: string[] = [];
 
 const completed = (rs: RoundRecord[]) =>
   rs.filter((r) => r.stage === 'completed').sort((a, b) => a.number - b.number);
-
-async function until<T>(what: string, f: () => Promise<T | undefined>, ms = 180_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'fedsynth-e2e-'));
@@ -110,14 +101,20 @@ describe('a federation of three agent processes on the real PostgreSQL', () => {
 
   it('an agent killed mid-round: the round completes with the other two', async () => {
     const before = completed(await fed.rounds(federationId)).length;
-    const r = await until('a round in masked-input', async () =>
-      (await fed.rounds(federationId)).find((x) => x.stage === 'masked-input'),
+    const r = await until(
+      'a round in masked-input',
+      async () => (await fed.rounds(federationId)).find((x) => x.stage === 'masked-input'),
+      180_000,
     );
     await fed.killAgent('site-3');
-    const ended = await until('that round to end', async () => {
-      const x = (await fed.rounds(federationId)).find((y) => y.id === r.id)!;
-      return ['completed', 'failed', 'aborted'].includes(x.stage) ? x : undefined;
-    });
+    const ended = await until(
+      'that round to end',
+      async () => {
+        const x = (await fed.rounds(federationId)).find((y) => y.id === r.id)!;
+        return ['completed', 'failed', 'aborted'].includes(x.stage) ? x : undefined;
+      },
+      180_000,
+    );
     expect(ended.stage, ended.error ?? '').toBe('completed');
     expect(ended.dropouts).toHaveLength(1);
     expect(ended.dropouts![0].siteId).toBe(fed.agents.get('site-3')!.siteId);
