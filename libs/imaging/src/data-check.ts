@@ -69,7 +69,7 @@ export async function checkDataset(
         r.problems.push(`source is ${src.dims.join('x')} but target is ${tgt.dims.join('x')}`);
       else if (!sameGeometry(src, tgt, 1e-2))
         r.problems.push('source and target have different geometry (affines differ)');
-      if (mask && mask.dims.some((d, i) => d !== src.dims[i]))
+      if (mask?.dims.some((d, i) => d !== src.dims[i]))
         r.problems.push(`mask is ${mask.dims.join('x')} but source is ${src.dims.join('x')}`);
       if (rs.nan) r.problems.push(`source has ${rs.nan} NaN voxels`);
       if (rt.nan) r.problems.push(`target has ${rt.nan} NaN voxels`);

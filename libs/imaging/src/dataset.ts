@@ -160,7 +160,7 @@ export async function loadSubject(entry: SubjectEntry): Promise<LoadedSubject> {
     ['target', target],
     ['mask', maskVol],
   ] as const) {
-    if (v && v.dims.some((d, i) => d !== source.dims[i])) {
+    if (v?.dims.some((d, i) => d !== source.dims[i])) {
       throw new ImagingError(
         'SHAPE_MISMATCH',
         `subject ${entry.id}: ${name} is ${v.dims.join('x')} but the source is ${source.dims.join('x')}`,

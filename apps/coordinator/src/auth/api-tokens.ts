@@ -42,7 +42,7 @@ export class ApiTokenService {
 
   /** The role of a valid, unrevoked token; UNAUTHENTICATED otherwise. */
   async verify(token: string | undefined): Promise<{ id: string; role: ApiRole }> {
-    if (!token || !token.startsWith(PREFIX))
+    if (!token?.startsWith(PREFIX))
       throw new CoordinatorError(
         ErrorCode.UNAUTHENTICATED,
         'an API token is required (Authorization: Bearer fsk_...)',
