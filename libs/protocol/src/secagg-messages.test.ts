@@ -70,6 +70,18 @@ describe('secure-aggregation messages on the wire', () => {
     expect(() => chunkToUint32(new Uint8Array(6))).toThrow(/not whole 32-bit elements/);
   });
 
+  it('reads masked chunks that arrive at any byte offset (Buffers sliced from a shared pool)', () => {
+    const values = Uint32Array.of(1, 0xffffffff, 123456789, 0x80000000);
+    const bytes = new Uint8Array(values.buffer);
+    for (let offset = 0; offset < 4; offset++) {
+      const pool = Buffer.alloc(64);
+      pool.set(bytes, offset + 8);
+      const chunk = pool.subarray(offset + 8, offset + 8 + bytes.length);
+      expect(chunk.byteOffset % 4).toBe(offset);
+      expect([...chunkToUint32(chunk)]).toEqual([...values]);
+    }
+  });
+
   it('gives every event of both directions a schema', () => {
     for (const n of [...SERVER_TO_AGENT, ...AGENT_TO_SERVER]) expect(MESSAGES[n]).toBeDefined();
   });

@@ -73,6 +73,8 @@ export const SECAGG_MESSAGES = {
 export function chunkToUint32(data: Uint8Array): Uint32Array {
   if (data.byteLength % 4 !== 0)
     throw new RangeError(`masked chunk of ${data.byteLength} bytes is not whole 32-bit elements`);
-  const aligned = data.byteOffset % 4 === 0 ? data : data.slice();
+  // A Buffer's slice() is a view at the same offset, so copy through the Uint8Array constructor:
+  // socket payloads are often slices of a shared pool at any byte offset.
+  const aligned = data.byteOffset % 4 === 0 ? data : new Uint8Array(data);
   return new Uint32Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 4);
 }
