@@ -224,6 +224,34 @@ for (const [label, open] of DATABASES) {
       expect(Date.now() - t).toBeGreaterThanOrEqual(900);
     }, 30_000);
 
+    it('stops waiting for sites when the federation is paused, and SIGTERM-style abort records the round', async () => {
+      const feds = db.dataSource.getRepository(FederationEntity);
+      await feds.update({ id: fedId }, { plan: { minSites: 3, waitSeconds: 60 } });
+      const t = Date.now();
+      const pending = engine.runRound(fedId);
+      await new Promise((r) => setTimeout(r, 300));
+      await feds.update({ id: fedId }, { status: 'paused' });
+      const rec = await pending;
+      expect(rec.stage).toBe('failed');
+      expect(rec.error).toMatch(/the federation was paused while the round waited for sites/);
+      expect(Date.now() - t).toBeLessThan(10_000);
+      // A shutdown marks the round in progress as aborted with its reason, at once.
+      await feds.update({ id: fedId }, { status: 'running' });
+      const second = engine.runRound(fedId);
+      await new Promise((r) => setTimeout(r, 300));
+      await engine.abortActive('the coordinator was stopped during the round');
+      const aborted = await db.dataSource
+        .getRepository(RoundEntity)
+        .findOneByOrFail({ federationId: fedId, number: rec.number + 1 });
+      expect(aborted.stage).toBe('aborted');
+      expect(aborted.error).toBe('the coordinator was stopped during the round');
+      await feds.update({ id: fedId }, { status: 'paused' });
+      await second;
+      const after = await db.dataSource.getRepository(RoundEntity).findOneByOrFail({ id: aborted.id });
+      expect(after.stage).toBe('aborted');
+      await feds.update({ id: fedId }, { status: 'running', plan: { minSites: 3, waitSeconds: 1 } });
+    }, 30_000);
+
     it('draws ceil(fraction x online) sites per round', async () => {
       await db.dataSource
         .getRepository(FederationEntity)

@@ -318,8 +318,11 @@ export class RoundEngine {
       startedAt: new Date(),
     });
     this.activeRowId = row.id;
-    const persist = (extra: Partial<RoundEntity> = {}) =>
-      rounds.update({ id: row.id }, { stage: state.stage, stageTimes: state.stageTimes(), ...extra });
+    // Once a shutdown has recorded this round as aborted, nothing overwrites that record.
+    const persist = async (extra: Partial<RoundEntity> = {}) => {
+      if (this.activeRowId === row.id)
+        await rounds.update({ id: row.id }, { stage: state.stage, stageTimes: state.stageTimes(), ...extra });
+    };
     const advance = async (to: RoundStage) => {
       state.advance(to);
       await persist();
