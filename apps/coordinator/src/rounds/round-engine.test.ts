@@ -125,6 +125,17 @@ for (const [label, open] of DATABASES) {
       expect(m.filter((x) => x.siteId !== null)).toHaveLength(4);
       expect(global.count).toBe(total);
       expect(global.value).toBeCloseTo(weights.reduce((x, w) => x + (50 + w / 10) * w, 0) / total, 6);
+      // Each site's reported epsilon is kept; the global figure is the largest (the weakest guarantee).
+      const eps = await db.dataSource
+        .getRepository(MetricEntity)
+        .findBy({ federationId: fedId, roundNumber: rec.number, name: 'epsilon' });
+      expect(
+        eps
+          .filter((x) => x.siteId !== null)
+          .map((x) => x.value)
+          .sort((a, b) => a - b),
+      ).toEqual([0.5, 1, 3, 5.5]);
+      expect(eps.find((x) => x.siteId === null)).toMatchObject({ value: 5.5, count: 4 });
       // jsonb does not keep key order: compare the stages, then check the times are in stage order.
       const stages = [
         'selecting',

@@ -479,6 +479,26 @@ export class RoundEngine {
           count: reports.length,
         });
       }
+      // Differential privacy: each site's cumulative epsilon, and the largest of them as the global figure.
+      const eps = reports.filter(([, r]) => r.epsilon !== null);
+      for (const [i, r] of eps)
+        await metrics.save({
+          federationId: fed.id,
+          roundNumber: number,
+          siteId: config.participants[i - 1].siteId,
+          name: 'epsilon',
+          value: r.epsilon!,
+          count: 1,
+        });
+      if (eps.length)
+        await metrics.save({
+          federationId: fed.id,
+          roundNumber: number,
+          siteId: null,
+          name: 'epsilon',
+          value: Math.max(...eps.map(([, r]) => r.epsilon!)),
+          count: eps.length,
+        });
       await metrics.save({
         federationId: fed.id,
         roundNumber: number,

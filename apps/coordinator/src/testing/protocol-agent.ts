@@ -92,7 +92,7 @@ export function startAgent(
         roundId: client!.config.roundId,
         loss: 0.25,
         steps: 10,
-        epsilon: null,
+        epsilon: weight / 100, // stands in for a DP accountant: distinct per site
       });
       for (const ch of client!.maskedInput(inbox, { values: delta, weight })) {
         const data = new Uint8Array(ch.data.buffer, ch.data.byteOffset, ch.data.byteLength);

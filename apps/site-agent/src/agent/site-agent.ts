@@ -20,7 +20,7 @@ import { AuditLog } from '../audit/audit-log';
 import { type AgentConfig, loadAgentConfig } from '../config/agent-config';
 import { isWithinWindow, parseTrainingWindow } from '../controls/training-window';
 import type { IdentityKey } from '../identity/identity-key';
-import { addGaussianNoiseInPlace, clipL2InPlace, distributedNoiseStd } from '../privacy/dp';
+import { privatizeUpdate } from '../privacy/dp';
 import { RdpAccountant } from '../privacy/rdp-accountant';
 import { AuditedSocket } from './audited-socket';
 import type { Enrollment } from './enrollment';
@@ -399,19 +399,18 @@ export class SiteAgent {
     if (u.delta.length !== config.vectorLength)
       throw new Error(`the update has ${u.delta.length} values; the round expects ${config.vectorLength}`);
     // Differential privacy: bound each site's influence, then add this site's share of the noise.
-    const { norm, factor } = clipL2InPlace(u.delta, m.plan.dp.clip);
-    let epsilon: number | null = null;
-    if (m.plan.dp.noiseMultiplier > 0) {
-      const std = distributedNoiseStd(m.plan.dp.noiseMultiplier, m.plan.dp.clip, config.participants.length);
-      addGaussianNoiseInPlace(u.delta, std);
-      this.accountant.record(m.plan.dp.noiseMultiplier, 1, 1);
-      epsilon = this.accountant.epsilon(m.plan.dp.delta);
+    const { norm, factor, epsilon } = privatizeUpdate(
+      u.delta,
+      m.plan.dp,
+      config.participants.length,
+      this.accountant,
+    );
+    if (epsilon !== null)
       await writeFile(
         join(this.opts.config.stateDir, 'privacy.json'),
         JSON.stringify(this.accountant.toJSON()),
         { mode: 0o600 },
       );
-    }
     let clipped = 0;
     const c = config.quantization.clip;
     for (let i = 0; i < u.delta.length; i++) if (Math.abs(u.delta[i]) > c) clipped++;

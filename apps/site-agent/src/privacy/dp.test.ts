@@ -1,7 +1,15 @@
 import { mulberry32 } from '@fedsynth/imaging';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { addGaussianNoiseInPlace, clipL2InPlace, cryptoUniform, distributedNoiseStd, l2Norm } from './dp';
+import {
+  addGaussianNoiseInPlace,
+  clipL2InPlace,
+  cryptoUniform,
+  distributedNoiseStd,
+  l2Norm,
+  privatizeUpdate,
+} from './dp';
+import { RdpAccountant } from './rdp-accountant';
 
 describe('clipL2InPlace', () => {
   it('bounds the norm by the clip and keeps the direction', () => {
@@ -68,5 +76,39 @@ describe('addGaussianNoiseInPlace', () => {
       expect(x).toBeGreaterThanOrEqual(0);
       expect(x).toBeLessThan(1);
     }
+  });
+});
+
+describe('privatizeUpdate (one DP-FedAvg round at a site)', () => {
+  it('without noise only clips, and reports no epsilon', () => {
+    const v = Float32Array.from({ length: 1000 }, (_, i) => Math.sin(i));
+    const acc = new RdpAccountant();
+    const r = privatizeUpdate(v, { clip: 2, noiseMultiplier: 0, delta: 1e-5 }, 3, acc);
+    expect(r.epsilon).toBeNull();
+    expect(r.noiseStd).toBe(0);
+    expect(l2Norm(v)).toBeCloseTo(2, 4);
+    expect(acc.rounds).toBe(0);
+  });
+
+  it("adds this site's share of the noise and accounts each round like an independent accountant", () => {
+    const n = 200_000;
+    const acc = new RdpAccountant();
+    const oracle = new RdpAccountant();
+    const dp = { clip: 1, noiseMultiplier: 1.1, delta: 1e-5 };
+    let last = 0;
+    for (let round = 1; round <= 3; round++) {
+      const v = new Float32Array(n); // a zero update: what remains is exactly the noise
+      const r = privatizeUpdate(v, dp, 4, acc, mulberry32(round));
+      oracle.record(1.1, 1, 1);
+      // Each of 4 sites adds N(0, (z C)^2 / 4): the aggregate carries N(0, (z C)^2).
+      expect(r.noiseStd).toBeCloseTo((1.1 * 1) / 2, 12);
+      let s2 = 0;
+      for (const x of v) s2 += x * x;
+      expect(Math.sqrt(s2 / n)).toBeCloseTo(r.noiseStd, 2);
+      expect(r.epsilon).toBeCloseTo(oracle.epsilon(1e-5), 12);
+      expect(r.epsilon!).toBeGreaterThan(last);
+      last = r.epsilon!;
+    }
+    expect(acc.rounds).toBe(3);
   });
 });

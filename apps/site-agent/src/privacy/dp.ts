@@ -69,3 +69,35 @@ export function distributedNoiseStd(noiseMultiplier: number, clip: number, expec
   }
   return (noiseMultiplier * clip) / Math.sqrt(expectedSites);
 }
+
+/** What differential privacy did to one round's update. */
+export interface PrivatizedUpdate {
+  /** L2 norm before clipping, and the factor applied. */
+  norm: number;
+  factor: number;
+  /** Std of the Gaussian noise this site added per element (0 without noise). */
+  noiseStd: number;
+  /** Cumulative epsilon at `dp.delta` after this round, or null when no noise is used. */
+  epsilon: number | null;
+}
+
+/**
+ * One round of DP-FedAvg at a site, in place: clip the update to L2 norm `dp.clip`; with a noise
+ * multiplier z > 0 add this site's share N(0, (z C)^2 / n) of the aggregate's noise (n = the
+ * round's participants) and record the round (every site takes part: sampling rate 1) in the
+ * accountant, whose state the caller persists.
+ */
+export function privatizeUpdate(
+  delta: Float32Array,
+  dp: { clip: number; noiseMultiplier: number; delta: number },
+  participants: number,
+  accountant: { record(z: number, q: number, steps: number): void; epsilon(delta: number): number },
+  uniform?: UniformSource,
+): PrivatizedUpdate {
+  const { norm, factor } = clipL2InPlace(delta, dp.clip);
+  if (!(dp.noiseMultiplier > 0)) return { norm, factor, noiseStd: 0, epsilon: null };
+  const noiseStd = distributedNoiseStd(dp.noiseMultiplier, dp.clip, participants);
+  addGaussianNoiseInPlace(delta, noiseStd, uniform);
+  accountant.record(dp.noiseMultiplier, 1, 1);
+  return { norm, factor, noiseStd, epsilon: accountant.epsilon(dp.delta) };
+}
