@@ -9,6 +9,7 @@ import { createHttpApp } from './http/app';
 import { CoordinatorContext } from './http/context';
 import { FederationRunner } from './rounds/federation-runner';
 import { RoundEngine } from './rounds/round-engine';
+import { RoundLease } from './rounds/round-lease';
 
 const VERSION = (
   JSON.parse(readFileSync(join(__dirname, '..', 'package.json'), 'utf8')) as { version: string }
@@ -48,6 +49,12 @@ const SERVE_FLAGS: Record<string, FlagSpec> = {
     valueName: 's',
     description: 'deadline for local training and the masked upload',
     default: '1800',
+  },
+  'redis-url': {
+    type: 'string',
+    valueName: 'url',
+    description:
+      'Redis for running several replicas ($REDIS_URL): agents may connect to any; one drives the rounds (needs --database-url)',
   },
   'retry-seconds': {
     type: 'string',
@@ -155,28 +162,58 @@ async function serve(v: Record<string, string | boolean | undefined>): Promise<n
   const app = await createHttpApp(ctx, { https });
   const gateway = new AgentGateway(app.getHttpServer(), ctx);
   ctx.connectedSites = () => gateway.sessions.size;
-  ctx.onlineSiteIds = () => new Set(gateway.sessions.keys());
+  // Among replicas, the agents connected to any of them.
+  ctx.onlineSiteIds = async () => new Set((await gateway.allSessions()).map((s) => s.siteId));
   const engine = new RoundEngine(ctx, gateway, ctx.checkpoints, {
     stageTimeoutMs: numFlag(v, 'stage-seconds', 1, 86_400, 120) * 1000,
     trainTimeoutMs: numFlag(v, 'train-seconds', 1, 7 * 86_400, 1800) * 1000,
   });
-  const aborted = await engine.recover();
-  if (aborted)
-    process.stdout.write(
-      `marked ${aborted} round(s) left unfinished by a restart as aborted; training continues from the last checkpoint\n`,
-    );
   const runner = new FederationRunner(ctx, engine, {
     intervalMs: 1000,
     retrySeconds: numFlag(v, 'retry-seconds', 0, 86_400, 30),
   });
+  const drive = async () => {
+    const aborted = await engine.recover();
+    if (aborted)
+      process.stdout.write(
+        `marked ${aborted} round(s) left unfinished by a restart as aborted; training continues from the last checkpoint\n`,
+      );
+    runner.start();
+  };
+  const redisUrl = (v['redis-url'] as string | undefined) ?? process.env.REDIS_URL;
+  let lease: RoundLease | null = null;
+  if (redisUrl) {
+    const databaseUrl = (v['database-url'] as string | undefined) ?? process.env.DATABASE_URL;
+    if (!databaseUrl)
+      throw new UsageError(
+        '--redis-url (replicas) needs a shared PostgreSQL: set --database-url or $DATABASE_URL',
+      );
+    await gateway.useRedis(redisUrl, process.env.FEDSYNTH_REDIS_KEY ?? 'fedsynth');
+    lease = new RoundLease(databaseUrl);
+  }
   await app.listen(port, host);
-  runner.start();
+  if (lease) {
+    process.stdout.write('replica mode: waiting for the round lease (another replica may be driving)\n');
+    lease
+      .start(async () => {
+        gateway.driving = true;
+        process.stdout.write('holding the round lease: this replica drives the rounds\n');
+        await drive();
+      })
+      .catch((err) => {
+        console.error(`round lease: ${(err as Error).message}`);
+        process.exit(1);
+      });
+  } else {
+    await drive();
+  }
   const addr = app.getHttpServer().address() as { port: number };
   const url = `${https ? 'https' : 'http'}://${host}:${addr.port}`;
   process.stdout.write(
     `fedsynth coordinator ${VERSION} listening on ${url} (database: ${db.kind} ${db.location}); API docs at ${url}/api/docs; agents connect to ${url}/agents\n`,
   );
   const stop = async () => {
+    await lease?.close();
     // A round in progress is recorded as aborted rather than waited for (a stage may wait minutes);
     // the next start resumes from the last stored checkpoint, exactly as after a crash.
     const idle = Promise.race([

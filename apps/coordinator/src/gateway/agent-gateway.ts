@@ -32,13 +32,70 @@ export const DEFAULT_LIMITS: GatewayLimits = {
   authTimeoutMs: 10_000,
 };
 
+/** How the coordinator talks to one agent: its socket here, or a room that reaches it on another replica. */
+export interface AgentLink {
+  emit(event: string, payload: unknown): unknown;
+  readonly connected: boolean;
+  disconnect(close?: boolean): unknown;
+}
+
 /** A logged-in agent. */
 export interface AgentSession {
   siteId: string;
   siteName: string;
   federationId: string;
-  socket: Socket;
+  socket: AgentLink;
 }
+
+/** What travels between replicas about an agent connected to one of them. */
+interface Forwarded {
+  siteId: string;
+  siteName: string;
+  federationId: string;
+  event: string;
+  payload: unknown;
+}
+
+/**
+ * Binary fields as Node Buffers before they cross to another replica in a room broadcast: the
+ * Redis adapter's msgpack encoder copies other typed arrays element by element (a Uint32Array
+ * loses three bytes of each element).
+ */
+export function asBuffers(value: unknown): unknown {
+  if (Buffer.isBuffer(value)) return value;
+  if (ArrayBuffer.isView(value)) return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+  if (Array.isArray(value)) return value.map(asBuffers);
+  if (value && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, asBuffers(v)]));
+  }
+  return value;
+}
+
+/**
+ * Messages forwarded between replicas travel as JSON (the adapter's server-side emits), so binary
+ * fields are carried as { $b64 } and restored on arrival.
+ */
+export function binaryToJson(value: unknown): unknown {
+  if (ArrayBuffer.isView(value))
+    return { $b64: Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64') };
+  if (Array.isArray(value)) return value.map(binaryToJson);
+  if (value && typeof value === 'object')
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, binaryToJson(v)]));
+  return value;
+}
+
+export function binaryFromJson(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(binaryFromJson);
+  if (value && typeof value === 'object') {
+    const o = value as Record<string, unknown>;
+    if (typeof o.$b64 === 'string' && Object.keys(o).length === 1) return Buffer.from(o.$b64, 'base64');
+    return Object.fromEntries(Object.entries(o).map(([k, v]) => [k, binaryFromJson(v)]));
+  }
+  return value;
+}
+
+const FORWARD = 'fedsynth:agent-message';
+const GONE = 'fedsynth:agent-gone';
 
 /**
  * The socket.io namespace `/agents`. Each connection must first prove possession of an enrolled,
@@ -55,6 +112,14 @@ export class AgentGateway {
     (session: AgentSession, message: unknown) => void | Promise<void>
   >();
   private readonly disconnectHandlers: ((session: AgentSession) => void)[] = [];
+  /**
+   * Whether this process drives the rounds. Alone it always does; among replicas (Redis adapter)
+   * only the holder of the round lease does, and the others forward their agents' messages to it.
+   */
+  driving = true;
+  private replicated = false;
+  /** Sites connected to other replicas, as the driving replica knows them. */
+  private readonly remote = new Map<string, AgentSession>();
 
   /** Registers the handler of a validated message from a logged-in agent (one per event). */
   handle<N extends MessageName>(
@@ -82,6 +147,95 @@ export class AgentGateway {
     });
     this.ns = this.io.of('/agents');
     this.ns.on('connection', (socket) => this.onConnection(socket));
+  }
+
+  /**
+   * Joins the replicas that share this Redis: agents on any replica are reachable from the driving
+   * one (by room), and agent messages received by the others are forwarded to it.
+   */
+  async useRedis(url: string, key = 'fedsynth'): Promise<void> {
+    const { createClient } = await import('redis');
+    const { createAdapter } = await import('@socket.io/redis-adapter');
+    const pub = createClient({ url });
+    const sub = pub.duplicate();
+    pub.on('error', (err) => console.error(`redis: ${(err as Error).message}`));
+    sub.on('error', (err) => console.error(`redis: ${(err as Error).message}`));
+    await Promise.all([pub.connect(), sub.connect()]);
+    // Forwarded uploads wait for an upload slot on the driving replica: allow them two minutes.
+    this.io.adapter(createAdapter(pub, sub, { key, requestsTimeout: 120_000 }));
+    this.replicated = true;
+    this.driving = false;
+    this.redisClients = [pub, sub];
+    this.ns.on(FORWARD, (m: Forwarded, reply?: (r: unknown) => void) => void this.onForwarded(m, reply));
+    this.ns.on(GONE, (siteId: string) => {
+      const s = this.remote.get(siteId);
+      if (!this.driving || !s) return;
+      this.remote.delete(siteId);
+      for (const h of this.disconnectHandlers) h(s);
+    });
+  }
+
+  private redisClients: { quit(): Promise<unknown> }[] = [];
+
+  /** A session for a site connected to another replica (emits reach it through its room). */
+  private remoteSession(m: { siteId: string; siteName: string; federationId: string }): AgentSession {
+    let s = this.remote.get(m.siteId);
+    if (!s) {
+      const room = `site:${m.siteId}`;
+      const ns = this.ns;
+      const remote = this.remote;
+      s = {
+        siteId: m.siteId,
+        siteName: m.siteName,
+        federationId: m.federationId,
+        socket: {
+          emit: (event: string, payload: unknown) => ns.to(room).emit(event, asBuffers(payload)),
+          get connected() {
+            return remote.has(m.siteId);
+          },
+          disconnect: () => ns.in(room).disconnectSockets(true),
+        },
+      };
+      this.remote.set(m.siteId, s);
+    }
+    return s;
+  }
+
+  /** The driving replica handles a message another replica received from its agent. */
+  private async onForwarded(m: Forwarded, reply?: (r: unknown) => void): Promise<void> {
+    if (!this.driving) return reply?.(null);
+    const session = this.sessions.get(m.siteId) ?? this.remoteSession(m);
+    try {
+      await this.handlers.get(m.event)?.(session, binaryFromJson(m.payload));
+      reply?.({ ok: true });
+    } catch (err) {
+      const e = err as ProtocolError;
+      reply?.({ ok: false, code: e.code ?? 'INVALID_MESSAGE', message: e.message });
+    }
+  }
+
+  /**
+   * Every logged-in agent: those connected here, and (among replicas) those connected to the
+   * others, found through the adapter.
+   */
+  async allSessions(): Promise<AgentSession[]> {
+    if (!this.replicated) return [...this.sessions.values()];
+    const out = new Map<string, AgentSession>();
+    for (const remote of await this.ns.fetchSockets()) {
+      const d = remote.data as { siteId?: string; siteName?: string; federationId?: string };
+      if (!d?.siteId || out.has(d.siteId)) continue;
+      out.set(
+        d.siteId,
+        this.sessions.get(d.siteId) ??
+          this.remoteSession({
+            siteId: d.siteId,
+            siteName: d.siteName ?? '',
+            federationId: d.federationId ?? '',
+          }),
+      );
+    }
+    for (const id of [...this.remote.keys()]) if (!out.has(id)) this.remote.delete(id);
+    return [...out.values()];
   }
 
   private refuse(socket: Socket, code: string, message: string): void {
@@ -146,11 +300,15 @@ export class AgentGateway {
         };
         this.sessions.get(site.id)?.socket.disconnect(true); // one connection per site: the newest wins
         this.sessions.set(site.id, session);
+        this.remote.delete(site.id);
+        socket.data = { siteId: site.id, siteName: site.name, federationId: site.federationId };
+        socket.join(`site:${site.id}`);
         socket.once('disconnect', () => {
           if (this.sessions.get(site.id)?.socket === socket) this.sessions.delete(site.id);
           for (const h of this.disconnectHandlers) h(session);
+          if (this.replicated && !this.driving) this.ns.serverSideEmit(GONE, site.id);
         });
-        this.attachHandlers(session);
+        this.attachHandlers(session, socket);
         socket.emit('auth.ok', { siteId: site.id, siteName: site.name, federationId: site.federationId });
       } catch (err) {
         if (err instanceof ProtocolError) return this.refuse(socket, err.code, err.message);
@@ -160,8 +318,7 @@ export class AgentGateway {
     });
   }
 
-  private attachHandlers(session: AgentSession): void {
-    const { socket } = session;
+  private attachHandlers(session: AgentSession, socket: Socket): void {
     let tokens = this.limits.messagesPerSecond;
     let last = Date.now();
     socket.onAny(async (event: string, payload: unknown, ack?: unknown) => {
@@ -197,6 +354,11 @@ export class AgentGateway {
         }
         if (event === 'auth.response') return;
         const msg = parseMessage(event as MessageName, payload);
+        if (this.replicated && !this.driving) {
+          // Validated here; the replica that drives the rounds handles it (and answers the ack).
+          await this.forward({ ...session, event, payload: msg }, reply);
+          return;
+        }
         await this.handlers.get(event)?.(session, msg);
         reply?.({ ok: true });
       } catch (err) {
@@ -207,7 +369,41 @@ export class AgentGateway {
     });
   }
 
+  private forward(
+    m: Forwarded & { socket?: unknown },
+    reply?: (r: { ok: true } | { ok: false; code: string; message: string }) => void,
+  ): Promise<void> {
+    const { socket: _local, ...rest } = m;
+    const message = { ...rest, payload: binaryToJson(rest.payload) };
+    if (!reply) {
+      this.ns.serverSideEmit(FORWARD, message);
+      return Promise.resolve();
+    }
+    return this.ns.serverSideEmitWithAck(FORWARD, message).then(
+      (answers: unknown[]) => {
+        const answer = answers.find((a) => a) as { ok: true } | { ok: false; code: string; message: string };
+        reply(
+          answer ?? {
+            ok: false,
+            code: 'UNAVAILABLE',
+            message: 'no coordinator replica drives rounds right now',
+          },
+        );
+      },
+      (err: Error) =>
+        reply({
+          ok: false,
+          code: 'UNAVAILABLE',
+          message: `the driving coordinator did not answer (${err.message})`,
+        }),
+    );
+  }
+
   close(): Promise<void> {
-    return new Promise((resolve) => this.io.close(() => resolve()));
+    return new Promise((resolve) =>
+      this.io.close(() => {
+        void Promise.allSettled(this.redisClients.map((c) => c.quit())).then(() => resolve());
+      }),
+    );
   }
 }

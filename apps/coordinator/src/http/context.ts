@@ -25,7 +25,7 @@ export class CoordinatorContext {
   /** Agents connected right now (set by the process that runs the gateway). */
   connectedSites: () => number = () => 0;
   /** Ids of the sites connected right now (set by the process that runs the gateway). */
-  onlineSiteIds: () => Set<string> = () => new Set();
+  onlineSiteIds: () => Set<string> | Promise<Set<string>> = () => new Set();
   /** Renders source | synthetic | target of a coordinator-side phantom for the dashboard. */
   readonly samples = new SampleRenderer();
 

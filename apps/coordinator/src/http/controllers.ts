@@ -160,7 +160,7 @@ export class FederationsController {
   @Roles('admin')
   async sites(@Param('id') id: string) {
     const fed = await this.ctx.federations.get(id);
-    const online = this.ctx.onlineSiteIds();
+    const online = await this.ctx.onlineSiteIds();
     return (await this.ctx.enrollment.list(fed.id)).map((s) => ({
       ...s,
       publicKey: Buffer.from(s.publicKey).toString('base64'),

@@ -335,13 +335,14 @@ export class RoundEngine {
       // ceil(fraction x online) of them (at least minSites, at most maxSites), chosen by a hash of
       // the round id so that every round draws afresh and the draw can be reproduced.
       const needed = Math.max(3, Number(plan.minSites ?? 3));
-      const onlineNow = () => [...this.gateway.sessions.values()].filter((s) => s.federationId === fed.id);
+      const onlineNow = async () =>
+        (await this.gateway.allSessions()).filter((s) => s.federationId === fed.id);
       const waitUntil = Date.now() + Number(plan.waitSeconds ?? 300) * 1000;
-      let online = onlineNow();
+      let online = await onlineNow();
       let polls = 0;
       while (online.length < needed && Date.now() < waitUntil) {
         await new Promise((r) => setTimeout(r, 200));
-        online = onlineNow();
+        online = await onlineNow();
         // An admin may pause or stop the federation while it waits for sites.
         if (++polls % 5 === 0) {
           const now = await this.ctx.federations.get(fed.id);

@@ -1,0 +1,202 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { writePhantomDataset } from '@fedsynth/imaging';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freshPostgresUrl } from '../apps/coordinator/src/db/testing';
+import { COORDINATOR_BIN, LocalFederation, type RoundRecord } from '../apps/demo/src/local-federation';
+import { until } from './until';
+
+/**
+ * Two coordinator replicas on one PostgreSQL database and the local Redis, behind a small TCP load
+ * balancer that spreads the agents' websockets over both and fails over when one is gone. Three
+ * agent processes train; the replica driving the rounds is killed; the other takes over.
+ */
+const ADMIN = `fsk_${randomBytes(24).toString('hex')}`;
+let dir: string;
+let drop: () => Promise<void>;
+let lb: Server;
+const replicas: { proc: ChildProcess; port: number; out: string }[] = [];
+let fed: LocalFederation;
+let federationId: string;
+
+function startReplica(dataDir: string, databaseUrl: string, redisKey: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(
+      process.execPath,
+      [
+        COORDINATOR_BIN,
+        'serve',
+        '--data-dir',
+        dataDir,
+        '--port',
+        '0',
+        '--stage-seconds',
+        '30',
+        '--train-seconds',
+        '120',
+        '--retry-seconds',
+        '1',
+      ],
+      {
+        env: {
+          ...process.env,
+          DATABASE_URL: databaseUrl,
+          REDIS_URL: 'redis://127.0.0.1:6379',
+          FEDSYNTH_REDIS_KEY: redisKey,
+          FEDSYNTH_ADMIN_TOKEN: ADMIN,
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    const r = { proc, port: 0, out: '' };
+    const timer = setTimeout(() => reject(new Error(`replica did not start:\n${r.out}`)), 60_000);
+    const onData = (d: Buffer) => {
+      r.out += d.toString();
+      const m = /listening on http:\/\/[\d.]+:(\d+)/.exec(r.out);
+      if (m && !r.port) {
+        r.port = Number(m[1]);
+        clearTimeout(timer);
+        replicas.push(r);
+        resolve();
+      }
+    };
+    proc.stdout!.on('data', onData);
+    proc.stderr!.on('data', onData);
+    proc.once('exit', (code) => {
+      clearTimeout(timer);
+      if (!r.port) reject(new Error(`replica exited with ${code}:\n${r.out}`));
+    });
+  });
+}
+
+/**
+ * Websocket connections go to the replicas in turn; plain HTTP to the first live one. A connection
+ * that cannot reach its replica tries the next, as a load balancer's health check would.
+ */
+function startBalancer(): Promise<number> {
+  let wsTurn = 0;
+  lb = createServer((client: Socket) => {
+    client.once('data', (first) => {
+      const websocket = first.subarray(0, 20).toString('latin1').startsWith('GET /socket.io');
+      const order = replicas.filter((r) => r.proc.exitCode === null && r.proc.signalCode === null);
+      if (websocket && order.length > 1) order.push(...order.splice(0, wsTurn++ % order.length));
+      const tryNext = (i: number) => {
+        if (i >= order.length) return void client.destroy();
+        const up = createConnection({ host: '127.0.0.1', port: order[i].port });
+        up.once('error', () => tryNext(i + 1));
+        up.once('connect', () => {
+          up.removeAllListeners('error');
+          up.write(first);
+          client.pipe(up);
+          up.pipe(client);
+          const end = () => {
+            client.destroy();
+            up.destroy();
+          };
+          up.on('error', end);
+          up.on('close', end);
+          client.on('error', end);
+          client.on('close', end);
+        });
+      };
+      tryNext(0);
+    });
+    client.on('error', () => client.destroy());
+  });
+  return new Promise((r) => lb.listen(0, '127.0.0.1', () => r((lb.address() as { port: number }).port)));
+}
+
+async function connectedSites(port: number): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  return Number(/fedsynth_connected_sites (\d+)/.exec(text)?.[1] ?? -1);
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'fedsynth-replicas-'));
+  const db = await freshPostgresUrl();
+  drop = db.drop;
+  const shared = join(dir, 'coordinator'); // checkpoints and the signing identity, shared like an RWX volume
+  const key = `fedsynth-test-${randomBytes(4).toString('hex')}`;
+  await startReplica(shared, db.url, key);
+  await until('the first replica to hold the lease', async () =>
+    replicas[0].out.includes('this replica drives the rounds') ? true : undefined,
+  );
+  await startReplica(shared, db.url, key);
+  const lbPort = await startBalancer();
+  fed = new LocalFederation({ dir: join(dir, 'work'), agentEnv: { FEDSYNTH_BACKEND: 'wasm' } });
+  fed.url = `http://127.0.0.1:${lbPort}`;
+  fed.adminToken = ADMIN;
+  const f = await fed.createFederation('replicas', {
+    modelConfig: { size: 16, channels: [8, 16, 16], numResBlocks: 1 },
+    plan: { localSteps: 8, batchSize: 8, lr: 1e-3, prediction: 'sample', minSites: 3, waitSeconds: 120 },
+    secagg: { clip: 0.2, levels: 65536, maxWeight: 10_000 },
+  });
+  federationId = f.id;
+  for (let s = 0; s < 3; s++) {
+    const data = join(dir, 'data', `site-${s + 1}`);
+    await writePhantomDataset({
+      out: data,
+      subjects: 3,
+      seed: 70 + s,
+      profile: ['site-a', 'site-b', 'site-c'][s],
+      size: 32,
+    });
+    await fed.addSite(federationId, `site-${s + 1}`, data);
+  }
+  await fed.api('POST', `/api/federations/${federationId}/start`);
+}, 300_000);
+
+afterAll(async () => {
+  fed?.killAll();
+  for (const r of replicas) if (r.proc.exitCode === null) r.proc.kill('SIGKILL');
+  await new Promise((r) => (lb ? lb.close(r) : r(undefined)));
+  await drop?.();
+  if (dir && !process.env.FEDSYNTH_KEEP_TEST_DIR) rmSync(dir, { recursive: true, force: true });
+});
+
+const completed = (rs: RoundRecord[]) =>
+  rs.filter((r) => r.stage === 'completed').sort((a, b) => a.number - b.number);
+
+describe('two coordinator replicas (PostgreSQL + Redis adapter)', () => {
+  it('drives rounds with agents on both replicas; when the driver dies the other takes over and nothing is lost', async () => {
+    // Agents are spread over both replicas; the first replica drives.
+    await until('agents on both replicas', async () => {
+      const [a, b] = await Promise.all(replicas.map((r) => connectedSites(r.port)));
+      return a > 0 && b > 0 && a + b === 3 ? true : undefined;
+    });
+    expect(replicas[1].out).not.toContain('this replica drives the rounds');
+    await fed.waitForRounds(federationId, 2, { timeoutMs: 180_000, maxFailures: 0 }).catch((err) => {
+      throw new Error(
+        `${err.message}\nreplica 1:\n${replicas[0].out.slice(-3000)}\nreplica 2:\n${replicas[1].out.slice(-3000)}`,
+      );
+    });
+    const before = completed(await fed.rounds(federationId));
+    const metricsBefore = await fed.metrics(federationId);
+    for (const r of before) {
+      expect(r.participants).toHaveLength(3);
+      expect(r.dropouts ?? []).toHaveLength(0);
+    }
+
+    replicas[0].proc.kill('SIGKILL');
+    await until('the second replica to take the lease', async () =>
+      replicas[1].out.includes('this replica drives the rounds') ? true : undefined,
+    );
+    const after = await fed.waitForRounds(federationId, before.length + 2, {
+      timeoutMs: 240_000,
+      maxFailures: 3,
+    });
+    const done = completed(after);
+    for (const r of before) expect(done.find((x) => x.id === r.id)).toEqual(r);
+    const metrics = await fed.metrics(federationId);
+    for (const m of metricsBefore) expect(metrics).toContainEqual(m);
+    // Every agent came back through the survivor and takes part again.
+    expect(done[done.length - 1].participants).toHaveLength(3);
+    expect(await connectedSites(replicas[1].port)).toBe(3);
+    // A round cut by the kill is recorded as aborted by the new driver, not lost.
+    for (const r of after.filter((x) => x.stage === 'aborted')) expect(r.error).toMatch(/restarted/);
+  }, 600_000);
+});
