@@ -1,11 +1,11 @@
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { writePhantomDataset } from '@fedsynth/imaging';
 import { type Browser, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freshPostgresUrl } from '../apps/coordinator/src/db/testing';
 import { LocalFederation } from '../apps/demo/src/local-federation';
+import { tinyFederation } from './tiny-federation';
 
 /**
  * The dashboard in headless Chromium against a real coordinator running a short federation of three
@@ -37,23 +37,12 @@ beforeAll(async () => {
     agentEnv: { FEDSYNTH_BACKEND: 'wasm' },
   });
   await fed.startCoordinator();
-  const f = await fed.createFederation('dashboard', {
-    modelConfig: { size: 16, channels: [8, 16, 16], numResBlocks: 1 },
-    plan: { localSteps: 10, batchSize: 8, lr: 1e-3, prediction: 'sample', minSites: 3, waitSeconds: 120 },
-    secagg: { clip: 0.2, levels: 65536, maxWeight: 10_000 },
-  });
+  const f = await fed.createFederation('dashboard', tinyFederation());
   federationId = f.id;
-  for (let s = 0; s < 3; s++) {
-    const data = join(dir, 'data', `site-${s + 1}`);
-    await writePhantomDataset({
-      out: data,
-      subjects: 3,
-      seed: 50 + s,
-      profile: ['site-a', 'site-b', 'site-c'][s],
-      size: 32,
-    });
-    await fed.addSite(federationId, `hospital-${s + 1}`, data);
-  }
+  await fed.addPhantomSites(federationId, ['hospital-1', 'hospital-2', 'hospital-3'], {
+    dataRoot: join(dir, 'data'),
+    seed: 50,
+  });
   await fed.api('POST', `/api/federations/${federationId}/start`);
   browser = await chromium.launch({
     executablePath: CHROMIUM,

@@ -4,12 +4,13 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { listSubjects, loadSlicePairs, readNifti, writePhantomDataset } from '@fedsynth/imaging';
+import { listSubjects, loadSlicePairs, readNifti } from '@fedsynth/imaging';
 import { AGENT_TO_SERVER, MESSAGES, socketParser } from '@fedsynth/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freshPostgresUrl } from '../apps/coordinator/src/db/testing';
 import { AGENT_BIN, LocalFederation, type RoundRecord } from '../apps/demo/src/local-federation';
 import { AuditLog } from '../apps/site-agent/src/audit/audit-log';
+import { tinyFederation } from './tiny-federation';
 import { until } from './until';
 import { groupMessages, parseConnection, WireCapture } from './wire-capture';
 
@@ -32,17 +33,6 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'fedsynth-e2e-'));
   const db = await freshPostgresUrl();
   drop = db.drop;
-  for (let s = 0; s < 3; s++) {
-    const d = join(dir, 'data', `site-${s + 1}`);
-    await writePhantomDataset({
-      out: d,
-      subjects: 3,
-      seed: 10 + s,
-      profile: ['site-a', 'site-b', 'site-c'][s],
-      size: 32,
-    });
-    dataDirs.push(d);
-  }
   fed = new LocalFederation({
     dir: join(dir, 'work'),
     databaseUrl: db.url,
@@ -54,18 +44,20 @@ beforeAll(async () => {
   await fed.startCoordinator();
   capture = new WireCapture(() => Number(new URL(fed.url).port));
   await capture.start();
-  const f = await fed.createFederation('e2e', {
-    modelConfig: { size: SIZE, channels: [8, 16, 16], numResBlocks: 1 },
-    plan: { localSteps: 20, batchSize: 8, lr: 1e-3, prediction: 'sample', minSites: 3, waitSeconds: 120 },
-    // Honest-but-curious threshold: 2 of 3, so a round survives one site dying.
-    secagg: { clip: 0.2, levels: 65536, maxWeight: 10_000, threatModel: 'honest-but-curious' },
-  });
+  // Honest-but-curious threshold: 2 of 3, so a round survives one site dying.
+  const f = await fed.createFederation(
+    'e2e',
+    tinyFederation({ localSteps: 20 }, { threatModel: 'honest-but-curious' }),
+  );
   federationId = f.id;
-  await fed.addSite(federationId, 'site-1', dataDirs[0], {
-    coordinatorUrl: `http://127.0.0.1:${capture.port}`,
-  });
-  await fed.addSite(federationId, 'site-2', dataDirs[1]);
-  await fed.addSite(federationId, 'site-3', dataDirs[2]);
+  // site-1 talks to the coordinator through the capturing proxy.
+  dataDirs.push(
+    ...(await fed.addPhantomSites(federationId, ['site-1', 'site-2', 'site-3'], {
+      dataRoot: join(dir, 'data'),
+      seed: 10,
+      coordinatorUrl: (k) => (k === 0 ? `http://127.0.0.1:${capture.port}` : undefined),
+    })),
+  );
   await fed.api('POST', `/api/federations/${federationId}/start`);
 }, 300_000);
 

@@ -4,10 +4,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { writePhantomDataset } from '@fedsynth/imaging';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freshPostgresUrl } from '../apps/coordinator/src/db/testing';
 import { COORDINATOR_BIN, LocalFederation, type RoundRecord } from '../apps/demo/src/local-federation';
+import { tinyFederation } from './tiny-federation';
 import { until } from './until';
 
 /**
@@ -130,23 +130,12 @@ beforeAll(async () => {
   fed = new LocalFederation({ dir: join(dir, 'work'), agentEnv: { FEDSYNTH_BACKEND: 'wasm' } });
   fed.url = `http://127.0.0.1:${lbPort}`;
   fed.adminToken = ADMIN;
-  const f = await fed.createFederation('replicas', {
-    modelConfig: { size: 16, channels: [8, 16, 16], numResBlocks: 1 },
-    plan: { localSteps: 8, batchSize: 8, lr: 1e-3, prediction: 'sample', minSites: 3, waitSeconds: 120 },
-    secagg: { clip: 0.2, levels: 65536, maxWeight: 10_000 },
-  });
+  const f = await fed.createFederation('replicas', tinyFederation({ localSteps: 8 }));
   federationId = f.id;
-  for (let s = 0; s < 3; s++) {
-    const data = join(dir, 'data', `site-${s + 1}`);
-    await writePhantomDataset({
-      out: data,
-      subjects: 3,
-      seed: 70 + s,
-      profile: ['site-a', 'site-b', 'site-c'][s],
-      size: 32,
-    });
-    await fed.addSite(federationId, `site-${s + 1}`, data);
-  }
+  await fed.addPhantomSites(federationId, ['site-1', 'site-2', 'site-3'], {
+    dataRoot: join(dir, 'data'),
+    seed: 70,
+  });
   await fed.api('POST', `/api/federations/${federationId}/start`);
 }, 300_000);
 

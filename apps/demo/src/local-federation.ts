@@ -216,6 +216,39 @@ export class LocalFederation {
     this.startAgent(name, stateDir, enrollment.siteId);
   }
 
+  /**
+   * Phantom data for each named site (scanner profiles site-a, site-b, site-c in turn, `seed + k`)
+   * and its agent, as addSite does; returns the data folders. `coordinatorUrl(k)` lets a site
+   * connect through another address (a proxy, a load balancer).
+   */
+  async addPhantomSites(
+    federationId: string,
+    names: string[],
+    opts: {
+      dataRoot: string;
+      seed: number;
+      subjects?: number;
+      size?: number;
+      coordinatorUrl?: (k: number) => string | undefined;
+    },
+  ): Promise<string[]> {
+    const { writePhantomDataset } = await import('@fedsynth/imaging');
+    const dirs: string[] = [];
+    for (const [k, name] of names.entries()) {
+      const data = join(opts.dataRoot, name);
+      await writePhantomDataset({
+        out: data,
+        subjects: opts.subjects ?? 3,
+        seed: opts.seed + k,
+        profile: ['site-a', 'site-b', 'site-c'][k % 3],
+        size: opts.size ?? 32,
+      });
+      await this.addSite(federationId, name, data, { coordinatorUrl: opts.coordinatorUrl?.(k) });
+      dirs.push(data);
+    }
+    return dirs;
+  }
+
   /** Starts (or restarts) a site's daemon. */
   startAgent(
     name: string,
