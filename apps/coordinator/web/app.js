@@ -1,16 +1,8 @@
 // The fedsynth dashboard: plain browser JavaScript over the coordinator's REST API. The API token
 // lives in localStorage; every call sends it as a bearer token. Polls every 2 s for live updates.
 (() => {
-  const STAGES = [
-    'selecting',
-    'advertise-keys',
-    'share-keys',
-    'masked-input',
-    'consistency-check',
-    'unmask',
-    'applying',
-    'evaluating',
-  ];
+  // The round stages in order, from the coordinator at sign-in (GET /api/me).
+  let STAGES = [];
   const COLORS = ['#8da0cb', '#66c2a5', '#a6d854', '#fc8d62', '#e78ac3', '#ffd92f', '#e5c494', '#b3b3b3'];
   const SITE_COLORS = [
     '#1b9e77',
@@ -77,7 +69,9 @@
   async function signIn(t) {
     token = t;
     try {
-      role = (await api('/api/me')).role;
+      const me = await api('/api/me');
+      role = me.role;
+      STAGES = me.roundStages;
     } catch (err) {
       role = null;
       $('#signin-error').textContent = `sign-in failed: ${err.message}`;

@@ -16,6 +16,7 @@ import { z } from 'zod';
 import type { ApiRole, MetricEntity } from '../db/entities';
 import { CoordinatorError, ErrorCode } from '../errors/coordinator-error';
 import type { FederationAction } from '../federations/federation-service';
+import { ROUND_STAGES } from '../rounds/round-state';
 import { Roles } from './auth';
 import { CoordinatorContext } from './context';
 import { promText } from './prometheus';
@@ -69,9 +70,11 @@ export class HealthController {
 export class MeController {
   @Get()
   @Roles('researcher')
-  @ApiOperation({ summary: 'The role of the calling token (the dashboard signs in with it)' })
+  @ApiOperation({
+    summary: 'The role of the calling token and the round stages in order (the dashboard signs in with it)',
+  })
   me(@Req() req: { role?: ApiRole }) {
-    return { role: req.role };
+    return { role: req.role, roundStages: ROUND_STAGES.filter((s) => s !== 'completed') };
   }
 }
 
