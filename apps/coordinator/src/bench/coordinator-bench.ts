@@ -104,6 +104,10 @@ async function main(): Promise<void> {
       error: round.error,
       roundMs,
       coordinatorCpuMs: Math.round((cpu.user + cpu.system) / 1000),
+      // The split says where to look: user is JS and native code, system is the kernel (socket
+      // reads, page faults of fresh buffers).
+      coordinatorUserMs: Math.round(cpu.user / 1000),
+      coordinatorSystemMs: Math.round(cpu.system / 1000),
       coordinatorPeakRssMB: Math.round(process.resourceUsage().maxRSS / 1024),
       bytesInPerSite: Math.round(Number(round.bytesIn) / Math.max(1, survivors)),
       plainBytesPerSite: D * 4,
