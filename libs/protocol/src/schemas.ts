@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { ed25519Sign } from '@fedsynth/secure-agg';
 import { z } from 'zod';
 import { SECAGG_MESSAGES } from './secagg-messages';
 
@@ -242,6 +243,25 @@ export function authPayload(nonce: Uint8Array, publicKey: Uint8Array): Uint8Arra
   out.set(nonce, label.length);
   out.set(publicKey, label.length + nonce.length);
   return out;
+}
+
+/**
+ * An agent's answer to a login challenge: its public key and its Ed25519 signature (64-byte
+ * tweetnacl-layout secret key) over authPayload(nonce, publicKey).
+ */
+export function signedAuthResponse(
+  nonce: Uint8Array,
+  identity: { publicKey: Uint8Array; secretKey: Uint8Array },
+  agentVersion: string,
+): z.infer<typeof authResponse> {
+  const n = new Uint8Array(nonce);
+  return {
+    protocolVersion: PROTOCOL_VERSION,
+    publicKey: identity.publicKey,
+    nonce: n,
+    signature: ed25519Sign(identity.secretKey, authPayload(n, identity.publicKey)),
+    agentVersion,
+  };
 }
 
 /** Bytes a site signs to enroll, proving it holds the key: a domain label, the token, the key. */

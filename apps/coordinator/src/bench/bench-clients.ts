@@ -5,7 +5,7 @@
  * after sharing keys.
  */
 import { parseArgs } from 'node:util';
-import { authPayload, PROTOCOL_VERSION, socketParser } from '@fedsynth/protocol';
+import { signedAuthResponse, socketParser } from '@fedsynth/protocol';
 import { type RoundConfig, SecAggClient } from '@fedsynth/secure-agg';
 import { io, type Socket } from 'socket.io-client';
 import nacl from 'tweetnacl';
@@ -29,16 +29,9 @@ function site(k: number): Promise<Socket> {
     const socket = io(url, { transports: ['websocket'], reconnection: false, parser: socketParser });
     let client: SecAggClient | undefined;
     socket.on('connect_error', reject);
-    socket.on('auth.challenge', (c: { nonce: Uint8Array }) => {
-      const nonce = new Uint8Array(c.nonce);
-      socket.emit('auth.response', {
-        protocolVersion: PROTOCOL_VERSION,
-        publicKey: kp.publicKey,
-        nonce,
-        signature: nacl.sign.detached(authPayload(nonce, kp.publicKey), kp.secretKey),
-        agentVersion: 'bench',
-      });
-    });
+    socket.on('auth.challenge', (c: { nonce: Uint8Array }) =>
+      socket.emit('auth.response', signedAuthResponse(c.nonce, kp, 'bench')),
+    );
     socket.on('auth.ok', () => resolve(socket));
     socket.on('round.start', (m: { secAgg: RoundConfig }) => {
       const config: RoundConfig = {

@@ -1,10 +1,4 @@
-import {
-  authPayload,
-  ChunkReceiver,
-  PROTOCOL_VERSION,
-  roundStartPayload,
-  socketParser,
-} from '@fedsynth/protocol';
+import { ChunkReceiver, roundStartPayload, signedAuthResponse, socketParser } from '@fedsynth/protocol';
 import { ed25519Verify, type RoundConfig, SecAggClient, sessionId } from '@fedsynth/secure-agg';
 import { io, type Socket } from 'socket.io-client';
 import nacl from 'tweetnacl';
@@ -32,16 +26,9 @@ export function startAgent(
       }
       return false;
     };
-    socket.on('auth.challenge', (c: { nonce: Uint8Array }) => {
-      const nonce = new Uint8Array(c.nonce);
-      socket.emit('auth.response', {
-        protocolVersion: PROTOCOL_VERSION,
-        publicKey: kp.publicKey,
-        nonce,
-        signature: nacl.sign.detached(authPayload(nonce, kp.publicKey), kp.secretKey),
-        agentVersion: 'test',
-      });
-    });
+    socket.on('auth.challenge', (c: { nonce: Uint8Array }) =>
+      socket.emit('auth.response', signedAuthResponse(c.nonce, kp, 'test')),
+    );
     socket.on('auth.ok', () => resolve(socket));
     socket.on('round.start', (m: { secAgg: RoundConfig; modelBytes: number }) => {
       const config: RoundConfig = {
