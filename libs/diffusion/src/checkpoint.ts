@@ -2,7 +2,7 @@ import { readFile, rename, writeFile } from 'node:fs/promises';
 import type { PredictionType } from './objective';
 import type { ScheduleName } from './schedule';
 import { UNet, type UNetConfig, unetConfigFor, validateUNetConfig } from './unet';
-import { decodeSafetensors, encodeSafetensors, WeightsError } from './weights';
+import { decodeSafetensors, encodeSafetensors, type NamedArray, WeightsError } from './weights';
 
 /** What a saved model says about itself (safetensors metadata, all strings). */
 export interface ModelMetadata {
@@ -35,11 +35,15 @@ export async function saveModel(
   await rename(tmp, path);
 }
 
-/** Builds a model from safetensors bytes written by encodeModel; errors name `source` and the problem. */
+/**
+ * Builds a model from safetensors bytes written by encodeModel; errors name `source` and the
+ * problem. The decoded arrays (PyTorch layout) come back too, for callers that need the weights
+ * as numbers as well.
+ */
 export function decodeModel(
   bytes: Uint8Array,
   source = 'model',
-): { model: UNet; metadata: Record<string, string> } {
+): { model: UNet; metadata: Record<string, string>; arrays: NamedArray[] } {
   const { arrays, metadata } = decodeSafetensors(bytes, source);
   const raw = metadata['fedsynth.unet'];
   if (!raw)
@@ -58,7 +62,7 @@ export function decodeModel(
     model.dispose();
     throw err;
   }
-  return { model, metadata };
+  return { model, metadata, arrays };
 }
 
 /** Loads a model saved by saveModel. */

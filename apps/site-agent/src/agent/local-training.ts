@@ -105,8 +105,7 @@ export async function trainLocally(opts: {
   const d = loadDiffusion();
   const t0 = Date.now();
   const { steps, batch } = effectivePlan(opts.plan, opts.limits);
-  const global = d.decodeSafetensors(opts.checkpoint, 'global model');
-  const { model } = d.decodeModel(opts.checkpoint, 'global model');
+  const { model, arrays: globalArrays } = d.decodeModel(opts.checkpoint, 'global model');
   const trainer = new d.Trainer(model, {
     prediction: opts.plan.prediction,
     schedule: opts.plan.schedule,
@@ -127,7 +126,7 @@ export async function trainLocally(opts: {
       await yieldToEventLoop();
     }
     const local = d.flattenCanonical(await model.toNamedArrays());
-    const base = d.flattenCanonical(global.arrays);
+    const base = d.flattenCanonical(globalArrays);
     if (local.length !== base.length)
       throw new Error(`trained model has ${local.length} values, the global model ${base.length}`);
     const delta = new Float32Array(local.length);
@@ -139,23 +138,27 @@ export async function trainLocally(opts: {
   }
 }
 
-/** Scores a model on (up to `maxSlices` of) the validation split with a fixed-seed DDIM. */
+/**
+ * Scores a model on (up to `maxSlices` of) the validation split with a fixed-seed DDIM. The input
+ * size, prediction and schedule come from the model's metadata (`fallback` where it has none).
+ */
 export async function evaluateLocally(opts: {
   checkpoint: Uint8Array;
-  plan: Pick<TrainingPlan, 'prediction' | 'schedule'>;
-  data: LocalData;
+  fallback?: Partial<Pick<TrainingPlan, 'prediction' | 'schedule' | 'size'>>;
+  data: (size: number) => Promise<LocalData>;
   maxSlices?: number;
   steps?: number;
 }): Promise<LocalEval> {
   const d = loadDiffusion();
-  const slices = evenlySpaced(opts.data.val, opts.maxSlices ?? 16);
-  if (slices.length === 0) return { mae: 0, psnr: 0, ssim: 0, count: 0 };
-  const { model } = d.decodeModel(opts.checkpoint, 'global model');
+  const { model, metadata } = d.decodeModel(opts.checkpoint, 'global model');
   try {
+    const data = await opts.data(Number(metadata.size ?? opts.fallback?.size ?? 64));
+    const slices = evenlySpaced(data.val, opts.maxSlices ?? 16);
+    if (slices.length === 0) return { mae: 0, psnr: 0, ssim: 0, count: 0 };
     await yieldToEventLoop();
     const r = d.evaluateSlices(model, slices, {
-      schedule: d.makeSchedule(opts.plan.schedule, 1000),
-      prediction: opts.plan.prediction,
+      schedule: d.makeSchedule((metadata.schedule ?? opts.fallback?.schedule ?? 'cosine') as 'cosine', 1000),
+      prediction: (metadata.prediction ?? opts.fallback?.prediction ?? 'sample') as 'sample',
       steps: opts.steps ?? 10,
       seed: 1234,
     });

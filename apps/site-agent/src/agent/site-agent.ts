@@ -3,19 +3,17 @@ import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createProgress } from '@fedsynth/imaging';
 import {
-  authPayload,
   ChunkReceiver,
   type Message,
   type MessageName,
-  PROTOCOL_VERSION,
   parseMessage,
   roundStartPayload,
   sha256Hex,
+  signedAuthResponse,
   socketParser,
 } from '@fedsynth/protocol';
 import { ed25519Verify, type RoundConfig, SecAggClient, sessionId } from '@fedsynth/secure-agg';
 import { io, type Socket } from 'socket.io-client';
-import nacl from 'tweetnacl';
 import { AuditLog } from '../audit/audit-log';
 import { type AgentConfig, loadAgentConfig } from '../config/agent-config';
 import { isWithinWindow, parseTrainingWindow } from '../controls/training-window';
@@ -24,14 +22,7 @@ import { privatizeUpdate } from '../privacy/dp';
 import { RdpAccountant } from '../privacy/rdp-accountant';
 import { AuditedSocket } from './audited-socket';
 import type { Enrollment } from './enrollment';
-import {
-  DataCache,
-  effectivePlan,
-  evaluateLocally,
-  type LocalUpdate,
-  loadDiffusion,
-  trainLocally,
-} from './local-training';
+import { DataCache, effectivePlan, evaluateLocally, type LocalUpdate, trainLocally } from './local-training';
 import type { Logger } from './logger';
 import { type AgentStatus, writeStatus } from './status';
 
@@ -229,13 +220,7 @@ export class SiteAgent {
     const skewMs = Date.now() - Date.parse(c.serverTime);
     if (Math.abs(skewMs) > 60_000)
       this.opts.log.warn('clock differs from the coordinator by more than a minute', { skewMs });
-    this.channel.emit('auth.response', {
-      protocolVersion: PROTOCOL_VERSION,
-      publicKey: identity.publicKey,
-      nonce,
-      signature: nacl.sign.detached(authPayload(nonce, identity.publicKey), identity.secretKey),
-      agentVersion: VERSION,
-    });
+    this.channel.emit('auth.response', signedAuthResponse(nonce, identity, VERSION));
   }
 
   private onProtocolError(e: Message<'protocol.error'>): void {
@@ -432,7 +417,7 @@ export class SiteAgent {
   }
 
   /** Runs a secure-aggregation step of the current round and sends its answer. */
-  private stage<T>(stage: string, roundId: string, f: (r: SiteRound) => T, event: string): void {
+  private stage(stage: string, roundId: string, f: (r: SiteRound) => unknown, event: string): void {
     const r = this.round;
     if (!r || r.roundId !== roundId || r.done) return;
     r.stage = stage;
@@ -536,18 +521,10 @@ export class SiteAgent {
   private async onEvaluate(m: Message<'round.evaluate'>): Promise<void> {
     const { log } = this.opts;
     try {
-      const model = await this.fetchModel(m.modelHash, m.modelBytes);
-      const plan = this.round?.start.plan;
-      const meta = loadDiffusion().decodeSafetensors(model, 'global model').metadata;
-      const size = Number(meta.size ?? plan?.size ?? 64);
-      const data = await this.data!.get(size);
       const e = await evaluateLocally({
-        checkpoint: model,
-        plan: {
-          prediction: (meta.prediction as 'sample') ?? plan?.prediction ?? 'sample',
-          schedule: (meta.schedule as 'cosine') ?? plan?.schedule ?? 'cosine',
-        },
-        data,
+        checkpoint: await this.fetchModel(m.modelHash, m.modelBytes),
+        fallback: this.round?.start.plan,
+        data: (size) => this.data!.get(size),
       });
       this.channel.emit('round.eval-report', { roundId: m.roundId, modelHash: m.modelHash, ...e });
       await writeFile(join(this.modelsDir, 'latest'), `${m.modelHash}\n`);

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { type AgentConfig, configPath, defaultStateDir, loadAgentConfig } from '../config/agent-config';
 import {
   fingerprint,
@@ -9,34 +9,9 @@ import {
   writeIdentityKey,
 } from '../identity/identity-key';
 import { RUN_COMMANDS } from './run-commands';
+import { type Command, identityPath, STATE_DIR_FLAG } from './shared';
 
-export interface FlagSpec {
-  type: 'string' | 'boolean';
-  description: string;
-  short?: string;
-  valueName?: string;
-  default?: string;
-}
-
-export interface Command {
-  name: string;
-  summary: string;
-  description: string;
-  flags: Record<string, FlagSpec>;
-  run(values: Record<string, string | boolean | undefined>): Promise<number>;
-}
-
-const STATE_DIR_FLAG: FlagSpec = {
-  type: 'string',
-  valueName: 'dir',
-  description: 'agent state directory (identity key, config, audit log; $FEDSYNTH_AGENT_HOME)',
-  default: '~/.fedsynth-agent',
-};
-
-/** The identity key's path inside a state directory. */
-export function identityPath(stateDir: string): string {
-  return join(stateDir, 'identity.json');
-}
+export { type Command, type FlagSpec, identityPath } from './shared';
 
 const init: Command = {
   name: 'init',

@@ -1,6 +1,5 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, statfsSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { enroll, keyFingerprint, readEnrollment } from '../agent/enrollment';
 import { loadDiffusion } from '../agent/local-training';
@@ -8,18 +7,16 @@ import { createLogger } from '../agent/logger';
 import { SiteAgent } from '../agent/site-agent';
 import { isAlive, readStatus } from '../agent/status';
 import { AuditLog } from '../audit/audit-log';
-import { type AgentConfig, configPath, defaultStateDir, loadAgentConfig } from '../config/agent-config';
+import {
+  type AgentConfig,
+  configPath,
+  defaultStateDir,
+  loadAgentConfig,
+  updateConfigFile,
+} from '../config/agent-config';
 import { fingerprint, readIdentityKey } from '../identity/identity-key';
 import { RdpAccountant } from '../privacy/rdp-accountant';
-import type { Command, FlagSpec } from './commands';
-import { identityPath } from './commands';
-
-const STATE_DIR_FLAG: FlagSpec = {
-  type: 'string',
-  valueName: 'dir',
-  description: 'agent state directory (identity key, config, audit log; $FEDSYNTH_AGENT_HOME)',
-  default: '~/.fedsynth-agent',
-};
+import { type Command, identityPath, STATE_DIR_FLAG } from './shared';
 
 function stateDirOf(v: Record<string, unknown>): string {
   return resolve(String(v['state-dir'] ?? defaultStateDir()));
@@ -68,18 +65,7 @@ const enrollCmd: Command = {
       stateDir,
       audit: new AuditLog(join(stateDir, 'audit.jsonl')),
     });
-    if (
-      config.coordinatorUrl !== (JSON.parse(readFileSync(configPath(stateDir), 'utf8')).coordinatorUrl ?? '')
-    ) {
-      const file = JSON.parse(readFileSync(configPath(stateDir), 'utf8'));
-      await writeFile(
-        configPath(stateDir),
-        `${JSON.stringify({ ...file, coordinatorUrl: config.coordinatorUrl }, null, 2)}\n`,
-        {
-          mode: 0o600,
-        },
-      );
-    }
+    await updateConfigFile(stateDir, { coordinatorUrl: config.coordinatorUrl });
     process.stdout.write(
       `enrolled site "${e.siteName}" (id ${e.siteId}) in federation ${e.federationId}: status ${e.status}\n` +
         `  site key fingerprint         ${fingerprint(identity.publicKey)}\n` +
@@ -232,10 +218,7 @@ function setControl(name: 'pause' | 'resume', paused: boolean): Command {
     async run(v) {
       const stateDir = stateDirOf(v);
       settings(v);
-      const file = JSON.parse(readFileSync(configPath(stateDir), 'utf8'));
-      await writeFile(configPath(stateDir), `${JSON.stringify({ ...file, paused }, null, 2)}\n`, {
-        mode: 0o600,
-      });
+      await updateConfigFile(stateDir, { paused });
       process.stdout.write(
         paused ? 'paused: rounds will be declined\n' : 'resumed: rounds will be accepted\n',
       );

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
@@ -93,6 +94,13 @@ function coerce(key: keyof AgentConfig, raw: string, origin: string, problems: s
     return raw;
   }
   return raw;
+}
+
+/** Sets settings in agent.json, keeping the others (the file must exist; it stays mode 0600). */
+export async function updateConfigFile(stateDir: string, patch: Partial<AgentConfig>): Promise<void> {
+  const file = configPath(stateDir);
+  const current = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
+  await writeFile(file, `${JSON.stringify({ ...current, ...patch }, null, 2)}\n`, { mode: 0o600 });
 }
 
 /** The config file path inside a state directory. */
