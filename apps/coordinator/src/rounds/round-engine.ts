@@ -544,7 +544,8 @@ export class RoundEngine {
           });
         }
       }
-      await advance('completed');
+      // One update: a round is never seen as completed without its model, dropouts and bytes.
+      state.advance('completed');
       await persist({
         checkpointOut: sha,
         dropouts: result.dropouts.map((d) => ({
