@@ -1,56 +1,38 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { encodeSafetensors } from '@fedsynth/diffusion/weights';
 import type { Socket } from 'socket.io-client';
 import nacl from 'tweetnacl';
 import { afterAll, describe, expect, it } from 'vitest';
 import { enrollmentPayload } from '../apps/coordinator/src/sites/enrollment-service';
 import { startAgent } from '../apps/coordinator/src/testing/protocol-agent';
+import { type SpawnedCoordinator, spawnCoordinator } from '../apps/demo/src/local-federation';
 import { until } from './until';
 
-const CLI = resolve(__dirname, '..', 'apps', 'coordinator', 'bin', 'fedsynth-coordinator.js');
 const children: ChildProcess[] = [];
 
-/** Starts the built coordinator in its own process; resolves with its URL and output so far. */
-function serve(dataDir: string): Promise<{ proc: ChildProcess; url: string; out: () => string }> {
-  return new Promise((res, rej) => {
-    const proc = spawn(
-      process.execPath,
-      [
-        CLI,
-        'serve',
-        '--data-dir',
-        dataDir,
-        '--port',
-        '0',
-        '--stage-seconds',
-        '5',
-        '--train-seconds',
-        '8',
-        '--retry-seconds',
-        '1',
-      ],
-      {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
-    children.push(proc);
-    let out = '';
-    const timer = setTimeout(() => rej(new Error(`coordinator did not start:\n${out}`)), 60_000);
-    const onData = (d: Buffer) => {
-      out += d.toString();
-      const m = /listening on (http:\/\/[\d.]+:\d+)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        res({ proc, url: m[1], out: () => out });
-      }
-    };
-    proc.stdout!.on('data', onData);
-    proc.stderr!.on('data', onData);
-    proc.on('exit', (code) => rej(new Error(`coordinator exited with ${code}:\n${out}`)));
-  });
+/** Starts the built coordinator in its own process (embedded database in `dataDir`). */
+async function serve(dataDir: string): Promise<SpawnedCoordinator> {
+  const c = await spawnCoordinator(
+    [
+      'serve',
+      '--data-dir',
+      dataDir,
+      '--port',
+      '0',
+      '--stage-seconds',
+      '5',
+      '--train-seconds',
+      '8',
+      '--retry-seconds',
+      '1',
+    ],
+    { timeoutMs: 60_000 },
+  );
+  children.push(c.proc);
+  return c;
 }
 
 afterAll(() => {
@@ -61,7 +43,7 @@ describe('coordinator restart (separate process, embedded database)', () => {
   it('killed mid-round, restarted: the round is aborted with its stage, training continues, nothing earlier is lost', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'fedsynth-restart-'));
     const first = await serve(dir);
-    const admin = /first admin API token[^\n]*\n\s*(fsk_\S+)/.exec(first.out())![1];
+    const admin = /first admin API token[^\n]*\n\s*(fsk_\S+)/.exec(first.output())![1];
     const api = async (url: string, method: string, path: string, body?: unknown) => {
       const r = await fetch(url + path, {
         method,
@@ -112,7 +94,7 @@ describe('coordinator restart (separate process, embedded database)', () => {
     for (const a of agents1) a.disconnect();
     // Second life on the same data directory.
     const second = await serve(dir);
-    expect(second.out()).toMatch(/marked 1 round\(s\) left unfinished by a restart as aborted/);
+    expect(second.output()).toMatch(/marked 1 round\(s\) left unfinished by a restart as aborted/);
     const agents2 = await Promise.all(
       keys.map((kp, k) => startAgent(`${second.url}/agents`, kp, delta(k), 10)),
     );

@@ -1,4 +1,3 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
@@ -6,7 +5,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freshPostgresUrl } from '../apps/coordinator/src/db/testing';
-import { COORDINATOR_BIN, LocalFederation, type RoundRecord } from '../apps/demo/src/local-federation';
+import {
+  LocalFederation,
+  type RoundRecord,
+  type SpawnedCoordinator,
+  spawnCoordinator,
+} from '../apps/demo/src/local-federation';
 import { tinyFederation } from './tiny-federation';
 import { until } from './until';
 
@@ -19,58 +23,37 @@ const ADMIN = `fsk_${randomBytes(24).toString('hex')}`;
 let dir: string;
 let drop: () => Promise<void>;
 let lb: Server;
-const replicas: { proc: ChildProcess; port: number; out: string }[] = [];
+const replicas: SpawnedCoordinator[] = [];
 let fed: LocalFederation;
 let federationId: string;
 
-function startReplica(dataDir: string, databaseUrl: string, redisKey: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(
-      process.execPath,
-      [
-        COORDINATOR_BIN,
-        'serve',
-        '--data-dir',
-        dataDir,
-        '--port',
-        '0',
-        '--stage-seconds',
-        '30',
-        '--train-seconds',
-        '120',
-        '--retry-seconds',
-        '1',
-      ],
-      {
-        env: {
-          ...process.env,
-          DATABASE_URL: databaseUrl,
-          REDIS_URL: 'redis://127.0.0.1:6379',
-          FEDSYNTH_REDIS_KEY: redisKey,
-          FEDSYNTH_ADMIN_TOKEN: ADMIN,
-        },
-        stdio: ['ignore', 'pipe', 'pipe'],
+async function startReplica(dataDir: string, databaseUrl: string, redisKey: string): Promise<void> {
+  const c = await spawnCoordinator(
+    [
+      'serve',
+      '--data-dir',
+      dataDir,
+      '--port',
+      '0',
+      '--stage-seconds',
+      '30',
+      '--train-seconds',
+      '120',
+      '--retry-seconds',
+      '1',
+    ],
+    {
+      env: {
+        ...process.env,
+        DATABASE_URL: databaseUrl,
+        REDIS_URL: 'redis://127.0.0.1:6379',
+        FEDSYNTH_REDIS_KEY: redisKey,
+        FEDSYNTH_ADMIN_TOKEN: ADMIN,
       },
-    );
-    const r = { proc, port: 0, out: '' };
-    const timer = setTimeout(() => reject(new Error(`replica did not start:\n${r.out}`)), 60_000);
-    const onData = (d: Buffer) => {
-      r.out += d.toString();
-      const m = /listening on http:\/\/[\d.]+:(\d+)/.exec(r.out);
-      if (m && !r.port) {
-        r.port = Number(m[1]);
-        clearTimeout(timer);
-        replicas.push(r);
-        resolve();
-      }
-    };
-    proc.stdout!.on('data', onData);
-    proc.stderr!.on('data', onData);
-    proc.once('exit', (code) => {
-      clearTimeout(timer);
-      if (!r.port) reject(new Error(`replica exited with ${code}:\n${r.out}`));
-    });
-  });
+      timeoutMs: 60_000,
+    },
+  );
+  replicas.push(c);
 }
 
 /**
@@ -123,7 +106,7 @@ beforeAll(async () => {
   const key = `fedsynth-test-${randomBytes(4).toString('hex')}`;
   await startReplica(shared, db.url, key);
   await until('the first replica to hold the lease', async () =>
-    replicas[0].out.includes('this replica drives the rounds') ? true : undefined,
+    replicas[0].output().includes('this replica drives the rounds') ? true : undefined,
   );
   await startReplica(shared, db.url, key);
   const lbPort = await startBalancer();
@@ -157,10 +140,10 @@ describe('two coordinator replicas (PostgreSQL + Redis adapter)', () => {
       const [a, b] = await Promise.all(replicas.map((r) => connectedSites(r.port)));
       return a > 0 && b > 0 && a + b === 3 ? true : undefined;
     });
-    expect(replicas[1].out).not.toContain('this replica drives the rounds');
+    expect(replicas[1].output()).not.toContain('this replica drives the rounds');
     await fed.waitForRounds(federationId, 2, { timeoutMs: 180_000, maxFailures: 0 }).catch((err) => {
       throw new Error(
-        `${err.message}\nreplica 1:\n${replicas[0].out.slice(-3000)}\nreplica 2:\n${replicas[1].out.slice(-3000)}`,
+        `${err.message}\nreplica 1:\n${replicas[0].output().slice(-3000)}\nreplica 2:\n${replicas[1].output().slice(-3000)}`,
       );
     });
     const before = completed(await fed.rounds(federationId));
@@ -172,7 +155,7 @@ describe('two coordinator replicas (PostgreSQL + Redis adapter)', () => {
 
     replicas[0].proc.kill('SIGKILL');
     await until('the second replica to take the lease', async () =>
-      replicas[1].out.includes('this replica drives the rounds') ? true : undefined,
+      replicas[1].output().includes('this replica drives the rounds') ? true : undefined,
     );
     const after = await fed.waitForRounds(federationId, before.length + 2, {
       timeoutMs: 240_000,

@@ -7,6 +7,57 @@ const APPS = join(__dirname, '..', '..');
 export const COORDINATOR_BIN = join(APPS, 'coordinator', 'bin', 'fedsynth-coordinator.js');
 export const AGENT_BIN = join(APPS, 'site-agent', 'bin', 'fedsynth-agent.js');
 
+/** A coordinator process that is listening: its URL and everything it has printed so far. */
+export interface SpawnedCoordinator {
+  proc: ChildProcess;
+  url: string;
+  port: number;
+  output(): string;
+}
+
+/**
+ * Starts `fedsynth-coordinator <args>` (e.g. serve --data-dir ... --port 0) in its own process and
+ * resolves once it prints its address; rejects with its output if it exits or is silent for
+ * `timeoutMs`. Output keeps being collected (and copied to `logFile`) afterwards.
+ */
+export function spawnCoordinator(
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; logFile?: string; timeoutMs?: number } = {},
+): Promise<SpawnedCoordinator> {
+  const proc = spawn(process.execPath, [COORDINATOR_BIN, ...args], {
+    env: opts.env ?? process.env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const log = opts.logFile ? createWriteStream(opts.logFile, { flags: 'a' }) : null;
+  let out = '';
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(
+      () =>
+        reject(
+          new Error(`the coordinator did not start in ${(opts.timeoutMs ?? 120_000) / 1000} s:\n${out}`),
+        ),
+      opts.timeoutMs ?? 120_000,
+    );
+    let started = false;
+    const onData = (d: Buffer) => {
+      log?.write(d);
+      out += d.toString();
+      const m = /listening on (https?:\/\/[\d.]+:(\d+))/.exec(out);
+      if (m && !started) {
+        started = true;
+        clearTimeout(timer);
+        resolve({ proc, url: m[1], port: Number(m[2]), output: () => out });
+      }
+    };
+    proc.stdout!.on('data', onData);
+    proc.stderr!.on('data', onData);
+    proc.once('exit', (code) => {
+      clearTimeout(timer);
+      if (!started) reject(new Error(`the coordinator exited with ${code}:\n${out}`));
+    });
+  });
+}
+
 /** A round as the REST API lists it. */
 export interface RoundRecord {
   id: string;
@@ -75,7 +126,6 @@ export class LocalFederation {
     string,
     { proc: ChildProcess; stateDir: string; siteId: string; exited: Promise<number | null> }
   >();
-  private coordinatorOut = '';
 
   constructor(readonly opts: LocalFederationOptions) {
     mkdirSync(opts.dir, { recursive: true });
@@ -93,7 +143,6 @@ export class LocalFederation {
   async startCoordinator(): Promise<void> {
     const dataDir = join(this.opts.dir, 'coordinator');
     const args = [
-      COORDINATOR_BIN,
       'serve',
       '--data-dir',
       dataDir,
@@ -106,37 +155,14 @@ export class LocalFederation {
       '--retry-seconds',
       String(this.opts.retrySeconds ?? 2),
     ];
-    const proc = spawn(process.execPath, args, {
+    const c = await spawnCoordinator(args, {
       env: this.coordinatorEnv(),
-      stdio: ['ignore', 'pipe', 'pipe'],
+      logFile: join(this.opts.dir, 'coordinator.log'),
     });
-    this.coordinator = proc;
-    const log = createWriteStream(join(this.opts.dir, 'coordinator.log'), { flags: 'a' });
-    this.coordinatorOut = '';
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`the coordinator did not start in 120 s:\n${this.coordinatorOut}`)),
-        120_000,
-      );
-      const onData = (d: Buffer) => {
-        log.write(d);
-        this.coordinatorOut += d.toString();
-        const token = /first admin API token[^\n]*\n\s*(fsk_\S+)/.exec(this.coordinatorOut);
-        if (token) this.adminToken = token[1];
-        const m = /listening on (https?:\/\/[\d.]+:\d+)/.exec(this.coordinatorOut);
-        if (m) {
-          clearTimeout(timer);
-          this.url = m[1];
-          resolve();
-        }
-      };
-      proc.stdout!.on('data', onData);
-      proc.stderr!.on('data', onData);
-      proc.once('exit', (code) => {
-        clearTimeout(timer);
-        reject(new Error(`the coordinator exited with ${code}:\n${this.coordinatorOut}`));
-      });
-    });
+    this.coordinator = c.proc;
+    this.url = c.url;
+    const token = /first admin API token[^\n]*\n\s*(fsk_\S+)/.exec(c.output());
+    if (token) this.adminToken = token[1];
     if (!this.adminToken) throw new Error('the coordinator printed no admin token (data folder reused?)');
   }
 
