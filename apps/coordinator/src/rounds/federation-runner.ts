@@ -1,6 +1,6 @@
 import { FederationEntity } from '../db/entities';
 import type { CoordinatorContext } from '../http/context';
-import { ensureBackend } from '../samples/sample-renderer';
+import { ensureModelBackend } from '../model-backend';
 import type { RoundEngine } from './round-engine';
 
 /**
@@ -39,7 +39,7 @@ export class FederationRunner {
    * config (seeded by the federation id, so it can be reproduced), unless an admin uploaded one.
    */
   private async initializeModel(f: FederationEntity): Promise<void> {
-    await ensureBackend();
+    await ensureModelBackend();
     const { createInitialModel } = await import('@fedsynth/diffusion');
     const mc = f.modelConfig as { size?: number; channels?: number[]; numResBlocks?: number };
     const plan = f.plan as { prediction?: string; schedule?: string };

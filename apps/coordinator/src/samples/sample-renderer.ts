@@ -1,21 +1,8 @@
 import { encodePng, generatePhantomPair, normalizeMr, resize2d, unitToHu } from '@fedsynth/imaging';
+import { ensureModelBackend } from '../model-backend';
 
 /** How the three panels are drawn: each pixel repeated this many times, 8 px gaps. */
 const SCALE = 4;
-
-let backendReady: Promise<void> | null = null;
-/** The model runs on WebAssembly at the coordinator (plain JS when wasm is unavailable). */
-export async function ensureBackend(): Promise<void> {
-  backendReady ??= (async () => {
-    const { selectBackend } = await import('@fedsynth/diffusion');
-    try {
-      await selectBackend('wasm');
-    } catch {
-      await selectBackend('cpu');
-    }
-  })();
-  return backendReady;
-}
 
 /**
  * Source | synthetic | target for a phantom the coordinator generates itself (never site data):
@@ -37,7 +24,7 @@ export class SampleRenderer {
   }
 
   private async draw(load: () => Promise<Uint8Array>): Promise<Buffer> {
-    await ensureBackend();
+    await ensureModelBackend();
     const d = await import('@fedsynth/diffusion');
     const { model, metadata } = d.decodeModel(await load(), 'global model');
     try {
