@@ -3,6 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import {
   computeMetrics,
+  ctGrey,
   type FlagSpec,
   normalizeMr,
   numFlag,
@@ -10,6 +11,8 @@ import {
   readNifti,
   runCli,
   SITE_PROFILES,
+  sideBySide,
+  stretchGrey,
   UsageError,
   usage,
   writeNifti,
@@ -111,31 +114,6 @@ function prepareOut(out: string): void {
   }
   mkdirSync(out, { recursive: true });
   writeFileSync(join(out, MARKER), 'made by fedsynth-demo; replaced on the next run\n');
-}
-
-/** Grey-scale strip of one axial slice: MRI | synthetic CT | CT, each scaled to 8 bits. */
-function strip(
-  mr: Float32Array,
-  sct: Float32Array,
-  ct: Float32Array,
-  nx: number,
-  ny: number,
-): { data: Float32Array; width: number; height: number } {
-  const width = nx * 3 + 8;
-  const out = new Float32Array(width * ny).fill(255);
-  const mrLo = Math.min(...mr);
-  const mrHi = Math.max(...mr);
-  const window = (hu: number) => ((Math.max(-1000, Math.min(1500, hu)) + 1000) / 2500) * 255;
-  for (let y = 0; y < ny; y++) {
-    const row = (ny - 1 - y) * width; // anterior up
-    for (let x = 0; x < nx; x++) {
-      const i = y * nx + x;
-      out[row + x] = ((mr[i] - mrLo) / (mrHi - mrLo || 1)) * 255;
-      out[row + nx + 4 + x] = window(sct[i]);
-      out[row + 2 * nx + 8 + x] = window(ct[i]);
-    }
-  }
-  return { data: out, width, height: ny };
 }
 
 export async function main(argv: string[]): Promise<void> {
@@ -270,12 +248,15 @@ export async function main(argv: string[]): Promise<void> {
         mr.data,
         Uint8Array.from(mask.data, (x) => (x > 0 ? 1 : 0)),
       ).data;
-      const s = strip(
-        mrNorm.subarray(z * px, (z + 1) * px),
-        sct.subarray(z * px, (z + 1) * px),
-        ct.data.subarray(z * px, (z + 1) * px),
+      const s = sideBySide(
+        [
+          stretchGrey(mrNorm.subarray(z * px, (z + 1) * px)),
+          Float32Array.from(sct.subarray(z * px, (z + 1) * px), ctGrey),
+          Float32Array.from(ct.data.subarray(z * px, (z + 1) * px), ctGrey),
+        ],
         nx,
         ny,
+        { gap: 4 },
       );
       await writePng(join(out, 'strip.png'), s.data, s.width, s.height, 8);
 

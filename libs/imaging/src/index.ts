@@ -19,6 +19,7 @@ export {
   splitSubjects,
 } from './dataset';
 export { type DicomSeries, listDicomSeries, readDicomSeries } from './dicom';
+export { ctGrey, sideBySide, stretchGrey } from './display';
 export { ImagingError, type ImagingErrorCode } from './errors';
 export { gaussianBlur3d, resize2d, resizeNearest2d } from './filters';
 export {

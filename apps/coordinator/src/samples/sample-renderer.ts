@@ -1,4 +1,12 @@
-import { encodePng, generatePhantomPair, normalizeMr, resize2d, unitToHu } from '@fedsynth/imaging';
+import {
+  ctGrey,
+  encodePng,
+  generatePhantomPair,
+  normalizeMr,
+  resize2d,
+  sideBySide,
+  unitToHu,
+} from '@fedsynth/imaging';
 import { ensureModelBackend } from '../model-backend';
 
 /** How the three panels are drawn: each pixel repeated this many times, 8 px gaps. */
@@ -45,23 +53,17 @@ export class SampleRenderer {
       });
       const sct = unitToHu(mean);
       const ct = resize2d(phantom.ct.data.subarray(z * px, (z + 1) * px), nx, ny, size, size);
-      const window = (hu: number) => ((Math.max(-1000, Math.min(1500, hu)) + 1000) / 2500) * 255;
-      const panels = [
-        Float32Array.from(source, (v) => ((v + 1) / 2) * 255),
-        Float32Array.from(sct, window),
-        Float32Array.from(ct, window),
-      ];
-      const w = size * SCALE;
-      const width = 3 * w + 16;
-      const out = new Float32Array(width * w).fill(255);
-      panels.forEach((img, k) => {
-        for (let y = 0; y < w; y++)
-          for (let x = 0; x < w; x++)
-            // Anterior up: image rows run from high y to low y.
-            out[y * width + k * (w + 8) + x] =
-              img[(size - 1 - Math.floor(y / SCALE)) * size + Math.floor(x / SCALE)];
-      });
-      return encodePng(out, width, w, 8);
+      const strip = sideBySide(
+        [
+          Float32Array.from(source, (v) => ((v + 1) / 2) * 255),
+          Float32Array.from(sct, ctGrey),
+          Float32Array.from(ct, ctGrey),
+        ],
+        size,
+        size,
+        { scale: SCALE, gap: 8 },
+      );
+      return encodePng(strip.data, strip.width, strip.height, 8);
     } finally {
       model.dispose();
     }
