@@ -10,7 +10,6 @@ import {
   parseFlags,
   readNifti,
   runCli,
-  SITE_PROFILES,
   sideBySide,
   stretchGrey,
   UsageError,
@@ -19,7 +18,13 @@ import {
   writePhantomDataset,
   writePng,
 } from '@fedsynth/imaging';
-import { LocalFederation, type MetricRecord, type RoundRecord } from './local-federation';
+import {
+  LocalFederation,
+  type MetricRecord,
+  type RoundRecord,
+  SITE_PHANTOM_PROFILES,
+  writeSitePhantoms,
+} from './local-federation';
 
 const FLAGS: Record<string, FlagSpec> = {
   sites: { type: 'string', valueName: 'n', description: 'sites (agent processes)', default: '3' },
@@ -133,25 +138,18 @@ export async function main(argv: string[]): Promise<void> {
     prepareOut(out);
     const t0 = Date.now();
     const say = (s: string) => process.stdout.write(`${s}\n`);
-    const profiles = Object.keys(SITE_PROFILES).filter((p) => p.startsWith('site-'));
+    const profiles = SITE_PHANTOM_PROFILES;
 
     say(
       `fedsynth demo: ${sites} sites x ${subjects} phantom subjects, ${rounds} rounds of ${steps} local steps at ${size}x${size}`,
     );
     say(`working folder ${out} (coordinator and agent logs in work/)`);
     const work = join(out, 'work');
-    const dataDirs: string[] = [];
-    for (let s = 0; s < sites; s++) {
-      const dir = join(work, 'data', `site-${s + 1}`);
-      await writePhantomDataset({
-        out: dir,
-        subjects,
-        seed: 100 + s,
-        profile: profiles[s % profiles.length],
-        size: size * 2,
-      });
-      dataDirs.push(dir);
-    }
+    const dataDirs = await writeSitePhantoms(
+      join(work, 'data'),
+      Array.from({ length: sites }, (_, s) => `site-${s + 1}`),
+      { seed: 100, subjects, size: size * 2 },
+    );
     const holdoutDir = join(work, 'data', 'held-out');
     const [holdoutId] = await writePhantomDataset({
       out: holdoutDir,

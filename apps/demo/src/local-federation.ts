@@ -58,6 +58,43 @@ export function spawnCoordinator(
   });
 }
 
+/** How each site's phantom data is made. */
+export interface PhantomSiteOptions {
+  /** Site k uses seed + k. */
+  seed: number;
+  subjects?: number;
+  /** In-plane size of the phantom volumes. */
+  size?: number;
+}
+
+/**
+ * Phantom MRI/CT data for sites, one folder per name under `root`, with the scanner profiles
+ * site-a, site-b and site-c in turn so that sites differ as hospitals do; returns the folders.
+ */
+export async function writeSitePhantoms(
+  root: string,
+  names: string[],
+  opts: PhantomSiteOptions,
+): Promise<string[]> {
+  const { writePhantomDataset } = await import('@fedsynth/imaging');
+  const dirs: string[] = [];
+  for (const [k, name] of names.entries()) {
+    const out = join(root, name);
+    await writePhantomDataset({
+      out,
+      subjects: opts.subjects ?? 3,
+      seed: opts.seed + k,
+      profile: SITE_PHANTOM_PROFILES[k % SITE_PHANTOM_PROFILES.length],
+      size: opts.size ?? 32,
+    });
+    dirs.push(out);
+  }
+  return dirs;
+}
+
+/** The scanner profiles sites take in turn. */
+export const SITE_PHANTOM_PROFILES = ['site-a', 'site-b', 'site-c'];
+
 /** A round as the REST API lists it. */
 export interface RoundRecord {
   id: string;
@@ -243,35 +280,18 @@ export class LocalFederation {
   }
 
   /**
-   * Phantom data for each named site (scanner profiles site-a, site-b, site-c in turn, `seed + k`)
-   * and its agent, as addSite does; returns the data folders. `coordinatorUrl(k)` lets a site
-   * connect through another address (a proxy, a load balancer).
+   * Phantom data for each named site (see writeSitePhantoms) and its agent, as addSite does;
+   * returns the data folders. `coordinatorUrl(k)` lets a site connect through another address (a
+   * proxy, a load balancer).
    */
   async addPhantomSites(
     federationId: string,
     names: string[],
-    opts: {
-      dataRoot: string;
-      seed: number;
-      subjects?: number;
-      size?: number;
-      coordinatorUrl?: (k: number) => string | undefined;
-    },
+    opts: PhantomSiteOptions & { dataRoot: string; coordinatorUrl?: (k: number) => string | undefined },
   ): Promise<string[]> {
-    const { writePhantomDataset } = await import('@fedsynth/imaging');
-    const dirs: string[] = [];
-    for (const [k, name] of names.entries()) {
-      const data = join(opts.dataRoot, name);
-      await writePhantomDataset({
-        out: data,
-        subjects: opts.subjects ?? 3,
-        seed: opts.seed + k,
-        profile: ['site-a', 'site-b', 'site-c'][k % 3],
-        size: opts.size ?? 32,
-      });
-      await this.addSite(federationId, name, data, { coordinatorUrl: opts.coordinatorUrl?.(k) });
-      dirs.push(data);
-    }
+    const dirs = await writeSitePhantoms(opts.dataRoot, names, opts);
+    for (const [k, name] of names.entries())
+      await this.addSite(federationId, name, dirs[k], { coordinatorUrl: opts.coordinatorUrl?.(k) });
     return dirs;
   }
 

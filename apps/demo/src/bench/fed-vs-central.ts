@@ -1,16 +1,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  type FlagSpec,
-  numFlag,
-  parseFlags,
-  runCli,
-  type SlicePair,
-  usage,
-  writePhantomDataset,
-} from '@fedsynth/imaging';
-import { LocalFederation } from '../local-federation';
+import { type FlagSpec, numFlag, parseFlags, runCli, type SlicePair, usage } from '@fedsynth/imaging';
+import { LocalFederation, writeSitePhantoms } from '../local-federation';
 
 const FLAGS: Record<string, FlagSpec> = {
   sites: { type: 'string', valueName: 'n', description: 'sites', default: '3' },
@@ -51,13 +43,11 @@ export async function main(argv: string[]): Promise<void> {
     const d = await import('@fedsynth/diffusion');
     await d.selectBackend(process.env.FEDSYNTH_BACKEND as never);
     try {
-      const profiles = ['site-a', 'site-b', 'site-c'];
-      const dataDirs: string[] = [];
-      for (let s = 0; s < sites; s++) {
-        const out = join(dir, 'data', `site-${s + 1}`);
-        await writePhantomDataset({ out, subjects, seed: 300 + s, profile: profiles[s % 3], size: size * 2 });
-        dataDirs.push(out);
-      }
+      const dataDirs = await writeSitePhantoms(
+        join(dir, 'data'),
+        Array.from({ length: sites }, (_, s) => `site-${s + 1}`),
+        { seed: 300, subjects, size: size * 2 },
+      );
       const plan = { prediction: 'sample' as const, schedule: 'cosine' as const };
       const initial = await d.createInitialModel({
         size,
