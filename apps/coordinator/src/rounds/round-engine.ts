@@ -280,10 +280,31 @@ export class RoundEngine {
     }
   }
 
+  /**
+   * The models of the current rounds (the input being trained and the output being evaluated),
+   * read and verified once instead of once per site that asks.
+   */
+  private readonly hotModels = new Map<string, Uint8Array>();
+
+  private async modelBytes(sha: string): Promise<Uint8Array> {
+    let bytes = this.hotModels.get(sha);
+    if (!bytes) {
+      bytes = await this.store.get(sha);
+      this.keepHot(sha, bytes);
+    }
+    return bytes;
+  }
+
+  private keepHot(sha: string, bytes: Uint8Array): void {
+    this.hotModels.delete(sha);
+    this.hotModels.set(sha, bytes);
+    while (this.hotModels.size > 2) this.hotModels.delete(this.hotModels.keys().next().value as string);
+  }
+
   private async serveBlob(s: AgentSession, m: Message<'blob.request'>): Promise<void> {
     let bytes: Uint8Array;
     try {
-      bytes = await this.store.get(m.sha256);
+      bytes = await this.modelBytes(m.sha256);
     } catch (err) {
       s.socket.emit('protocol.error', { code: 'NOT_FOUND', message: (err as Error).message, ref: m.sha256 });
       return;
@@ -367,7 +388,8 @@ export class RoundEngine {
         .getRepository(SiteEntity)
         .findBy({ id: In(chosen.map((c) => c.siteId)) });
       const keyOf = new Map(sites.map((s) => [s.id, new Uint8Array(s.publicKey)]));
-      const model = decodeSafetensors(await this.store.get(fed.currentCheckpoint), fed.currentCheckpoint);
+      const modelIn = await this.modelBytes(fed.currentCheckpoint);
+      const model = decodeSafetensors(modelIn, fed.currentCheckpoint);
       const vectorLength = model.arrays.reduce((n, t) => n + t.data.length, 0);
       const config: RoundConfig = {
         roundId,
@@ -414,7 +436,7 @@ export class RoundEngine {
         federationId: fed.id,
         roundNumber: number,
         secAgg: config,
-        modelBytes: (await this.store.get(fed.currentCheckpoint)).length,
+        modelBytes: modelIn.length,
         plan: {
           localSteps: Number(plan.localSteps ?? 50),
           batchSize: Number(plan.batchSize ?? 8),
@@ -464,6 +486,7 @@ export class RoundEngine {
       const { weights } = applyServerStep(flattenCanonical(model.arrays), result.mean, opt);
       const next = encodeSafetensors(unflattenCanonical(weights, layoutOf(model.arrays)), model.metadata);
       const sha = await this.store.put(next, { federationId: fed.id, roundNumber: number });
+      this.keepHot(sha, next);
       await this.ctx.db.dataSource
         .getRepository(FederationEntity)
         .update({ id: fed.id }, { currentCheckpoint: sha });
