@@ -22,7 +22,14 @@ import { privatizeUpdate } from '../privacy/dp';
 import { RdpAccountant } from '../privacy/rdp-accountant';
 import { AuditedSocket } from './audited-socket';
 import type { Enrollment } from './enrollment';
-import { DataCache, effectivePlan, evaluateLocally, type LocalUpdate, trainLocally } from './local-training';
+import {
+  DataCache,
+  effectivePlan,
+  evaluateLocally,
+  type LocalUpdate,
+  type SiteLimits,
+  trainLocally,
+} from './local-training';
 import type { Logger } from './logger';
 import { type AgentStatus, writeStatus } from './status';
 
@@ -250,8 +257,7 @@ export class SiteAgent {
   }
 
   /** Why this site would decline a round now, or null when it takes part. */
-  private declineReason(): string | null {
-    const c = this.controls();
+  private declineReason(c: AgentConfig = this.controls()): string | null {
     if (c.optOut) return 'the site has opted out of training';
     if (c.paused) return 'the site has paused training';
     if (!isWithinWindow(parseTrainingWindow(c.trainingWindow)))
@@ -309,7 +315,9 @@ export class SiteAgent {
       decline('round start not signed by the coordinator key pinned at enrollment');
       return;
     }
-    const reason = this.declineReason();
+    // The site's controls, read once for this round (agent.json may have changed since the last).
+    const controls = this.controls();
+    const reason = this.declineReason(controls);
     if (reason) {
       decline(reason);
       return;
@@ -330,8 +338,7 @@ export class SiteAgent {
       decline(`invalid secure-aggregation parameters: ${(err as Error).message}`);
       return;
     }
-    const limits = this.controls();
-    const { steps, batch } = effectivePlan(m.plan, limits);
+    const { steps, batch } = effectivePlan(m.plan, controls);
     log.info('joining round', {
       round: roundId,
       number: m.roundNumber,
@@ -340,7 +347,7 @@ export class SiteAgent {
       batch,
     });
     const cancelled = () => this.round?.roundId !== roundId || this.round.cancelled;
-    const update = this.prepareUpdate(m, config, steps, cancelled);
+    const update = this.prepareUpdate(m, config, controls, cancelled);
     update.catch(() => undefined); // failures surface at the masked-input stage
     this.round = {
       roundId,
@@ -362,17 +369,20 @@ export class SiteAgent {
   private async prepareUpdate(
     m: Message<'round.start'>,
     config: RoundConfig,
-    steps: number,
+    limits: SiteLimits,
     cancelled: () => boolean,
   ): Promise<LocalUpdate & { epsilon: number | null }> {
     const { log } = this.opts;
     const checkpoint = await this.fetchModel(config.modelHash, m.modelBytes);
     const data = await this.data!.get(m.plan.size);
-    const bar = this.progressBar(`round ${m.roundNumber}: local training`, steps);
+    const bar = this.progressBar(
+      `round ${m.roundNumber}: local training`,
+      effectivePlan(m.plan, limits).steps,
+    );
     const u = await trainLocally({
       checkpoint,
       plan: m.plan,
-      limits: this.controls(),
+      limits,
       data,
       seed: (m.roundNumber * 7919 + (Date.now() % 7919)) >>> 0,
       onStep: (s, _t, loss) => {
