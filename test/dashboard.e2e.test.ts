@@ -3,9 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Browser, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freshPostgresUrl } from '../apps/coordinator/src/db/testing';
 import { LocalFederation } from '../apps/demo/src/local-federation';
-import { tinyFederation } from './tiny-federation';
+import { startTestCoordinator, tinyFederation } from './tiny-federation';
 
 /**
  * The dashboard in headless Chromium against a real coordinator running a short federation of three
@@ -26,17 +25,7 @@ beforeAll(async () => {
     );
   mkdirSync(ARTIFACTS, { recursive: true });
   dir = mkdtempSync(join(tmpdir(), 'fedsynth-dash-'));
-  const db = await freshPostgresUrl();
-  drop = db.drop;
-  fed = new LocalFederation({
-    dir: join(dir, 'work'),
-    databaseUrl: db.url,
-    stageSeconds: 30,
-    trainSeconds: 120,
-    retrySeconds: 1,
-    agentEnv: { FEDSYNTH_BACKEND: 'wasm' },
-  });
-  await fed.startCoordinator();
+  ({ fed, drop } = await startTestCoordinator(dir));
   const f = await fed.createFederation('dashboard', tinyFederation());
   federationId = f.id;
   await fed.addPhantomSites(federationId, ['hospital-1', 'hospital-2', 'hospital-3'], {

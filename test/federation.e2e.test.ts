@@ -7,10 +7,9 @@ import { promisify } from 'node:util';
 import { listSubjects, loadSlicePairs, readNifti } from '@fedsynth/imaging';
 import { AGENT_TO_SERVER, MESSAGES, socketParser } from '@fedsynth/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freshPostgresUrl } from '../apps/coordinator/src/db/testing';
 import { AGENT_BIN, LocalFederation, type RoundRecord } from '../apps/demo/src/local-federation';
 import { AuditLog } from '../apps/site-agent/src/audit/audit-log';
-import { tinyFederation } from './tiny-federation';
+import { startTestCoordinator, tinyFederation } from './tiny-federation';
 import { until } from './until';
 import { groupMessages, parseConnection, WireCapture } from './wire-capture';
 
@@ -31,17 +30,7 @@ const completed = (rs: RoundRecord[]) =>
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'fedsynth-e2e-'));
-  const db = await freshPostgresUrl();
-  drop = db.drop;
-  fed = new LocalFederation({
-    dir: join(dir, 'work'),
-    databaseUrl: db.url,
-    stageSeconds: 30,
-    trainSeconds: 120,
-    retrySeconds: 1,
-    agentEnv: { FEDSYNTH_BACKEND: 'wasm' },
-  });
-  await fed.startCoordinator();
+  ({ fed, drop } = await startTestCoordinator(dir));
   capture = new WireCapture(() => Number(new URL(fed.url).port));
   await capture.start();
   // Honest-but-curious threshold: 2 of 3, so a round survives one site dying.

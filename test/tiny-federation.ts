@@ -1,3 +1,7 @@
+import { join } from 'node:path';
+import { freshPostgresUrl } from '../apps/coordinator/src/db/testing';
+import { LocalFederation } from '../apps/demo/src/local-federation';
+
 /**
  * The federation the system tests train: a U-Net small enough for CPU in seconds (16x16 inputs,
  * channels 8/16/16), three sites, x0 prediction; `plan` and `secagg` override the defaults.
@@ -16,4 +20,30 @@ export function tinyFederation(plan: Record<string, unknown> = {}, secagg: Recor
     },
     secagg: { clip: 0.2, levels: 65536, maxWeight: 10_000, ...secagg },
   };
+}
+
+/**
+ * A coordinator process on a fresh database of the test PostgreSQL server, with the short
+ * deadlines and wasm-backed agents the system tests use; `drop` removes the database.
+ */
+export async function startTestCoordinator(
+  dir: string,
+): Promise<{ fed: LocalFederation; drop: () => Promise<void> }> {
+  const db = await freshPostgresUrl();
+  const fed = new LocalFederation({
+    dir: join(dir, 'work'),
+    databaseUrl: db.url,
+    stageSeconds: 30,
+    trainSeconds: 120,
+    retrySeconds: 1,
+    agentEnv: { FEDSYNTH_BACKEND: 'wasm' },
+  });
+  try {
+    await fed.startCoordinator();
+  } catch (err) {
+    fed.killAll();
+    await db.drop();
+    throw err;
+  }
+  return { fed, drop: db.drop };
 }
