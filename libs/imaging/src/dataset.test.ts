@@ -5,6 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { augmentPair } from './augment';
 import { computeBodyMask } from './body-mask';
 import { listSubjects, loadSlicePairs, scanSubjects, splitSubjects } from './dataset';
+import { ImagingError } from './errors';
+import { readNifti, writeNifti } from './nifti';
 import { huToUnit, normalizeMr, unitToHu } from './normalize';
 import { writePhantomDataset } from './phantom';
 import { mulberry32 } from './rng';
@@ -79,6 +81,42 @@ describe('datasets', () => {
     }
     await rm(join(first.sourcePath));
     await expect(loadSlicePairs(first, { size: 32 })).rejects.toThrow(/cannot be read/);
+  });
+
+  it('refuses a subject with NaN or infinite voxels, naming the file, before training can use it', async () => {
+    // Arrange
+    const dir = await mkdtemp(join(tmpdir(), 'fedsynth-ds-'));
+    const [id] = await writePhantomDataset({
+      out: dir,
+      subjects: 1,
+      seed: 4,
+      profile: 'site-a',
+      size: 16,
+      slices: 3,
+    });
+    const [entry] = await listSubjects(dir);
+    const ct = await readNifti(entry.targetPath);
+    const clean = Float32Array.from(ct.data);
+    // Act + Assert
+    for (const [bad, what] of [
+      [Infinity, '1 +Infinity'],
+      [-Infinity, '1 -Infinity'],
+      [Number.NaN, '1 NaN'],
+    ] as const) {
+      const data = Float32Array.from(clean);
+      data[37] = bad;
+      await writeNifti(entry.targetPath, { ...ct, data }, { datatype: 'float32' });
+      const err = await loadSlicePairs(entry, { size: 16 }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ImagingError);
+      expect(err).toMatchObject({ code: 'NON_FINITE_VOXELS', file: entry.targetPath });
+      expect((err as Error).message).toContain(`${join(id, 'ct.nii.gz')}: 1 non-finite voxel (${what})`);
+    }
+    await writeNifti(entry.targetPath, { ...ct, data: clean }, { datatype: 'float32' });
+    const mr = await readNifti(entry.sourcePath);
+    await writeNifti(entry.sourcePath, { ...mr, data: mr.data.map((v, i) => (i % 100 ? v : -Infinity)) });
+    await expect(loadSlicePairs(entry, { size: 16 })).rejects.toThrow(
+      `${entry.sourcePath}: 8 non-finite voxels (8 -Infinity)`,
+    );
   });
 
   it('augments reproducibly, moving source, target and mask together', () => {

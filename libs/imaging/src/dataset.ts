@@ -7,6 +7,7 @@ import { resize2d, resizeNearest2d } from './filters';
 import { readNifti } from './nifti';
 import { huToUnit, normalizeMr } from './normalize';
 import { pngToHu, readPng } from './png';
+import { describeNonFinite, nonFiniteCount, valueStats } from './value-stats';
 import type { Volume } from './volume';
 
 /** File names of the modalities in a subject folder (without extension); SynthRAD2023 defaults. */
@@ -143,27 +144,48 @@ export interface LoadedSubject {
 }
 
 /** Reads NIfTI, or a PNG slice (a CT target in PNG is converted to HU, see pngToHu). */
-async function readImage(path: string, isCt: boolean): Promise<Volume> {
+export async function readImage(path: string, isCt: boolean): Promise<Volume> {
   if (!path.endsWith('.png')) return readNifti(path);
   const { volume, bitDepth } = await readPng(path);
   return isCt ? { ...volume, data: pngToHu(volume.data, bitDepth) } : volume;
 }
 
-/** Reads a subject's volumes (NIfTI, or PNG pairs for 2D datasets), checks they share a grid, and normalizes them. */
+/**
+ * Throws when a volume holds NaN or infinite voxels: normalization and the loss would turn them
+ * into NaN weights, and training would diverge without saying why.
+ */
+function refuseNonFinite(path: string, v: Volume): void {
+  const stats = valueStats(v.data);
+  if (nonFiniteCount(stats) > 0)
+    throw new ImagingError(
+      'NON_FINITE_VOXELS',
+      `${path}: ${describeNonFinite(stats)}; training cannot use it (run 'fedsynth-data check' on the dataset folder for every problem)`,
+      path,
+    );
+}
+
+/**
+ * Reads a subject's volumes (NIfTI, or PNG pairs for 2D datasets), checks they share a grid and
+ * hold only finite values, and normalizes them.
+ */
 export async function loadSubject(entry: SubjectEntry): Promise<LoadedSubject> {
   const [source, target, maskVol] = await Promise.all([
     readImage(entry.sourcePath, false),
     readImage(entry.targetPath, true),
     entry.maskPath ? readImage(entry.maskPath, false) : Promise.resolve(undefined),
   ]);
-  for (const [name, v] of [
-    ['target', target],
-    ['mask', maskVol],
+  refuseNonFinite(entry.sourcePath, source);
+  refuseNonFinite(entry.targetPath, target);
+  if (maskVol && entry.maskPath) refuseNonFinite(entry.maskPath, maskVol);
+  for (const [name, path, v] of [
+    ['target', entry.targetPath, target],
+    ['mask', entry.maskPath, maskVol],
   ] as const) {
     if (v?.dims.some((d, i) => d !== source.dims[i])) {
       throw new ImagingError(
         'SHAPE_MISMATCH',
-        `subject ${entry.id}: ${name} is ${v.dims.join('x')} but the source is ${source.dims.join('x')}`,
+        `subject ${entry.id}: ${name} ${path} is ${v.dims.join('x')} but the source ${entry.sourcePath} is ${source.dims.join('x')}`,
+        path,
       );
     }
   }

@@ -7,6 +7,7 @@ export type ImagingErrorCode =
   | 'UNSUPPORTED_TRANSFER_SYNTAX'
   | 'INVALID_ARGUMENT'
   | 'SHAPE_MISMATCH'
+  | 'NON_FINITE_VOXELS'
   | 'DATASET_PROBLEM';
 
 /** An error about a file or dataset; the message names the file and the problem. */

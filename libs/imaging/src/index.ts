@@ -5,7 +5,14 @@
 export { type AugmentOptions, augmentPair } from './augment';
 export { computeBodyMask, otsu } from './body-mask';
 export { type FlagSpec, numFlag, oneOf, parseFlags, runCli, UsageError, usage } from './cli-kit';
-export { checkDataset, type DataCheckReport, type SubjectReport } from './data-check';
+export {
+  checkDataset,
+  type DataCheckReport,
+  type DataIssue,
+  type DataIssueKind,
+  dataProblemLines,
+  type SubjectReport,
+} from './data-check';
 export {
   type LoadedSubject,
   listSubjects,

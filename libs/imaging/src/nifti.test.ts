@@ -171,7 +171,7 @@ describe('NIfTI against nibabel', () => {
 });
 
 describe('NIfTI errors name the file and the problem', () => {
-  it('truncated voxel data, truncated gzip, garbage, missing file, 4D', async () => {
+  it('truncated voxel data, truncated gzip, garbage, missing file, 4D, zero or negative dims', async () => {
     const full = encodeNifti(ours['ours_float32.nii.gz'].vol);
     const cut = join(dir, 'cut.nii');
     writeFileSync(cut, full.subarray(0, full.length - 10));
@@ -193,6 +193,21 @@ describe('NIfTI errors name the file and the problem', () => {
     four.writeInt16LE(2, 48);
     expect(() => parseNifti(four, 'four.nii')).toThrow(ImagingError);
     expect(() => parseNifti(four, 'four.nii')).toThrow(/four\.nii: 4D image/);
+    // dim[] is int16[8] at byte 40; a zero or negative size used to be read as 1.
+    for (const [k, size] of [
+      [3, 0],
+      [2, -4],
+    ]) {
+      const bad = Buffer.from(full);
+      bad.writeInt16LE(size, 40 + 2 * k);
+      const file = join(dir, `dim${k}.nii.gz`);
+      writeFileSync(file, gzipSync(bad));
+      await expect(readNifti(file)).rejects.toMatchObject({
+        code: 'CORRUPT_FILE',
+        file,
+        message: `${file}: dim[${k}] is ${size}; with dim[0] = 3, dim[1..3] must each be at least 1`,
+      });
+    }
     expect(readFileSync(cut).length).toBe(762);
   });
 });

@@ -145,12 +145,39 @@ function maybeGunzip(raw: Buffer, file: string): Buffer {
   return raw;
 }
 
+/** Header facts a Volume does not carry, for checks that judge the file rather than the image. */
+export interface NiftiHeaderInfo {
+  /** dim[0]: how many of dim[1..7] are used. */
+  ndim: number;
+  /** pixdim[1..3] as stored (voxel sizes). */
+  pixdim: [number, number, number];
+  /** What the affine was built from: the sform, the qform, or pixdim alone (no orientation). */
+  affineFrom: 'sform' | 'qform' | 'pixdim';
+}
+
 /** Parses NIfTI-1 or NIfTI-2 bytes (optionally gzipped) into a Float32 volume with scaling applied. */
 export function parseNifti(raw: Buffer, file = '<buffer>'): Volume {
+  return parseNiftiWithHeader(raw, file).volume;
+}
+
+/** Like parseNifti, and also returns the header facts the volume does not carry. */
+export function parseNiftiWithHeader(
+  raw: Buffer,
+  file = '<buffer>',
+): { volume: Volume; header: NiftiHeaderInfo } {
   const buf = maybeGunzip(raw, file);
   const h = parseHeader(buf, file);
   const ndim = h.dims[0];
   if (!(ndim >= 1 && ndim <= 7)) fail(file, 'CORRUPT_FILE', `dim[0] is ${ndim}; expected 1..7`);
+  // Reading a zero or negative size as 1 would turn a broken header into a plausible thin image.
+  for (let k = 1; k <= ndim; k++) {
+    if (!(h.dims[k] >= 1))
+      fail(
+        file,
+        'CORRUPT_FILE',
+        `dim[${k}] is ${h.dims[k]}; with dim[0] = ${ndim}, dim[1..${ndim}] must each be at least 1`,
+      );
+  }
   for (let k = 4; k <= ndim; k++) {
     if (h.dims[k] > 1)
       fail(
@@ -159,9 +186,11 @@ export function parseNifti(raw: Buffer, file = '<buffer>'): Volume {
         `${ndim}D image (dim[${k}] = ${h.dims[k]}); only 3D volumes are supported`,
       );
   }
-  const dims: [number, number, number] = [1, 2, 3].map((k) =>
-    k <= ndim && h.dims[k] > 0 ? h.dims[k] : 1,
-  ) as [number, number, number];
+  const dims: [number, number, number] = [1, 2, 3].map((k) => (k <= ndim ? h.dims[k] : 1)) as [
+    number,
+    number,
+    number,
+  ];
   const dt = DATATYPES[h.datatype];
   if (!dt)
     fail(
@@ -224,11 +253,25 @@ export function parseNifti(raw: Buffer, file = '<buffer>'): Volume {
     for (let i = 0; i < n; i++) out[i] = out[i] * s + b;
   }
   const affine = affineOf(h);
-  return { data: out, dims, spacing: spacingOf(affine), affine };
+  return {
+    volume: { data: out, dims, spacing: spacingOf(affine), affine },
+    header: {
+      ndim,
+      pixdim: [h.pixdim[1], h.pixdim[2], h.pixdim[3]],
+      affineFrom: h.sformCode > 0 ? 'sform' : h.qformCode > 0 ? 'qform' : 'pixdim',
+    },
+  };
 }
 
 /** Reads a `.nii` or `.nii.gz` file (NIfTI-1 or NIfTI-2) into a Float32 volume. */
 export async function readNifti(path: string): Promise<Volume> {
+  return (await readNiftiWithHeader(path)).volume;
+}
+
+/** Like readNifti, and also returns the header facts the volume does not carry. */
+export async function readNiftiWithHeader(
+  path: string,
+): Promise<{ volume: Volume; header: NiftiHeaderInfo }> {
   let raw: Buffer;
   try {
     raw = await readFile(path);
@@ -240,7 +283,7 @@ export async function readNifti(path: string): Promise<Volume> {
       path,
     );
   }
-  return parseNifti(raw, path);
+  return parseNiftiWithHeader(raw, path);
 }
 
 /** Quaternion parameters (b, c, d), qfac and zooms of an affine, as NIfTI's qform stores them. */

@@ -17,6 +17,7 @@ import {
 import { fingerprint, readIdentityKey } from '../identity/identity-key';
 import { RdpAccountant } from '../privacy/rdp-accountant';
 import { type Command, identityPath, STATE_DIR_FLAG } from './shared';
+import { checkSiteData, firstLines, requireTrainableData } from './site-data';
 
 function stateDirOf(v: Record<string, unknown>): string {
   return resolve(String(v['state-dir'] ?? defaultStateDir()));
@@ -84,7 +85,8 @@ const runCmd: Command = {
     'Connects to the coordinator, logs in with the identity key and takes part in training rounds\n' +
     'while the site controls allow (training window, paused, opt-out). Reconnects with backoff and\n' +
     'survives coordinator restarts. Stops on SIGINT/SIGTERM. Every outbound message is written to\n' +
-    '<state dir>/audit.jsonl before it is sent.',
+    '<state dir>/audit.jsonl before it is sent. First it runs the data check (as fedsynth-data check)\n' +
+    'on the data directory and refuses to start, listing each problem, when it finds any or no subjects.',
   flags: {
     'state-dir': STATE_DIR_FLAG,
     'data-dir': {
@@ -106,9 +108,16 @@ const runCmd: Command = {
       backend: v.backend,
       logFormat: v['log-format'],
     });
+    const log = createLogger(config.logFormat);
+    // Before anything else (and before any connection): NaN or infinite voxels, broken headers or
+    // mismatched MR/CT would otherwise surface only as a diverging loss rounds later.
+    if (config.dataDir) {
+      log.info('checking data', { dataDir: config.dataDir });
+      const subjects = await requireTrainableData(config.dataDir, config.modalities);
+      log.info('data checked', { subjects });
+    }
     const identity = await readIdentityKey(identityPath(stateDir));
     const enrollment = needEnrollment(stateDir);
-    const log = createLogger(config.logFormat);
     const d = loadDiffusion();
     const info = await d.selectBackend(config.backend);
     log.info('training backend', { backend: info.backend, device: info.device });
@@ -361,22 +370,12 @@ const doctorCmd: Command = {
     }
     if (config?.dataDir) {
       try {
-        const { checkDataset } = await import('@fedsynth/imaging');
-        const r = await checkDataset(config.dataDir, config.modalities);
-        const bad = r.subjects.filter((s) => s.problems.length > 0);
+        const r = await checkSiteData(config.dataDir, config.modalities);
+        const lines = firstLines(r.problems, 10);
         add(
           'data',
-          r.subjects.length > 0 && r.problemCount === 0,
-          r.subjects.length === 0
-            ? `${config.dataDir}: no subjects found (expected <subject>/${config.modalities.source}.nii.gz and ${config.modalities.target}.nii.gz)`
-            : `${config.dataDir}: ${r.subjects.length} subjects, ${r.problemCount} problems${
-                bad.length
-                  ? `: ${bad
-                      .slice(0, 5)
-                      .map((s) => `${s.id}: ${s.problems.join('; ')}`)
-                      .join(' | ')}`
-                  : ''
-              }`,
+          r.ok,
+          `${r.summary}${lines.map((l) => `\n      ${l}`).join('')}${r.ok ? '' : `\n      full report: ${r.hint}`}`,
         );
       } catch (err) {
         add('data', false, `${config.dataDir}: ${(err as Error).message}`);

@@ -2,7 +2,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { encodeNifti, readNifti } from '../nifti';
+import { encodeNifti, readNifti, writeNifti } from '../nifti';
 import { main as dataMain } from './data';
 import { main as metricsMain } from './metrics';
 import { main as phantomsMain } from './phantoms';
@@ -66,7 +66,35 @@ describe('imaging CLIs', () => {
     );
     expect(problems[ids[0]]).toMatch(/missing ct image/);
     expect(problems[ids[1]]).toMatch(/normalized, not Hounsfield units/);
-    expect(problems[ids[2]]).toMatch(/source is 32x32x4 but target is 32x32x2/);
+    expect(problems[ids[2]]).toBe(
+      `${ids[2]}/ct.nii: shape 32x32x2 differs from ${ids[2]}/mr.nii.gz (32x32x4)`,
+    );
+  });
+
+  it('check exits 1 naming the file and problem of a CT with an infinite voxel, and of an empty folder', async () => {
+    // Arrange
+    const dir = await mkdtemp(join(tmpdir(), 'fedsynth-cli-'));
+    const io = capture();
+    await phantomsMain(['--out', dir, '--subjects', '2', '--size', '16', '--slices', '3', '--seed', '4']);
+    const ct = join(dir, 'site-a-4-001', 'ct.nii.gz');
+    const vol = await readNifti(ct);
+    vol.data[40] = Infinity;
+    await writeNifti(ct, vol, { datatype: 'float32' });
+    io.out.length = 0;
+    // Act
+    await dataMain(['check', dir]);
+    // Assert
+    expect(process.exitCode).toBe(1);
+    const text = io.out.join('');
+    expect(text).toContain('problem: site-a-4-001/ct.nii.gz: 1 non-finite voxel (1 +Infinity)\n');
+    expect(text).toMatch(/\n1 problem\(s\) found\n$/);
+    const empty = await mkdtemp(join(tmpdir(), 'fedsynth-cli-'));
+    io.out.length = 0;
+    await dataMain(['check', empty]);
+    expect(process.exitCode).toBe(1);
+    expect(io.out.join('')).toMatch(
+      /0 subjects in .*\nno subjects found \(expected <subject>\/mr\.nii\.gz and ct\.nii\.gz\)/,
+    );
   });
 
   it('prints metrics as one JSON object and names bad flags with exit code 2', async () => {

@@ -22,7 +22,7 @@ const FLAGS: Record<string, FlagSpec> = {
 const HELP = usage(
   'fedsynth-data',
   'check DIR [flags]',
-  'Checks a SynthRAD2023-layout dataset (<subject>/mr.nii.gz, ct.nii.gz, mask.nii.gz): lists\nsubjects, shapes, spacing and value ranges, and reports problems. Exits 1 when it finds any.',
+  'Checks a SynthRAD2023-layout dataset (<subject>/mr.nii.gz, ct.nii.gz, mask.nii.gz): lists\nsubjects, shapes, spacing and value ranges, and reports problems, one line each naming the file:\nmissing or unreadable files, zero dims, NaN or infinite voxels, bad spacing or affine, MR/CT/mask\nshape or geometry mismatch, a CT not in Hounsfield units. Exits 1 when it finds any, or no subjects.',
   FLAGS,
 );
 
@@ -60,12 +60,19 @@ export async function main(argv: string[]): Promise<void> {
           ? `${s.dims.join('x')} @ ${s.spacing!.map((v) => v.toFixed(2)).join('x')} mm`
           : '-';
         const rng = (r?: [number, number]) => (r ? `[${r[0].toFixed(0)}, ${r[1].toFixed(0)}]` : '-');
-        return `${s.id.padEnd(24)} ${geo.padEnd(32)} source ${rng(s.sourceRange).padEnd(16)} target ${rng(s.targetRange).padEnd(16)} mask ${s.hasMask ? 'yes' : 'no '}${s.problems.length ? `\n    problems: ${s.problems.join('; ')}` : ''}`;
+        return `${s.id.padEnd(24)} ${geo.padEnd(32)} source ${rng(s.sourceRange).padEnd(16)} target ${rng(s.targetRange).padEnd(16)} mask ${s.hasMask ? 'yes' : 'no '}${s.problems.map((p) => `\n    problem: ${p}`).join('')}`;
       });
+      const verdict =
+        report.subjects.length === 0
+          ? `no subjects found (expected <subject>/${values.source ?? 'mr'}.nii.gz and ${values.target ?? 'ct'}.nii.gz)`
+          : report.problemCount
+            ? `${report.problemCount} problem(s) found`
+            : 'no problems found';
       process.stdout.write(
-        `${report.subjects.length} subjects in ${report.dir}\n${rows.join('\n')}\n${report.problemCount ? `${report.problemCount} problem(s) found` : 'no problems found'}\n`,
+        `${report.subjects.length} subjects in ${report.dir}\n${rows.map((r) => `${r}\n`).join('')}${verdict}\n`,
       );
     }
-    return report.problemCount > 0 ? 1 : 0;
+    // An empty folder is a failed check: nothing there could be trained on.
+    return report.problemCount > 0 || report.subjects.length === 0 ? 1 : 0;
   });
 }

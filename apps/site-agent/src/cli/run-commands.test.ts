@@ -1,0 +1,99 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { readNifti, writeNifti, writePhantomDataset } from '@fedsynth/imaging';
+import { beforeAll, describe, expect, it } from 'vitest';
+
+/**
+ * The built CLI (`npx tsc -b` first) as a site runs it, in its own process. `run` must check the
+ * data before it connects anywhere, so these runs end on their own; the timeout only turns a hang
+ * into a failure.
+ */
+const BIN = resolve(__dirname, '..', '..', 'bin', 'fedsynth-agent.js');
+
+function agent(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
+  const env = Object.fromEntries(
+    Object.entries(process.env).filter(([k]) => !k.startsWith('FEDSYNTH_AGENT_')),
+  );
+  return new Promise((done) => {
+    execFile(process.execPath, [BIN, ...args], { env, timeout: 30_000 }, (error, out, err) => {
+      done({ code: error ? (typeof error.code === 'number' ? error.code : null) : 0, out, err });
+    });
+  });
+}
+
+let stateDir: string;
+let dataDir: string;
+let badCt: string;
+
+beforeAll(async () => {
+  const root = await mkdtemp(join(tmpdir(), 'fedsynth-agent-cli-'));
+  stateDir = join(root, 'state');
+  dataDir = join(root, 'data');
+  const ids = await writePhantomDataset({
+    out: dataDir,
+    subjects: 2,
+    seed: 6,
+    profile: 'site-a',
+    size: 16,
+    slices: 3,
+  });
+  badCt = `${ids[1]}/ct.nii.gz`;
+  const ct = await readNifti(join(dataDir, badCt));
+  ct.data[20] = Infinity;
+  await writeNifti(join(dataDir, badCt), ct, { datatype: 'float32' });
+  const init = await agent([
+    'init',
+    '--state-dir',
+    stateDir,
+    '--site-name',
+    's',
+    '--data-dir',
+    dataDir,
+    '--coordinator-url',
+    'http://127.0.0.1:9',
+    '--force',
+  ]);
+  expect(init.err).toBe('');
+  expect(init.code).toBe(0);
+});
+
+describe('fedsynth-agent and the site data', () => {
+  it('run refuses to start on a volume with an infinite voxel, naming the file and the problem', async () => {
+    // Act
+    const r = await agent(['run', '--state-dir', stateDir]);
+    // Assert
+    expect(r.code).toBe(1);
+    expect(r.err).toContain(`fedsynth-agent run: refusing to start: the data check failed for ${dataDir}`);
+    expect(r.err).toContain(`\n  ${badCt}: 1 non-finite voxel (1 +Infinity)\n`);
+    expect(r.err).toContain(`run 'fedsynth-data check ${dataDir}' for the full report`);
+    expect(r.err).not.toMatch(/agent starting|training backend/);
+  });
+
+  it('run refuses to start on a folder without subjects', async () => {
+    const empty = await mkdtemp(join(tmpdir(), 'fedsynth-agent-empty-'));
+    const r = await agent(['run', '--state-dir', stateDir, '--data-dir', empty]);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain(
+      `refusing to start: the data check failed for ${empty}: no subjects found (expected <subject>/mr.nii.gz and ct.nii.gz)`,
+    );
+  });
+
+  it('run gets past the data check on clean data (and stops at the missing enrollment)', async () => {
+    const clean = await mkdtemp(join(tmpdir(), 'fedsynth-agent-clean-'));
+    await writePhantomDataset({ out: clean, subjects: 2, seed: 6, profile: 'site-a', size: 16, slices: 3 });
+    const r = await agent(['run', '--state-dir', stateDir, '--data-dir', clean]);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/"message":"data checked","subjects":2/);
+    expect(r.err).toMatch(/this site is not enrolled/);
+  });
+
+  it('doctor fails the data check naming the file and the problem', async () => {
+    const r = await agent(['doctor', '--state-dir', stateDir]);
+    expect(r.code).toBe(1);
+    expect(r.out).toContain(`FAIL  data          ${dataDir}: 2 subjects, 1 problem(s)\n`);
+    expect(r.out).toContain(`\n      ${badCt}: 1 non-finite voxel (1 +Infinity)\n`);
+    expect(r.out).toContain(`full report: fedsynth-data check ${dataDir}\n`);
+  });
+});

@@ -1,0 +1,78 @@
+import { checkDataset, dataProblemLines, ImagingError, type ModalityNames } from '@fedsynth/imaging';
+
+/** What the data check says about the site's folder, ready to print. */
+export interface SiteDataVerdict {
+  ok: boolean;
+  subjects: number;
+  /** One line per problem, `<file relative to the folder>: <problem>`; empty when ok. */
+  problems: string[];
+  /** One line: the folder, and how many subjects and problems; or why there is nothing to train on. */
+  summary: string;
+  /** The command that prints the full report. */
+  hint: string;
+}
+
+/** `fedsynth-data check DIR`, with the modality names when they are not the defaults. */
+function checkCommand(dataDir: string, names: Required<ModalityNames>): string {
+  const flags = (['source', 'target', 'mask'] as const)
+    .filter((k) => names[k] !== { source: 'mr', target: 'ct', mask: 'mask' }[k])
+    .map((k) => ` --${k} ${names[k]}`)
+    .join('');
+  return `fedsynth-data check ${dataDir}${flags}`;
+}
+
+/**
+ * Runs libs/imaging's data check on the site's folder: the same checks as `fedsynth-data check`
+ * (missing or unreadable files, zero dims, NaN or infinite voxels, bad spacing or affine, MR/CT/mask
+ * mismatches, a CT not in HU). A folder without subjects is not ok either. Throws when the folder
+ * cannot be read.
+ */
+export async function checkSiteData(
+  dataDir: string,
+  names: Required<ModalityNames>,
+): Promise<SiteDataVerdict> {
+  const report = await checkDataset(dataDir, names);
+  const hint = checkCommand(dataDir, names);
+  if (report.subjects.length === 0)
+    return {
+      ok: false,
+      subjects: 0,
+      problems: [],
+      summary: `${dataDir}: no subjects found (expected <subject>/${names.source}.nii.gz and ${names.target}.nii.gz)`,
+      hint,
+    };
+  return {
+    ok: report.problemCount === 0,
+    subjects: report.subjects.length,
+    problems: dataProblemLines(report),
+    summary: `${dataDir}: ${report.subjects.length} subjects, ${report.problemCount} problem(s)`,
+    hint,
+  };
+}
+
+/** At most `max` lines, then a line saying how many more there are. */
+export function firstLines(lines: string[], max: number): string[] {
+  return lines.length > max ? [...lines.slice(0, max), `... and ${lines.length - max} more`] : lines;
+}
+
+/**
+ * Refuses to start the daemon on data that would break training (or on no data): throws a
+ * DATASET_PROBLEM error listing each problem on its own line, naming the file, and the command
+ * that prints the full report. Returns the number of subjects when the data is fine.
+ */
+export async function requireTrainableData(dataDir: string, names: Required<ModalityNames>): Promise<number> {
+  let verdict: SiteDataVerdict;
+  try {
+    verdict = await checkSiteData(dataDir, names);
+  } catch (err) {
+    throw new ImagingError('DATASET_PROBLEM', `refusing to start: ${(err as Error).message}`, dataDir);
+  }
+  if (verdict.ok) return verdict.subjects;
+  const listed = firstLines(verdict.problems, 50).map((l) => `  ${l}\n`);
+  throw new ImagingError(
+    'DATASET_PROBLEM',
+    `refusing to start: the data check failed for ${verdict.summary}${listed.length ? ':' : ''}\n${listed.join('')}` +
+      `fix the data (run '${verdict.hint}' for the full report) and start again`,
+    dataDir,
+  );
+}
