@@ -3,6 +3,7 @@ import { decodeModel, encodeModel } from './checkpoint';
 import { randomizeWeights, TINY } from './testing';
 import { tf } from './tf';
 import { DEFAULT_UNET_CONFIG, UNet } from './unet';
+import { unetConfigFor, unetLayout } from './unet-config';
 
 beforeAll(async () => {
   await tf.setBackend('wasm');
@@ -31,6 +32,16 @@ describe('UNet', () => {
     expect(layout.get('out.2.conv.weight')).toEqual([1, 32, 3, 3]);
     expect([...layout.values()].reduce((a, s) => a + s.reduce((x, y) => x * y, 1), 0)).toBe(m.paramCount());
     m.dispose();
+  });
+
+  it('unetLayout, which needs no tfjs, names every tensor a built model exports, with its shape', async () => {
+    for (const config of [DEFAULT_UNET_CONFIG, TINY, unetConfigFor([8, 16], 1)]) {
+      const m = new UNet(config, 3);
+      const exported = (await m.toNamedArrays()).map((a) => ({ name: a.name, shape: a.shape }));
+      exported.sort((a, b) => (a.name < b.name ? -1 : 1));
+      expect(unetLayout(config)).toEqual(exported);
+      m.dispose();
+    }
   });
 
   it('starts as the zero function (zero-initialized last convolutions) and leaks no tensors', () => {
