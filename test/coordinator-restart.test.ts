@@ -2,16 +2,19 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { encodeSafetensors } from '@fedsynth/diffusion/weights';
+import { decodeSafetensors } from '@fedsynth/diffusion/weights';
 import type { Socket } from 'socket.io-client';
 import nacl from 'tweetnacl';
 import { afterAll, describe, expect, it } from 'vitest';
 import { enrollmentPayload } from '../apps/coordinator/src/sites/enrollment-service';
 import { startAgent } from '../apps/coordinator/src/testing/protocol-agent';
 import { type SpawnedCoordinator, spawnCoordinator } from '../apps/demo/src/local-federation';
+import { tinyFederation } from './tiny-federation';
 import { until } from './until';
 
 const children: ChildProcess[] = [];
+/** The system tests' small U-Net (see tiny-federation.ts). */
+const TINY_MODEL = tinyFederation().modelConfig;
 
 /** Starts the built coordinator in its own process (embedded database in `dataDir`). */
 async function serve(dataDir: string): Promise<SpawnedCoordinator> {
@@ -56,6 +59,7 @@ describe('coordinator restart (separate process, embedded database)', () => {
     };
     const fed = await api(first.url, 'POST', '/api/federations', {
       name: 'restart',
+      modelConfig: TINY_MODEL,
       plan: { minSites: 3 },
       secagg: { clip: 0.5, levels: 65536, maxWeight: 1000 },
     });
@@ -72,13 +76,23 @@ describe('coordinator restart (separate process, embedded database)', () => {
       });
       await api(first.url, 'POST', `/api/sites/${site.siteId}/approve`);
     }
-    const D = 2000;
-    const model = encodeSafetensors([
-      { name: 'w', dtype: 'F32', shape: [D], data: new Float32Array(D).fill(0.25) },
-    ]);
-    const { sha256: initial } = await api(first.url, 'POST', `/api/federations/${fed.id}/checkpoint`, {
-      model: Buffer.from(model).toString('base64'),
+    // A model of the federation's architecture, uploaded as the binary body the API takes.
+    const d = await import('@fedsynth/diffusion');
+    await d.selectBackend('wasm');
+    const model = await d.createInitialModel({
+      ...TINY_MODEL,
+      prediction: 'sample',
+      schedule: 'cosine',
+      seed: 3,
     });
+    const D = decodeSafetensors(model).arrays.reduce((n, a) => n + a.data.length, 0);
+    const upload = await fetch(`${first.url}/api/federations/${fed.id}/checkpoint`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/octet-stream' },
+      body: model,
+    });
+    const { sha256: initial } = (await upload.json()) as { sha256: string };
+    expect(upload.status).toBe(200);
     await api(first.url, 'POST', `/api/federations/${fed.id}/start`);
     const delta = (k: number) => Float32Array.from({ length: D }, (_, i) => 0.01 * Math.sin(i + k));
     // First life: the agents hold their masked input back, so the round sits in masked-input.

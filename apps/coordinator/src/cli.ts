@@ -1,12 +1,16 @@
-import { readFileSync } from 'node:fs';
+import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { Readable } from 'node:stream';
 import { type FlagSpec, numFlag, parseFlags, runCli, UsageError, usage } from '@fedsynth/imaging';
 import { loadOrCreateCoordinatorIdentity } from './auth/coordinator-identity';
 import { type Database, DatabaseError, openDatabase } from './db/database';
 import { AgentGateway } from './gateway/agent-gateway';
 import { createHttpApp } from './http/app';
+import { DEFAULT_BODY_LIMITS } from './http/body-policy';
+import { type BoundarySettings, DEFAULT_BOUNDARY } from './http/boundary-settings';
 import { CoordinatorContext } from './http/context';
+import { DEFAULT_FAILURE_LIMIT } from './http/failure-limiter';
 import { FederationRunner } from './rounds/federation-runner';
 import { RoundEngine } from './rounds/round-engine';
 import { RoundLease } from './rounds/round-lease';
@@ -62,6 +66,36 @@ const SERVE_FLAGS: Record<string, FlagSpec> = {
     description: 'wait after a failed round before the next',
     default: '30',
   },
+  'max-model-mb': {
+    type: 'string',
+    valueName: 'n',
+    description: 'largest model upload accepted (PUT /api/federations/:id/checkpoint)',
+    default: String(DEFAULT_BODY_LIMITS.model / 1024 ** 2),
+  },
+  'auth-failures': {
+    type: 'string',
+    valueName: 'n',
+    description:
+      'failed authentications (API tokens, enrollments, agent logins) an address may have per window before it gets 429',
+    default: String(DEFAULT_FAILURE_LIMIT.limit),
+  },
+  'auth-window-seconds': {
+    type: 'string',
+    valueName: 's',
+    description: 'the window of --auth-failures',
+    default: String(DEFAULT_FAILURE_LIMIT.windowMs / 1000),
+  },
+  'trust-proxy': {
+    type: 'string',
+    valueName: 'spec',
+    description:
+      'believe X-Forwarded-For from these proxies for client addresses: a hop count, or addresses/subnets (e.g. loopback,10.0.0.0/8); none by default',
+  },
+  'cors-origin': {
+    type: 'string',
+    valueName: 'origins',
+    description: 'browser origins allowed to call the API cross-site (comma-separated); none by default',
+  },
 };
 const TOKEN_FLAGS: Record<string, FlagSpec> = {
   ...DB_FLAGS,
@@ -77,6 +111,11 @@ const REMOTE_FLAGS: Record<string, FlagSpec> = {
   },
   token: { type: 'string', valueName: 'token', description: 'admin API token ($FEDSYNTH_TOKEN)' },
   plan: { type: 'string', valueName: 'json', description: 'training plan overrides as JSON (create)' },
+  model: {
+    type: 'string',
+    valueName: 'file',
+    description: 'safetensors model to upload as the initial global model (upload-model)',
+  },
 };
 
 const COMMANDS = {
@@ -92,7 +131,7 @@ const COMMANDS = {
     TOKEN_FLAGS,
   ],
   federation: [
-    'federation create NAME | start NAME | pause NAME | resume NAME | stop NAME | status [NAME] [flags]',
+    'federation create NAME | start NAME | pause NAME | resume NAME | stop NAME | status [NAME] | upload-model NAME --model FILE [flags]',
     'Manages federations through the REST API of a running coordinator.',
     REMOTE_FLAGS,
   ],
@@ -134,6 +173,42 @@ async function open(v: Record<string, unknown>): Promise<Database> {
   }
 }
 
+/** --trust-proxy as Express takes it: a hop count, or a list of addresses and subnets. */
+function trustProxy(raw: unknown): BoundarySettings['trustProxy'] {
+  if (raw === undefined || raw === 'false' || raw === '') return false;
+  if (/^\d+$/.test(String(raw))) return Number(raw);
+  const parts = String(raw)
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean);
+  for (const p of parts)
+    if (!/^(loopback|linklocal|uniquelocal|[\d.]+(\/\d+)?|[\da-f:]+(\/\d+)?)$/i.test(p))
+      throw new UsageError(
+        `--trust-proxy: "${p}" is not an address, a subnet, loopback, linklocal or uniquelocal`,
+      );
+  return parts.join(',');
+}
+
+function boundarySettings(v: Record<string, string | boolean | undefined>): BoundarySettings {
+  const origins = String(v['cors-origin'] ?? '')
+    .split(',')
+    .map((o) => o.trim())
+    .filter(Boolean);
+  for (const o of origins)
+    if (!/^https?:\/\/[^/]+$/.test(o))
+      throw new UsageError(`--cors-origin: "${o}" is not an origin such as https://dashboard.example.org`);
+  return {
+    ...DEFAULT_BOUNDARY,
+    body: { ...DEFAULT_BODY_LIMITS, model: numFlag(v, 'max-model-mb', 1, 65_536, 1024) * 1024 ** 2 },
+    failures: {
+      limit: numFlag(v, 'auth-failures', 1, 1_000_000, DEFAULT_FAILURE_LIMIT.limit),
+      windowMs: numFlag(v, 'auth-window-seconds', 1, 86_400, DEFAULT_FAILURE_LIMIT.windowMs / 1000) * 1000,
+    },
+    trustProxy: trustProxy(v['trust-proxy']),
+    corsOrigins: origins,
+  };
+}
+
 async function serve(v: Record<string, string | boolean | undefined>): Promise<number> {
   const port = numFlag(v, 'port', 0, 65535, Number(process.env.PORT ?? 8080));
   const host = String(v.host ?? '127.0.0.1');
@@ -141,12 +216,14 @@ async function serve(v: Record<string, string | boolean | undefined>): Promise<n
   const https = v['tls-cert']
     ? { cert: readFileSync(String(v['tls-cert'])), key: readFileSync(String(v['tls-key'])) }
     : undefined;
+  const boundary = boundarySettings(v);
   const db = await open(v);
   const ctx = new CoordinatorContext(
     db,
     VERSION,
     join(dataDir(v), 'checkpoints'),
     loadOrCreateCoordinatorIdentity(join(dataDir(v), 'coordinator-identity.json')),
+    boundary,
   );
   if (!(await ctx.tokens.hasAdmin())) {
     // A deployment may provide the first admin token as a secret; otherwise one is made and shown.
@@ -236,14 +313,23 @@ async function remote(v: Record<string, string | boolean | undefined>, args: str
   const url = String(v.url ?? process.env.FEDSYNTH_URL ?? 'http://127.0.0.1:8080').replace(/\/$/, '');
   const token = (v.token as string | undefined) ?? process.env.FEDSYNTH_TOKEN;
   if (!token) throw new UsageError('--token (or $FEDSYNTH_TOKEN) is required');
-  const call = async (method: string, path: string, body?: unknown) => {
+  const call = async (method: string, path: string, body?: unknown, file?: string) => {
     let res: Response;
     try {
       res = await fetch(`${url}${path}`, {
         method,
-        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-        body: body ? JSON.stringify(body) : undefined,
-      });
+        headers: {
+          authorization: `Bearer ${token}`,
+          'content-type': file ? 'application/octet-stream' : 'application/json',
+          ...(file ? { 'content-length': String(statSync(file).size) } : {}),
+        },
+        body: file
+          ? (Readable.toWeb(createReadStream(file)) as ReadableStream)
+          : body
+            ? JSON.stringify(body)
+            : undefined,
+        ...(file ? { duplex: 'half' } : {}),
+      } as RequestInit);
     } catch (err) {
       throw new Error(
         `cannot reach the coordinator at ${url}: ${(err as Error).cause ?? (err as Error).message}`,
@@ -268,6 +354,12 @@ async function remote(v: Record<string, string | boolean | undefined>, args: str
   } else if (sub === 'start' || sub === 'pause' || sub === 'resume' || sub === 'stop') {
     if (!name) throw new UsageError(`federation ${sub} needs a NAME`);
     out = await call('POST', `/api/federations/${encodeURIComponent(name)}/${sub}`);
+  } else if (sub === 'upload-model') {
+    if (!name) throw new UsageError('federation upload-model needs a NAME');
+    if (!v.model) throw new UsageError('federation upload-model needs --model FILE (safetensors)');
+    const file = resolve(String(v.model));
+    if (!existsSync(file)) throw new UsageError(`--model: ${file} does not exist`);
+    out = await call('PUT', `/api/federations/${encodeURIComponent(name)}/checkpoint`, undefined, file);
   } else if (sub === 'status') {
     out = name
       ? await call('GET', `/api/federations/${encodeURIComponent(name)}`)
@@ -276,7 +368,7 @@ async function remote(v: Record<string, string | boolean | undefined>, args: str
     throw new UsageError(
       sub
         ? `unknown federation command "${sub}"`
-        : 'federation needs a command: create, start, pause, resume, stop or status',
+        : 'federation needs a command: create, start, pause, resume, stop, status or upload-model',
     );
   }
   process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);

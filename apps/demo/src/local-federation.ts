@@ -226,6 +226,18 @@ export class LocalFederation {
     return payload as T;
   }
 
+  /** Uploads a federation's initial model (safetensors) as the streamed binary body the API takes. */
+  async uploadModel(federationId: string, model: Uint8Array): Promise<{ sha256: string; size: number }> {
+    const res = await fetch(`${this.url}/api/federations/${federationId}/checkpoint`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${this.adminToken}`, 'content-type': 'application/octet-stream' },
+      body: model,
+    });
+    const payload = await res.json();
+    if (!res.ok) throw new Error(`uploading the model: ${res.status} ${JSON.stringify(payload)}`);
+    return payload as { sha256: string; size: number };
+  }
+
   async createFederation(
     name: string,
     settings: Record<string, unknown>,

@@ -5,6 +5,12 @@ import { CoordinatorError, ErrorCode } from '../errors/coordinator-error';
 
 const PREFIX = 'fsk_';
 
+/** Who a verified API token speaks for. */
+export interface ApiAuth {
+  id: string;
+  role: ApiRole;
+}
+
 /** sha256 of a secret token: the database never holds a usable token. */
 export function hashToken(token: string): Buffer {
   return createHash('sha256').update(token).digest();
@@ -41,7 +47,7 @@ export class ApiTokenService {
   }
 
   /** The role of a valid, unrevoked token; UNAUTHENTICATED otherwise. */
-  async verify(token: string | undefined): Promise<{ id: string; role: ApiRole }> {
+  async verify(token: string | undefined): Promise<ApiAuth> {
     if (!token?.startsWith(PREFIX))
       throw new CoordinatorError(
         ErrorCode.UNAUTHENTICATED,

@@ -1,6 +1,7 @@
 import type { Repository } from 'typeorm';
 import { FederationEntity, type FederationStatus } from '../db/entities';
 import { CoordinatorError, ErrorCode } from '../errors/coordinator-error';
+import { isUuid } from '../http/ids';
 
 /** What an admin may set when creating a federation; everything else has a default. */
 export interface FederationInput {
@@ -93,10 +94,14 @@ export class FederationService {
     return this.repo.find({ order: { createdAt: 'ASC' } });
   }
 
+  /** A federation by id or by name; anything that is neither is refused before the database sees it. */
   async get(id: string): Promise<FederationEntity> {
-    const f = /^[0-9a-f-]{36}$/i.test(id)
-      ? await this.repo.findOneBy({ id })
-      : await this.repo.findOneBy({ name: id });
+    if (!isUuid(id) && !NAME.test(id))
+      throw new CoordinatorError(
+        ErrorCode.INVALID_INPUT,
+        'a federation is named by its id (a UUID) or its name',
+      );
+    const f = isUuid(id) ? await this.repo.findOneBy({ id }) : await this.repo.findOneBy({ name: id });
     if (!f) throw new CoordinatorError(ErrorCode.NOT_FOUND, `no federation "${id}"`);
     return f;
   }
@@ -104,6 +109,28 @@ export class FederationService {
   /** Sets the federation's current global model. */
   async setCheckpoint(id: string, sha256: string): Promise<void> {
     await this.repo.update({ id }, { currentCheckpoint: sha256 });
+  }
+
+  /** Whether any round of the federation has completed (its model then comes from the rounds). */
+  async hasCompletedRounds(id: string): Promise<boolean> {
+    const rows = await this.repo.query(
+      `SELECT 1 FROM rounds WHERE federation_id = $1 AND stage = 'completed' LIMIT 1`,
+      [id],
+    );
+    return rows.length > 0;
+  }
+
+  /**
+   * Sets an uploaded initial model, in one statement that checks no round has completed meanwhile;
+   * false when one has (the upload then changes nothing).
+   */
+  async setInitialCheckpoint(id: string, sha256: string): Promise<boolean> {
+    const [, affected] = (await this.repo.query(
+      `UPDATE federations SET current_checkpoint = $2, updated_at = now()
+        WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM rounds WHERE federation_id = $1 AND stage = 'completed')`,
+      [id, sha256],
+    )) as [unknown, number];
+    return affected > 0;
   }
 
   /** Applies an action atomically: the update only succeeds from the status it was checked in. */

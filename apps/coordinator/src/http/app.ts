@@ -5,6 +5,7 @@ import { APP_FILTER, APP_GUARD, NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { RolesGuard } from './auth';
+import { apiBoundary } from './boundary';
 import { CoordinatorContext } from './context';
 import {
   CheckpointsController,
@@ -15,6 +16,7 @@ import {
   TokensController,
 } from './controllers';
 import { HttpErrorFilter } from './error-filter';
+import { securityHeaders } from './security-headers';
 
 @Module({})
 class CoordinatorModule {
@@ -41,10 +43,11 @@ class CoordinatorModule {
 /** The dashboard's files (apps/coordinator/web), from src/http or dist/http alike. */
 export const WEB_DIR = join(__dirname, '..', '..', 'web');
 
-/** Largest JSON request body: a base64 checkpoint of up to ~750 MB. */
-export const MAX_JSON_BODY = '1gb';
-
-/** Builds the HTTP application (REST API, OpenAPI at /api/docs, /health, /metrics). */
+/**
+ * Builds the HTTP application (REST API, OpenAPI at /api/docs, /health, /metrics, the dashboard).
+ * Nest's own body parsers are off: the boundary (see boundary.ts) authenticates a request and
+ * decides from its headers whether and how much of its body to read, before any route runs.
+ */
 export async function createHttpApp(
   ctx: CoordinatorContext,
   opts: { https?: { key: Buffer; cert: Buffer } } = {},
@@ -52,9 +55,21 @@ export async function createHttpApp(
   const app = await NestFactory.create<NestExpressApplication>(CoordinatorModule.forRoot(ctx), {
     logger: ['error', 'warn'],
     httpsOptions: opts.https,
+    bodyParser: false,
   });
-  // Checkpoint uploads carry a whole model (base64 in JSON); the default 100 kB limit refuses them.
-  app.useBodyParser('json', { limit: MAX_JSON_BODY });
+  const { boundary } = ctx;
+  app.disable('x-powered-by');
+  app.set('trust proxy', boundary.trustProxy);
+  app.use(securityHeaders({ tls: !!opts.https }));
+  // CORS stays closed (no Access-Control-Allow-Origin) unless origins are named.
+  if (boundary.corsOrigins.length) app.enableCors({ origin: boundary.corsOrigins, credentials: false });
+  app.use(
+    apiBoundary({
+      verifyToken: (t) => ctx.tokens.verify(t),
+      limiter: ctx.failures,
+      limits: boundary.body,
+    }),
+  );
   // The dashboard: static files at /, the chart library from its package.
   app.useStaticAssets(WEB_DIR, { index: 'index.html' });
   app.useStaticAssets(dirname(require.resolve('uplot/dist/uPlot.iife.min.js')), { prefix: '/assets/uplot/' });

@@ -14,6 +14,8 @@ import {
 import { FederationService } from '../federations/federation-service';
 import { SampleRenderer } from '../samples/sample-renderer';
 import { EnrollmentService } from '../sites/enrollment-service';
+import { type BoundarySettings, DEFAULT_BOUNDARY } from './boundary-settings';
+import { FailureLimiter } from './failure-limiter';
 
 /** Everything the HTTP layer needs, built once per process from the open database. */
 export class CoordinatorContext {
@@ -28,6 +30,8 @@ export class CoordinatorContext {
   onlineSiteIds: () => Set<string> | Promise<Set<string>> = () => new Set();
   /** Renders source | synthetic | target of a coordinator-side phantom for the dashboard. */
   readonly samples = new SampleRenderer();
+  /** Failed authentications per client address, shared by the REST API and the agent gateway. */
+  readonly failures: FailureLimiter;
 
   constructor(
     readonly db: Database,
@@ -38,7 +42,10 @@ export class CoordinatorContext {
       : join(tmpdir(), `fedsynth-checkpoints-${process.pid}`),
     /** Signs round starts; sites pin its public key at enrollment. */
     readonly identity: CoordinatorIdentity = newCoordinatorIdentity(),
+    /** Sizes, rates and addresses of the HTTP and socket boundary. */
+    readonly boundary: BoundarySettings = DEFAULT_BOUNDARY,
   ) {
+    this.failures = new FailureLimiter(boundary.failures);
     this.checkpoints = new CheckpointStore(blobDir, db.dataSource.getRepository(CheckpointEntity));
     this.tokens = new ApiTokenService(db.dataSource.getRepository(ApiTokenEntity));
     this.federations = new FederationService(db.dataSource.getRepository(FederationEntity));

@@ -6,26 +6,33 @@ import {
   Inject,
   Param,
   Post,
+  Put,
   Query,
   Req,
   Res,
   StreamableFile,
 } from '@nestjs/common';
-import { ApiBearerAuth, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiConsumes, ApiOperation, ApiTags } from '@nestjs/swagger';
 import { z } from 'zod';
+import { validateFederationModel } from '../checkpoints/model-validation';
 import type { ApiRole, MetricEntity } from '../db/entities';
 import { CoordinatorError, ErrorCode } from '../errors/coordinator-error';
 import type { FederationAction } from '../federations/federation-service';
 import { ROUND_STAGES } from '../rounds/round-state';
 import { Roles } from './auth';
+import type { ApiRequest } from './boundary';
 import { CoordinatorContext } from './context';
 import { promText } from './prometheus';
 
-const b64 = z.string().transform((s, c) => {
-  const buf = Buffer.from(s, 'base64');
-  if (buf.length === 0) c.addIssue({ code: 'custom', message: 'expected base64' });
-  return new Uint8Array(buf);
-});
+const b64 = (bytes: number) =>
+  z
+    .string()
+    .max(Math.ceil(bytes / 3) * 4 + 4)
+    .transform((s, c): Uint8Array => {
+      const buf = Buffer.from(s, 'base64');
+      if (buf.length !== bytes) c.addIssue({ code: 'custom', message: `expected ${bytes} bytes as base64` });
+      return new Uint8Array(buf);
+    });
 
 const createFederation = z
   .object({
@@ -73,8 +80,8 @@ export class MeController {
   @ApiOperation({
     summary: 'The role of the calling token and the round stages in order (the dashboard signs in with it)',
   })
-  me(@Req() req: { role?: ApiRole }) {
-    return { role: req.role, roundStages: ROUND_STAGES.filter((s) => s !== 'completed') };
+  me(@Req() req: ApiRequest) {
+    return { role: req.auth?.role, roundStages: ROUND_STAGES.filter((s) => s !== 'completed') };
   }
 }
 
@@ -134,29 +141,28 @@ export class FederationsController {
     return this.ctx.enrollment.createToken(fed.id, siteName, ttlHours);
   }
 
-  @Post(':id/checkpoint')
+  @Put(':id/checkpoint')
   @Roles('admin')
+  @ApiConsumes('application/octet-stream')
   @ApiOperation({
     summary:
-      'Upload the initial global model (safetensors, base64 in { model }); only before the first round',
+      "Upload the initial global model: the safetensors file as the body (application/octet-stream), streamed; it must be a model of the federation's architecture. Only before the first completed round",
   })
-  async uploadCheckpoint(@Param('id') id: string, @Body() body: unknown) {
-    const { model } = z
-      .object({ model: z.string().min(1) })
-      .strict()
-      .parse(body);
+  async uploadCheckpoint(@Param('id') id: string, @Req() req: ApiRequest) {
     const fed = await this.ctx.federations.get(id);
-    if ((await this.ctx.rounds(fed.id)).some((r) => r.stage === 'completed')) {
-      throw new CoordinatorError(
+    const refuse = () =>
+      new CoordinatorError(
         ErrorCode.ILLEGAL_TRANSITION,
         `federation "${fed.name}" has completed rounds; its model comes from them`,
       );
-    }
-    const sha = await this.ctx.checkpoints.put(new Uint8Array(Buffer.from(model, 'base64')), {
-      federationId: fed.id,
+    if (await this.ctx.federations.hasCompletedRounds(fed.id)) throw refuse();
+    const { sha256, size } = await this.ctx.checkpoints.putStream(req, {
+      maxBytes: this.ctx.boundary.body.model,
+      validate: (bytes) => validateFederationModel(bytes, fed.modelConfig, 'the uploaded model'),
+      meta: { federationId: fed.id },
     });
-    await this.ctx.federations.setCheckpoint(fed.id, sha);
-    return { sha256: sha };
+    if (!(await this.ctx.federations.setInitialCheckpoint(fed.id, sha256))) throw refuse();
+    return { sha256, size };
   }
 
   @Get(':id/sites')
@@ -186,10 +192,15 @@ export class FederationsController {
     @Param('id') id: string,
     @Query('format') format: string | undefined,
     @Query('perSite') perSite: string | undefined,
+    @Req() req: ApiRequest,
     @Res({ passthrough: true }) res: { setHeader(k: string, v: string): void },
   ) {
     const fed = await this.ctx.federations.get(id);
-    const rows: MetricEntity[] = await this.ctx.metrics(fed.id, perSite === '1' || perSite === 'true');
+    const wantPerSite = perSite === '1' || perSite === 'true';
+    // Per-site figures tell about one hospital's data: admins only.
+    if (wantPerSite && req.auth?.role !== 'admin')
+      throw new CoordinatorError(ErrorCode.FORBIDDEN, 'per-site metrics need the admin role');
+    const rows: MetricEntity[] = await this.ctx.metrics(fed.id, wantPerSite);
     if (format === 'csv') {
       res.setHeader('Content-Type', 'text/csv');
       return [
@@ -271,7 +282,7 @@ export class SitesController {
   @ApiOperation({ summary: 'A site enrolls its Ed25519 key with a one-time token (no API token needed)' })
   async enroll(@Body() body: unknown) {
     const { token, publicKey, signature } = z
-      .object({ token: z.string().min(1).max(200), publicKey: b64, signature: b64 })
+      .object({ token: z.string().min(1).max(200), publicKey: b64(32), signature: b64(64) })
       .strict()
       .parse(body);
     const site = await this.ctx.enrollment.enroll({ token, publicKey, signature });

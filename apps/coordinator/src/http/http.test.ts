@@ -1,9 +1,10 @@
-import { encodeSafetensors } from '@fedsynth/diffusion/weights';
+import { createInitialModel } from '@fedsynth/diffusion';
 import type { INestApplication } from '@nestjs/common';
 import nacl from 'tweetnacl';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '../db/database';
 import { freshEmbedded } from '../db/testing';
+import { ensureModelBackend } from '../model-backend';
 import { enrollmentPayload } from '../sites/enrollment-service';
 import { createHttpApp } from './app';
 import { CoordinatorContext } from './context';
@@ -110,20 +111,25 @@ describe('coordinator HTTP API', () => {
     const csv = await call('GET', `/api/federations/${id}/metrics?format=csv`, researcher);
     expect(csv.text.split('\n')[0]).toBe('round,site,name,value,count');
     expect((await call('GET', `/api/federations/nope`, researcher)).status).toBe(404);
-    // The initial model goes up as safetensors and comes back by its hash (8 MB: real models are
-    // far above a JSON body parser's default limit).
-    const model = encodeSafetensors([
-      {
-        name: 'w',
-        dtype: 'F32',
-        shape: [2_000_000],
-        data: Float32Array.from({ length: 2_000_000 }, (_, i) => i),
-      },
-    ]);
-    const up = await call('POST', `/api/federations/${id}/checkpoint`, admin, {
-      model: Buffer.from(model).toString('base64'),
+    // The initial model goes up as a safetensors body, streamed (8 MB: real models are far above
+    // any JSON body limit), and comes back by its hash.
+    await ensureModelBackend();
+    const model = await createInitialModel({
+      size: 64,
+      channels: [32, 64, 80],
+      numResBlocks: 2,
+      prediction: 'sample',
+      schedule: 'cosine',
+      seed: 7,
     });
-    expect(up.status).toBe(201);
+    const put = (bytes: Uint8Array, type = 'application/octet-stream') =>
+      fetch(`${base}/api/federations/${id}/checkpoint`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${admin}`, 'content-type': type },
+        body: bytes,
+      }).then(async (r) => ({ status: r.status, json: (await r.json()) as Record<string, string> }));
+    const up = await put(model);
+    expect(up.status, JSON.stringify(up.json)).toBe(200);
     expect((await call('GET', `/api/federations/${id}`, researcher)).json.currentCheckpoint).toBe(
       up.json.sha256,
     );
@@ -131,8 +137,8 @@ describe('coordinator HTTP API', () => {
       headers: { authorization: `Bearer ${researcher}` },
     });
     expect(Buffer.from(await down.arrayBuffer()).equals(Buffer.from(model))).toBe(true);
-    expect((await call('POST', `/api/federations/${id}/checkpoint`, admin, { model: 'AAAA' })).status).toBe(
-      400,
-    );
+    // Not safetensors; JSON instead of the binary body.
+    expect((await put(new Uint8Array([1, 2, 3]))).status).toBe(400);
+    expect((await put(model, 'application/json')).status).toBe(415);
   });
 });

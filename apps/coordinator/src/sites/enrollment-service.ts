@@ -4,6 +4,7 @@ import { type DataSource, IsNull } from 'typeorm';
 import { hashToken, newToken } from '../auth/api-tokens';
 import { EnrollmentTokenEntity, SiteEntity } from '../db/entities';
 import { CoordinatorError, ErrorCode } from '../errors/coordinator-error';
+import { requireUuid } from '../http/ids';
 
 export { enrollmentPayload } from '@fedsynth/protocol';
 
@@ -87,7 +88,7 @@ export class EnrollmentService {
 
   async setStatus(siteId: string, status: 'approved' | 'revoked'): Promise<SiteEntity> {
     const repo = this.ds.getRepository(SiteEntity);
-    const site = await repo.findOneBy({ id: siteId });
+    const site = await repo.findOneBy({ id: requireUuid(siteId, 'site id') });
     if (!site) throw new CoordinatorError(ErrorCode.NOT_FOUND, `no site ${siteId}`);
     if (site.status === 'revoked')
       throw new CoordinatorError(

@@ -107,9 +107,7 @@ export async function main(argv: string[]): Promise<void> {
           plan: { localSteps: steps, batchSize: batch, lr, ...plan, minSites: sites, waitSeconds: 300 },
           secagg: { clip: 0.1, levels: 65536, maxWeight: 100_000 },
         });
-        await fed.api('POST', `/api/federations/${f.id}/checkpoint`, {
-          model: Buffer.from(initial).toString('base64'),
-        });
+        await fed.uploadModel(f.id, initial);
         await Promise.all(dataDirs.map((dd, s) => fed.addSite(f.id, `site-${s + 1}`, dd)));
         await fed.api('POST', `/api/federations/${f.id}/start`);
         await fed.waitForRounds(f.id, rounds, {
