@@ -24,6 +24,7 @@ import { groupSize, type RoundConfig, type SecAggStage, sessionId, validateRound
 import { CHUNK_ELEMENTS, Prg } from './prg';
 import { quantizeInto, quantizeWeight } from './quantize';
 import { SHARE_VALUE_BYTES, type Share, splitSecret } from './shamir';
+import { ensureAdvertKeys } from './weak-keys';
 
 /** Plaintext of one encrypted share pair: sender, recipient, session, mask-key share, self-mask share. */
 export const SHARE_PLAINTEXT_BYTES = 4 + 4 + 32 + 2 * SHARE_VALUE_BYTES;
@@ -185,6 +186,7 @@ export class SecAggClient {
         );
         abytes(ad.encryptionKey, 32, `advert ${ad.sender} encryptionKey`);
         abytes(ad.maskingKey, 32, `advert ${ad.sender} maskingKey`);
+        ensureAdvertKeys(ad.sender, ad.encryptionKey, ad.maskingKey);
         ensure(
           ed25519Verify(
             p.identityKey,

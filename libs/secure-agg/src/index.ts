@@ -41,3 +41,4 @@ export { CHUNK_ELEMENTS, Prg, prgExpand } from './prg';
 export { dequantizeSum, meanErrorBound } from './quantize';
 export { SecAggServer, type ServerStage } from './server';
 export { combineShares, FIELD_PRIME, SHARE_VALUE_BYTES, type Share, splitSecret } from './shamir';
+export { ed25519PublicKeyProblem, x25519PublicKeyProblem } from './weak-keys';

@@ -1,6 +1,7 @@
 import { createPrivateKey, createPublicKey, diffieHellman, type KeyObject, sign, verify } from 'node:crypto';
 import { abytes } from './bytes';
 import { SecAggError, SecAggErrorCode } from './errors';
+import { ed25519PublicKeyProblem, isCanonicalScalar, isSmallOrderEncoding } from './weak-keys';
 
 // DER prefixes for raw 32-byte keys (RFC 8410): node:crypto takes keys as KeyObjects, our wire
 // format and tweetnacl use raw bytes. Both are the same X25519/Ed25519 keys.
@@ -46,14 +47,19 @@ export function x25519Shared(own: X25519KeyPair, peerPublic: Uint8Array): Uint8A
   return new Uint8Array(out);
 }
 
-const edPublicCache = new Map<string, KeyObject>();
+// Per key: the KeyObject, or null when ed25519PublicKeyProblem refuses the key. The BigInt key
+// check costs 1-2 ms; verification of a known key then costs a map lookup.
+const edPublicCache = new Map<string, KeyObject | null>();
 
-function edPublic(raw: Uint8Array): KeyObject {
-  abytes(raw, 32, 'Ed25519 public key');
-  const id = Buffer.from(raw).toString('hex');
+function edPublic(raw: Uint8Array): KeyObject | null {
+  if (!(raw instanceof Uint8Array) || raw.length !== 32) return null;
+  const id = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('hex');
   let key = edPublicCache.get(id);
-  if (!key) {
-    key = createPublicKey({ key: Buffer.concat([ED25519_SPKI, raw]), format: 'der', type: 'spki' });
+  if (key === undefined) {
+    key =
+      ed25519PublicKeyProblem(raw) === null
+        ? createPublicKey({ key: Buffer.concat([ED25519_SPKI, raw]), format: 'der', type: 'spki' })
+        : null;
     if (edPublicCache.size > 4096) edPublicCache.clear();
     edPublicCache.set(id, key);
   }
@@ -71,11 +77,24 @@ export function ed25519Sign(secretKey: Uint8Array, message: Uint8Array): Uint8Ar
   return new Uint8Array(sign(null, message, key));
 }
 
-/** Ed25519 verification through node:crypto (about 100x faster than pure JS). */
+/**
+ * Strict Ed25519 verification: node:crypto's check (about 100x faster than pure JS) behind the
+ * checks it leaves out. Never throws; returns false when the public key has a problem (see
+ * ed25519PublicKeyProblem: small-order, mixed-order, non-canonical or not a point), the signature
+ * is not 64 bytes, its S is not below L, or its R is a small-order point.
+ *
+ * @param publicKey the signer's 32-byte public key
+ * @param message the signed bytes
+ * @param signature the 64-byte signature R || S
+ * @returns whether the signature is valid and made under an acceptable key
+ */
 export function ed25519Verify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
   if (!(signature instanceof Uint8Array) || signature.length !== 64) return false;
+  if (!isCanonicalScalar(signature.subarray(32))) return false;
+  if (isSmallOrderEncoding(signature.subarray(0, 32))) return false;
   try {
-    return verify(null, message, edPublic(publicKey), signature);
+    const key = edPublic(publicKey);
+    return key !== null && verify(null, message, key, signature);
   } catch {
     return false;
   }

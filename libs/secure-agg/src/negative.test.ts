@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
+import { fromHex } from './bytes';
 import { SecAggClient } from './client';
 import { SecAggErrorCode } from './errors';
-import type { ConsistencyResultMessage, KeyRosterMessage } from './messages';
+import { ed25519Sign, ed25519Verify } from './keys';
+import { advertisePayload, type ConsistencyResultMessage, type KeyRosterMessage } from './messages';
 import { defaultThreshold, type RoundConfig, validateRoundConfig } from './params';
 import { SecAggServer } from './server';
 import { makeConfig, makeSites, type SimulatedSite, seededRandom } from './testing/simulate-round';
@@ -72,6 +74,54 @@ describe('refusals', () => {
     };
     const c1 = ctx.clients.get(1)!;
     expect(() => c1.shareKeys(roster)).toThrow(/not signed by its identity key/);
+    expect(c1.stage).toBe('failed');
+  });
+
+  it('rejects an advert carrying a low-order X25519 key, even when properly signed', () => {
+    const ctx = setup();
+    const ads = [...ctx.clients.values()].map((c) => c.advertiseKeys());
+    // Site 2 is malicious: it advertises low-order keys (u = 1, and an order-8 u with the top bit
+    // set; test-vectors/ed25519-weak-keys.json) and signs them with its real identity key.
+    const lowU1 = fromHex('01'.padEnd(64, '0'));
+    const lowU8 = fromHex('e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b880');
+    const signed = (encryptionKey: Uint8Array, maskingKey: Uint8Array) => ({
+      ...ads[1],
+      encryptionKey,
+      maskingKey,
+      signature: ed25519Sign(
+        ctx.sites[1].secretKey,
+        advertisePayload(ctx.server.session, 2, encryptionKey, maskingKey),
+      ),
+    });
+    const weakMask = signed(ads[1].encryptionKey, lowU8);
+    expect(
+      ed25519Verify(
+        ctx.sites[1].participant.identityKey,
+        advertisePayload(ctx.server.session, 2, weakMask.encryptionKey, weakMask.maskingKey),
+        weakMask.signature,
+      ),
+    ).toBe(true);
+    expect(() => ctx.server.receiveAdvertise(weakMask)).toThrow(
+      expect.objectContaining({
+        code: SecAggErrorCode.INVALID_ARGUMENT,
+        message: 'advert of participant 2 has an unusable maskingKey: low-order point (order 8)',
+      }),
+    );
+    // A malicious server relays such an advert anyway: the client refuses the roster.
+    const weakEnc = signed(lowU1, ads[1].maskingKey);
+    const roster: KeyRosterMessage = {
+      roundId: 'fed:1',
+      sessionId: ads[0].sessionId,
+      recipient: 1,
+      adverts: [ads[0], weakEnc, ...ads.slice(2)],
+    };
+    const c1 = ctx.clients.get(1)!;
+    expect(() => c1.shareKeys(roster)).toThrow(
+      expect.objectContaining({
+        code: SecAggErrorCode.INVALID_ARGUMENT,
+        message: 'advert of participant 2 has an unusable encryptionKey: low-order point (u = 1, order 4)',
+      }),
+    );
     expect(c1.stage).toBe('failed');
   });
 

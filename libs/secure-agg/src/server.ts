@@ -22,6 +22,7 @@ import { type RoundConfig, type SecAggStage, sessionId, validateRoundConfig } fr
 import { CHUNK_ELEMENTS, Prg } from './prg';
 import { dequantizeSum } from './quantize';
 import { combineShares, SHARE_VALUE_BYTES } from './shamir';
+import { ensureAdvertKeys } from './weak-keys';
 
 export type ServerStage = SecAggStage | 'done' | 'failed';
 
@@ -128,6 +129,7 @@ export class SecAggServer {
     );
     abytes(msg.encryptionKey, 32, 'encryptionKey');
     abytes(msg.maskingKey, 32, 'maskingKey');
+    ensureAdvertKeys(msg.sender, msg.encryptionKey, msg.maskingKey);
     ensure(
       ed25519Verify(
         p.identityKey,
