@@ -4,6 +4,18 @@
  * large binaries.
  */
 export { type Chunk, ChunkReceiver, ChunkSender, MAX_CHUNK_BYTES, sha256Hex, TransferError } from './chunked';
+export {
+  agentLimits,
+  type ConnectionLimits,
+  type MessageLimit,
+  PRE_LOGIN_LIMITS,
+} from './message-limits';
 export * from './schemas';
 export { chunkToUint32, SECAGG_MESSAGES } from './secagg-messages';
-export { MAX_ATTACHMENTS, socketParser } from './socket-parser';
+export {
+  gatewayParser,
+  LimitedDecoder,
+  MAX_ATTACHMENTS,
+  MessageLimitError,
+  socketParser,
+} from './socket-parser';

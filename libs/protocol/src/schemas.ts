@@ -115,13 +115,37 @@ export const chunk = z.object({
   data: bytes(),
 });
 
+/**
+ * Ranges of what agents report. Every figure is bounded, so one lying site moves a global figure by
+ * at most its (capped) weight times the range: MAE in HU cannot exceed the width of the CT window
+ * by much, SSIM is in [-1, 1], a PSNR above 200 dB or a loss above 1000 is no real measurement.
+ */
+export const REPORT_RANGES = {
+  loss: [0, 1000],
+  mae: [0, 10_000],
+  psnr: [0, 200],
+  ssim: [-1, 1],
+  epsilon: [0, 1_000_000],
+} as const;
+
+const inRange = (name: keyof typeof REPORT_RANGES) => {
+  const [lo, hi] = REPORT_RANGES[name];
+  return finite.refine((x) => x >= lo && x <= hi, `${name} must be in [${lo}, ${hi}]`);
+};
+
 /** Agent -> coordinator: training finished (aggregate figures only). */
 export const trainReport = z.object({
   roundId: id,
-  loss: finite,
-  steps: z.number().int().min(0),
-  epsilon: finite.nullable(),
+  loss: inRange('loss'),
+  steps: z.number().int().min(0).max(1_000_000),
+  epsilon: inRange('epsilon').nullable(),
 });
+
+/**
+ * Agent -> coordinator: local training failed (the reason, e.g. the data folder is gone); the site
+ * drops out of the round now instead of being waited for until the stage deadline.
+ */
+export const trainFailed = z.object({ roundId: id, reason: z.string().max(300) });
 /** Coordinator -> agents: score the new global model (fetch it by hash) on your validation split. */
 export const roundEvaluate = z.object({ roundId: id, modelHash: hex64, modelBytes: z.number().int().min(0) });
 
@@ -129,10 +153,11 @@ export const roundEvaluate = z.object({ roundId: id, modelHash: hex64, modelByte
 export const evalReport = z.object({
   roundId: id,
   modelHash: hex64,
-  mae: finite,
-  psnr: finite,
-  ssim: finite,
-  count: z.number().int().min(0),
+  mae: inRange('mae'),
+  psnr: inRange('psnr'),
+  ssim: inRange('ssim'),
+  /** Validation slices; the coordinator caps the weight it gives them (the federation's maxEvalCount). */
+  count: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
 });
 
 /** Either side: a refusal or failure the other side should know about. */
@@ -154,6 +179,7 @@ export const MESSAGES = {
   'blob.chunk': chunk,
   'secagg.masked-chunk': chunk,
   'round.train-report': trainReport,
+  'train.failed': trainFailed,
   'round.evaluate': roundEvaluate,
   'round.eval-report': evalReport,
   'protocol.error': protocolError,
@@ -185,6 +211,7 @@ export const AGENT_TO_SERVER = [
   'secagg.consistency',
   'secagg.unmask',
   'round.train-report',
+  'train.failed',
   'round.eval-report',
   'protocol.error',
 ] as const;

@@ -29,6 +29,8 @@ export const FEDERATION_DEFAULTS = {
     maxSites: 100,
     fraction: 1,
     waitSeconds: 300,
+    /** Validation slices one site's evaluation report may weigh in the global figures. */
+    maxEvalCount: 10_000,
   },
   serverOptimizer: { kind: 'fedavg', lr: 1 },
   secagg: { threatModel: 'active', graph: 'complete', clip: 0.05, levels: 65536, stageSeconds: 120 },

@@ -1,36 +1,58 @@
 import { randomBytes } from 'node:crypto';
-import type { Server as HttpServer } from 'node:http';
+import type { Server as HttpServer, IncomingMessage } from 'node:http';
 import {
+  agentLimits,
   authPayload,
   checkVersion,
+  gatewayParser,
+  type LimitedDecoder,
   MAX_CHUNK_BYTES,
   type Message,
   type MessageName,
   PROTOCOL_VERSION,
   ProtocolError,
   parseMessage,
-  socketParser,
 } from '@fedsynth/protocol';
+import { SecAggError } from '@fedsynth/secure-agg';
 import { type Namespace, Server, type Socket } from 'socket.io';
 import { SiteEntity } from '../db/entities';
+import { CoordinatorError } from '../errors/coordinator-error';
 import type { CoordinatorContext } from '../http/context';
 import { verifyEd25519 } from '../sites/enrollment-service';
+import { type ConnectionCaps, ConnectionGuard } from './connection-guard';
 
 /** Limits on what one site may send. */
-export interface GatewayLimits {
-  /** Largest message socket.io accepts (a chunk plus its envelope); larger ones drop the connection. */
+export interface GatewayLimits extends ConnectionCaps {
+  /** Largest frame socket.io accepts (a chunk plus its envelope); larger ones drop the connection. */
   maxMessageBytes: number;
   /** Messages per second per site (token bucket, burst of the same size). */
   messagesPerSecond: number;
-  /** Time to answer the login challenge. */
+  /** Time from connecting to a completed login; a connection that has not logged in by then is closed. */
   authTimeoutMs: number;
 }
 
 export const DEFAULT_LIMITS: GatewayLimits = {
   maxMessageBytes: MAX_CHUNK_BYTES + 64 * 1024,
   messagesPerSecond: 500,
-  authTimeoutMs: 10_000,
+  authTimeoutMs: 5_000,
+  unauthenticatedTotal: 256,
+  unauthenticatedPerAddress: 32,
 };
+
+/** Login refusals that count as a failed authentication of the client's address. */
+const FAILED_LOGIN = new Set(['BAD_SIGNATURE', 'UNKNOWN_KEY', 'REVOKED', 'STALE_CHALLENGE', 'AUTH_TIMEOUT']);
+
+/**
+ * What an agent is told when handling its message failed: our own refusals keep their code and
+ * text; anything else (a database error, a bug) becomes INTERNAL with a fixed text, and the detail
+ * goes to the coordinator's log only.
+ */
+export function agentError(err: unknown): { code: string; message: string } {
+  if (err instanceof ProtocolError || err instanceof SecAggError || err instanceof CoordinatorError)
+    return { code: err.code, message: err.message };
+  console.error(err);
+  return { code: 'INTERNAL', message: 'the coordinator could not handle this message; see its log' };
+}
 
 /** How the coordinator talks to one agent: its socket here, or a room that reaches it on another replica. */
 export interface AgentLink {
@@ -134,19 +156,52 @@ export class AgentGateway {
     this.disconnectHandlers.push(handler);
   }
 
+  private readonly limits: GatewayLimits;
+  readonly guard: ConnectionGuard;
+  /** Per engine connection: takes it off the unauthenticated count. */
+  private readonly release = new WeakMap<object, () => void>();
+
   constructor(
     http: HttpServer,
     private readonly ctx: CoordinatorContext,
-    private readonly limits: GatewayLimits = DEFAULT_LIMITS,
+    limits: Partial<GatewayLimits> = {},
   ) {
+    this.limits = { ...DEFAULT_LIMITS, ...limits };
+    this.guard = new ConnectionGuard(this.limits, ctx.boundary.trustProxy);
     this.io = new Server(http, {
-      maxHttpBufferSize: limits.maxMessageBytes,
+      maxHttpBufferSize: this.limits.maxMessageBytes,
       serveClient: false,
       transports: ['websocket'],
-      parser: socketParser,
+      // Every connection decodes through a LimitedDecoder: before login only the login answer.
+      parser: gatewayParser,
+      // A connection that does not even join the namespace is closed at the login deadline too.
+      connectTimeout: this.limits.authTimeoutMs,
+      allowRequest: (req, callback) => {
+        const why = this.guard.refusal(req);
+        callback(why, why === null);
+      },
     });
+    this.io.engine.on(
+      'connection',
+      (raw: { request: IncomingMessage; once(e: 'close', f: () => void): void }) => {
+        const release = this.guard.admit(this.guard.address(raw.request));
+        this.release.set(raw, release);
+        raw.once('close', release);
+      },
+    );
     this.ns = this.io.of('/agents');
-    this.ns.on('connection', (socket) => this.onConnection(socket));
+    this.ns.on('connection', (socket) => void this.onConnection(socket));
+    // Revocation takes effect at once, on whichever replica the site is connected to.
+    ctx.enrollment.onRevoked((siteId) =>
+      this.disconnectSite(siteId, 'REVOKED', 'this site was revoked by an admin'),
+    );
+  }
+
+  /** Tells a site why and closes its connections (here or, among replicas, on any of them). */
+  disconnectSite(siteId: string, code: string, message: string): void {
+    const room = `site:${siteId}`;
+    this.ns.to(room).emit('protocol.error', { code, message });
+    this.ns.in(room).disconnectSockets(true);
   }
 
   /**
@@ -209,8 +264,7 @@ export class AgentGateway {
       await this.handlers.get(m.event)?.(session, binaryFromJson(m.payload));
       reply?.({ ok: true });
     } catch (err) {
-      const e = err as ProtocolError;
-      reply?.({ ok: false, code: e.code ?? 'INVALID_MESSAGE', message: e.message });
+      reply?.({ ok: false, ...agentError(err) });
     }
   }
 
@@ -243,11 +297,24 @@ export class AgentGateway {
     socket.disconnect(true);
   }
 
-  private onConnection(socket: Socket): void {
+  private async onConnection(socket: Socket): Promise<void> {
+    const address = this.guard.address(socket.request);
+    const refuse = (code: string, message: string) => {
+      if (FAILED_LOGIN.has(code)) void this.ctx.failures.fail(address);
+      this.refuse(socket, code, message);
+    };
+    const wait = await this.ctx.failures.retryAfterSeconds(address);
+    if (wait > 0)
+      return this.refuse(
+        socket,
+        'RATE_LIMITED',
+        `too many failed logins from this address; retry in ${wait} s`,
+      );
+    if (socket.disconnected) return;
     const nonce = new Uint8Array(randomBytes(32));
     let answered = false;
     const timer = setTimeout(() => {
-      if (!answered) this.refuse(socket, 'AUTH_TIMEOUT', `no login within ${this.limits.authTimeoutMs} ms`);
+      if (!answered) refuse('AUTH_TIMEOUT', `no login within ${this.limits.authTimeoutMs} ms`);
     }, this.limits.authTimeoutMs);
     socket.once('disconnect', () => clearTimeout(timer));
     socket.emit('auth.challenge', {
@@ -262,36 +329,32 @@ export class AgentGateway {
         const msg = parseMessage('auth.response', raw);
         checkVersion(msg.protocolVersion);
         if (Buffer.compare(Buffer.from(msg.nonce), Buffer.from(nonce)) !== 0) {
-          return this.refuse(
-            socket,
+          return refuse(
             'STALE_CHALLENGE',
             'the signed nonce is not the one issued on this connection (replayed or stale challenge)',
           );
         }
-        if (!verifyEd25519(msg.publicKey, authPayload(nonce, msg.publicKey), msg.signature)) {
-          return this.refuse(
-            socket,
-            'BAD_SIGNATURE',
-            'the login signature does not verify with the given key',
-          );
-        }
+        // Strict verification: small-order or non-canonical keys and non-canonical signatures fail.
+        if (!verifyEd25519(msg.publicKey, authPayload(nonce, msg.publicKey), msg.signature))
+          return refuse('BAD_SIGNATURE', 'the login signature does not verify with the given key');
         const repo = this.ctx.db.dataSource.getRepository(SiteEntity);
         const site = await repo.findOneBy({ publicKey: Buffer.from(msg.publicKey) });
         if (!site)
-          return this.refuse(
-            socket,
+          return refuse(
             'UNKNOWN_KEY',
             'this key is not enrolled; enroll the site with a one-time token first',
           );
-        if (site.status === 'revoked')
-          return this.refuse(socket, 'REVOKED', `site "${site.name}" is revoked`);
+        if (site.status === 'revoked') return refuse('REVOKED', `site "${site.name}" is revoked`);
         if (site.status !== 'approved')
-          return this.refuse(
-            socket,
-            'NOT_APPROVED',
-            `site "${site.name}" is enrolled but not yet approved by an admin`,
-          );
+          return refuse('NOT_APPROVED', `site "${site.name}" is enrolled but not yet approved by an admin`);
+        if (socket.disconnected) return;
         await repo.update({ id: site.id }, { lastSeenAt: new Date() });
+        // Logged in: off the unauthenticated count, and the message limits of its federation.
+        this.release.get(socket.conn)?.();
+        const fed = await this.ctx.federations.get(site.federationId);
+        (socket.client as unknown as { decoder: LimitedDecoder }).decoder.setLimits(
+          agentLimits(Number((fed.plan as { maxSites?: number }).maxSites ?? 100)),
+        );
         const session: AgentSession = {
           siteId: site.id,
           siteName: site.name,
@@ -311,9 +374,8 @@ export class AgentGateway {
         this.attachHandlers(session, socket);
         socket.emit('auth.ok', { siteId: site.id, siteName: site.name, federationId: site.federationId });
       } catch (err) {
-        if (err instanceof ProtocolError) return this.refuse(socket, err.code, err.message);
-        this.refuse(socket, 'INTERNAL', 'login failed on the coordinator; see its log');
-        console.error(err);
+        const e = agentError(err);
+        this.refuse(socket, e.code === 'INTERNAL' ? 'INTERNAL' : e.code, e.message);
       }
     });
   }
@@ -362,9 +424,9 @@ export class AgentGateway {
         await this.handlers.get(event)?.(session, msg);
         reply?.({ ok: true });
       } catch (err) {
-        const e = err as ProtocolError;
-        socket.emit('protocol.error', { code: e.code ?? 'INVALID_MESSAGE', message: e.message, ref: event });
-        reply?.({ ok: false, code: e.code ?? 'INVALID_MESSAGE', message: e.message });
+        const e = agentError(err);
+        socket.emit('protocol.error', { ...e, ref: event });
+        reply?.({ ok: false, ...e });
       }
     });
   }

@@ -21,6 +21,7 @@ import type { CheckpointStore } from '../checkpoints/checkpoint-store';
 import { FederationEntity, MetricEntity, RoundEntity, SiteEntity } from '../db/entities';
 import type { AgentGateway, AgentSession } from '../gateway/agent-gateway';
 import type { CoordinatorContext } from '../http/context';
+import { DEFAULT_MAX_EVAL_COUNT, roundMetrics } from './round-metrics';
 import { type RoundStage, RoundState } from './round-state';
 
 /** Timing of the stages; masked input includes local training. */
@@ -58,6 +59,12 @@ interface ActiveRound {
   peakUploads: number;
   evalReports: Map<number, Message<'round.eval-report'>>;
   evaluating: string | null;
+  /** Participants whose local training failed (train.failed), with their reason: not waited for. */
+  gaveUp: Map<number, string>;
+  /** Participants revoked during the round. */
+  revoked: Set<number>;
+  /** Participants whose whole masked vector is in the sum. */
+  completedInputs: Set<number>;
 }
 
 const STAGE_EVENTS = {
@@ -119,6 +126,23 @@ export class RoundEngine {
       gateway.handle(event, (s, m) => this.onStageMessage(s, event, m));
     }
     gateway.handle('secagg.masked-chunk', (s, m) => this.onMaskedChunk(s, m));
+    gateway.handle('train.failed', (s, m) => {
+      const a = this.active;
+      const idx = a?.indexOf.get(s.siteId);
+      if (!a || idx === undefined || m.roundId !== a.roundId) return;
+      // The site will send no masked input: a dropout now, instead of at the stage deadline.
+      a.gaveUp.set(idx, m.reason || 'local training failed');
+      this.releaseUpload(idx);
+      this.answered(idx);
+    });
+    ctx.enrollment.onRevoked((siteId) => {
+      const a = this.active;
+      const idx = a?.indexOf.get(siteId);
+      if (!a || idx === undefined) return;
+      a.revoked.add(idx);
+      this.releaseUpload(idx);
+      this.answered(idx);
+    });
     gateway.handle('round.eval-report', (s, m) => {
       const a = this.active;
       const idx = a?.indexOf.get(s.siteId);
@@ -179,9 +203,10 @@ export class RoundEngine {
 
   private collect(participants: Iterable<number>, timeoutMs: number): Promise<void> {
     return new Promise((resolve) => {
-      const pending = new Set(participants);
-      const timer = setTimeout(done, timeoutMs);
       const a = this.active!;
+      // Sites that gave up or were revoked are not waited for.
+      const pending = new Set([...participants].filter((i) => !a.gaveUp.has(i) && !a.revoked.has(i)));
+      const timer = setTimeout(done, timeoutMs);
       function done() {
         clearTimeout(timer);
         a.waiting = null;
@@ -203,7 +228,7 @@ export class RoundEngine {
   private onStageMessage(s: AgentSession, event: keyof typeof STAGE_EVENTS, msg: unknown): void {
     const a = this.active;
     const idx = a?.indexOf.get(s.siteId);
-    if (!a || idx === undefined) return;
+    if (!a || idx === undefined || a.gaveUp.has(idx) || a.revoked.has(idx)) return;
     const m = msg as { sender: number };
     try {
       if (m.sender !== idx)
@@ -257,7 +282,7 @@ export class RoundEngine {
   private async onMaskedChunk(s: AgentSession, m: Message<'secagg.masked-chunk'>): Promise<void> {
     const a = this.active;
     const idx = a?.indexOf.get(s.siteId);
-    if (!a || idx === undefined) return;
+    if (!a || idx === undefined || a.gaveUp.has(idx) || a.revoked.has(idx)) return;
     await this.uploadSlot(a, idx);
     if (this.active !== a || !s.socket.connected) return this.releaseUpload(idx);
     try {
@@ -271,6 +296,7 @@ export class RoundEngine {
       a.bytesIn += m.data.length;
       if (m.offset + m.data.length === m.total) {
         a.server.completeMaskedInput(idx);
+        a.completedInputs.add(idx);
         this.releaseUpload(idx);
         this.answered(idx);
       }
@@ -301,19 +327,66 @@ export class RoundEngine {
     while (this.hotModels.size > 2) this.hotModels.delete(this.hotModels.keys().next().value as string);
   }
 
+  /**
+   * Whether a site may fetch a model: the input or the output of the round it takes part in now,
+   * or its own federation's current model or a model its completed rounds took in or produced.
+   * Never another federation's model, whatever its hash.
+   */
+  private async mayFetch(s: AgentSession, sha: string): Promise<boolean> {
+    const a = this.active;
+    if (a && a.federationId === s.federationId && a.indexOf.has(s.siteId))
+      if (sha === a.config.modelHash || sha === a.evaluating) return true;
+    const rows: unknown[] = await this.ctx.db.dataSource.query(
+      `SELECT 1 FROM federations WHERE id = $1 AND current_checkpoint = $2
+       UNION ALL
+       SELECT 1 FROM rounds WHERE federation_id = $1 AND stage = 'completed'
+         AND (checkpoint_in = $2 OR checkpoint_out = $2)
+       LIMIT 1`,
+      [s.federationId, sha],
+    );
+    return rows.length > 0;
+  }
+
   private async serveBlob(s: AgentSession, m: Message<'blob.request'>): Promise<void> {
+    const notFound = (): void => {
+      s.socket.emit('protocol.error', {
+        code: 'NOT_FOUND',
+        message: `no model ${m.sha256} for this site`,
+        ref: m.sha256,
+      });
+    };
+    if (!(await this.mayFetch(s, m.sha256))) return notFound();
     let bytes: Uint8Array;
     try {
       bytes = await this.modelBytes(m.sha256);
     } catch (err) {
-      s.socket.emit('protocol.error', { code: 'NOT_FOUND', message: (err as Error).message, ref: m.sha256 });
-      return;
+      console.error(`serving model ${m.sha256}: ${(err as Error).message}`);
+      return notFound();
     }
     for (let o = m.offset; o < bytes.length; o += MAX_CHUNK_BYTES) {
       const data = bytes.subarray(o, Math.min(bytes.length, o + MAX_CHUNK_BYTES));
       s.socket.emit('blob.chunk', { transferId: m.sha256, offset: o, total: bytes.length, data });
       if (this.active) this.active.bytesOut += data.length;
     }
+  }
+
+  /**
+   * A site revoked after its masked update went into the sum cannot be taken back out (the others
+   * have agreed on the survivor list), so the round fails rather than aggregate it. A revoked site
+   * whose update is not complete is simply a dropout. Read from the database, so a revocation made
+   * through any replica counts.
+   */
+  private async refuseRevokedInputs(a: ActiveRound): Promise<void> {
+    const revoked = await this.ctx.db.dataSource.getRepository(SiteEntity).findBy({
+      id: In(a.config.participants.map((p) => p.siteId)),
+      status: 'revoked',
+    });
+    for (const site of revoked) a.revoked.add(a.indexOf.get(site.id)!);
+    const bad = revoked.filter((site) => a.completedInputs.has(a.indexOf.get(site.id)!));
+    if (bad.length)
+      throw new Error(
+        `site${bad.length > 1 ? 's' : ''} ${bad.map((b) => `"${b.name}"`).join(', ')} ${bad.length > 1 ? 'were' : 'was'} revoked after ${bad.length > 1 ? 'their' : 'its'} masked update went into the sum; the round is discarded`,
+      );
   }
 
   private emitAll<T>(a: ActiveRound, event: string, messages: Map<number, T>): void {
@@ -356,8 +429,16 @@ export class RoundEngine {
       // ceil(fraction x online) of them (at least minSites, at most maxSites), chosen by a hash of
       // the round id so that every round draws afresh and the draw can be reproduced.
       const needed = Math.max(3, Number(plan.minSites ?? 3));
-      const onlineNow = async () =>
-        (await this.gateway.allSessions()).filter((s) => s.federationId === fed.id);
+      const siteRepo = this.ctx.db.dataSource.getRepository(SiteEntity);
+      // Online sites of this federation that are approved now (a revoked site is never selected,
+      // even if a connection of it were still open somewhere).
+      const onlineNow = async () => {
+        const sessions = (await this.gateway.allSessions()).filter((s) => s.federationId === fed.id);
+        if (sessions.length === 0) return sessions;
+        const approved = await siteRepo.findBy({ id: In(sessions.map((s) => s.siteId)), status: 'approved' });
+        const ok = new Set(approved.map((x) => x.id));
+        return sessions.filter((s) => ok.has(s.siteId));
+      };
       const waitUntil = Date.now() + Number(plan.waitSeconds ?? 300) * 1000;
       let online = await onlineNow();
       let polls = 0;
@@ -384,9 +465,7 @@ export class RoundEngine {
         .sort((x, y) => (draw(x.siteId) < draw(y.siteId) ? -1 : 1))
         .slice(0, count)
         .sort((x, y) => (x.siteId < y.siteId ? -1 : 1));
-      const sites = await this.ctx.db.dataSource
-        .getRepository(SiteEntity)
-        .findBy({ id: In(chosen.map((c) => c.siteId)) });
+      const sites = await siteRepo.findBy({ id: In(chosen.map((c) => c.siteId)) });
       const keyOf = new Map(sites.map((s) => [s.id, new Uint8Array(s.publicKey)]));
       const modelIn = await this.modelBytes(fed.currentCheckpoint);
       const model = decodeSafetensors(modelIn, fed.currentCheckpoint);
@@ -428,6 +507,9 @@ export class RoundEngine {
         peakUploads: 0,
         evalReports: new Map(),
         evaluating: null,
+        gaveUp: new Map(),
+        revoked: new Set(),
+        completedInputs: new Set(),
       };
       this.active = a;
       await persist({ participants: config.participants.map((p) => ({ index: p.index, siteId: p.siteId })) });
@@ -472,6 +554,7 @@ export class RoundEngine {
       // Sites still waiting for an upload slot at the deadline are dropouts; let their handlers end.
       for (const q of a.uploadQueue.splice(0)) q.grant();
       this.lastPeakUploads = a.peakUploads;
+      await this.refuseRevokedInputs(a);
       const lists = a.server.closeMaskedInput();
       await advance('consistency-check');
       this.emitAll(a, 'secagg.survivors', lists);
@@ -480,57 +563,16 @@ export class RoundEngine {
       await advance('unmask');
       this.emitAll(a, 'secagg.consistency-result', checks);
       await this.collect(checks.keys(), this.opts.stageTimeoutMs);
+      await this.refuseRevokedInputs(a);
       const result = a.server.finalize();
       await advance('applying');
       const opt = { kind: 'fedavg', lr: 1, ...(fed.serverOptimizer as object) } as ServerOptimizerConfig;
       const { weights } = applyServerStep(flattenCanonical(model.arrays), result.mean, opt);
       const next = encodeSafetensors(unflattenCanonical(weights, layoutOf(model.arrays)), model.metadata);
+      // Stored, but no record names it until the round completes: an aborted or failed round's
+      // output never becomes anybody's input.
       const sha = await this.store.put(next, { federationId: fed.id, roundNumber: number });
       this.keepHot(sha, next);
-      await this.ctx.db.dataSource
-        .getRepository(FederationEntity)
-        .update({ id: fed.id }, { currentCheckpoint: sha });
-      const metrics = this.ctx.db.dataSource.getRepository(MetricEntity);
-      const reports = [...a.trainReports.entries()].filter(([i]) => result.survivors.includes(i));
-      if (reports.length) {
-        const loss = reports.reduce((x, [, r]) => x + r.loss, 0) / reports.length;
-        await metrics.save({
-          federationId: fed.id,
-          roundNumber: number,
-          siteId: null,
-          name: 'train_loss',
-          value: loss,
-          count: reports.length,
-        });
-      }
-      // Differential privacy: each site's cumulative epsilon, and the largest of them as the global figure.
-      const eps = reports.filter(([, r]) => r.epsilon !== null);
-      for (const [i, r] of eps)
-        await metrics.save({
-          federationId: fed.id,
-          roundNumber: number,
-          siteId: config.participants[i - 1].siteId,
-          name: 'epsilon',
-          value: r.epsilon!,
-          count: 1,
-        });
-      if (eps.length)
-        await metrics.save({
-          federationId: fed.id,
-          roundNumber: number,
-          siteId: null,
-          name: 'epsilon',
-          value: Math.max(...eps.map(([, r]) => r.epsilon!)),
-          count: eps.length,
-        });
-      await metrics.save({
-        federationId: fed.id,
-        roundNumber: number,
-        siteId: null,
-        name: 'sites',
-        value: result.survivors.length,
-        count: result.survivors.length,
-      });
       await advance('evaluating');
       // Sites score the new model on their validation splits; the global figure is weighted by counts.
       a.evaluating = sha;
@@ -540,45 +582,50 @@ export class RoundEngine {
           .get(i)!
           .socket.emit('round.evaluate', { roundId, modelHash: sha, modelBytes: next.length });
       await this.collect(evaluators, this.opts.trainTimeoutMs);
-      const evals = [...a.evalReports.entries()].filter(([, r]) => r.count > 0);
-      for (const [i, r] of evals) {
-        const siteId = config.participants[i - 1].siteId;
-        for (const name of ['mae', 'psnr', 'ssim'] as const) {
-          await metrics.save({
-            federationId: fed.id,
-            roundNumber: number,
-            siteId,
-            name,
-            value: r[name],
-            count: r.count,
-          });
-        }
-      }
-      const n = evals.reduce((x, [, r]) => x + r.count, 0);
-      if (n > 0) {
-        for (const name of ['mae', 'psnr', 'ssim'] as const) {
-          await metrics.save({
-            federationId: fed.id,
-            roundNumber: number,
-            siteId: null,
-            name,
-            value: evals.reduce((x, [, r]) => x + r[name] * r.count, 0) / n,
-            count: n,
-          });
-        }
-      }
-      // One update: a round is never seen as completed without its model, dropouts and bytes.
-      state.advance('completed');
-      await persist({
-        checkpointOut: sha,
-        dropouts: result.dropouts.map((d) => ({
+      const metrics = roundMetrics({
+        federationId: fed.id,
+        roundNumber: number,
+        siteIdOf: (i) => config.participants[i - 1].siteId,
+        survivors: result.survivors,
+        trainReports: a.trainReports,
+        evalReports: a.evalReports,
+        maxEvalCount: Number(plan.maxEvalCount ?? DEFAULT_MAX_EVAL_COUNT),
+      });
+      const dropouts = result.dropouts.map((d) => {
+        const reason = a.revoked.has(d.index) ? 'revoked during the round' : a.gaveUp.get(d.index);
+        return {
           siteId: config.participants[d.index - 1].siteId,
           stage: d.stage,
-        })),
-        bytesIn: String(a.bytesIn),
-        bytesOut: String(a.bytesOut),
-        finishedAt: new Date(),
+          ...(reason ? { reason } : {}),
+        };
       });
+      // One transaction: the round becomes completed with its model, dropouts, bytes and metrics,
+      // and the federation's current model moves to its output, or none of it happens.
+      const finishedAt = new Date();
+      await this.ctx.db.dataSource.transaction(async (m) => {
+        if (metrics.length) await m.getRepository(MetricEntity).insert(metrics);
+        const done = await m.getRepository(RoundEntity).update(
+          { id: row.id, stage: 'evaluating' },
+          {
+            stage: 'completed',
+            stageTimes: { ...state.stageTimes(), completed: finishedAt.toISOString() },
+            checkpointOut: sha,
+            dropouts,
+            bytesIn: String(a.bytesIn),
+            bytesOut: String(a.bytesOut),
+            finishedAt,
+          },
+        );
+        if (!done.affected) throw new Error('the round was ended meanwhile (the coordinator is stopping)');
+        const moved = await m
+          .getRepository(FederationEntity)
+          .update({ id: fed.id, currentCheckpoint: fed.currentCheckpoint! }, { currentCheckpoint: sha });
+        if (!moved.affected)
+          throw new Error(
+            "the federation's model was replaced during the round; this round's output is discarded",
+          );
+      });
+      state.advance('completed', finishedAt);
     } catch (err) {
       state.end('failed', (err as Error).message);
       await persist({

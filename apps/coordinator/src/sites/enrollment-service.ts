@@ -1,5 +1,5 @@
 import { enrollmentPayload } from '@fedsynth/protocol';
-import { ed25519Verify } from '@fedsynth/secure-agg';
+import { ed25519PublicKeyProblem, ed25519Verify } from '@fedsynth/secure-agg';
 import { type DataSource, IsNull } from 'typeorm';
 import { hashToken, newToken } from '../auth/api-tokens';
 import { EnrollmentTokenEntity, SiteEntity } from '../db/entities';
@@ -13,7 +13,14 @@ export const verifyEd25519 = ed25519Verify;
 
 /** One-time enrollment tokens, site enrollment with proof of key possession, approval and revocation. */
 export class EnrollmentService {
+  private readonly revokedListeners: ((siteId: string) => void)[] = [];
+
   constructor(private readonly ds: DataSource) {}
+
+  /** Called with a site's id as soon as it is revoked (the gateway closes its connections). */
+  onRevoked(listener: (siteId: string) => void): void {
+    this.revokedListeners.push(listener);
+  }
 
   /** A one-time token for a named site, valid for `ttlHours`; the plaintext is returned once. */
   async createToken(
@@ -47,6 +54,10 @@ export class EnrollmentService {
     const { token, publicKey, signature } = input;
     if (!(publicKey instanceof Uint8Array) || publicKey.length !== 32)
       throw new CoordinatorError(ErrorCode.INVALID_INPUT, 'publicKey must be 32 bytes (Ed25519)');
+    // A small-order or non-canonical key would let a trivial signature "prove" possession.
+    const weak = ed25519PublicKeyProblem(publicKey);
+    if (weak)
+      throw new CoordinatorError(ErrorCode.WEAK_KEY, `publicKey is not an acceptable Ed25519 key: ${weak}`);
     if (!verifyEd25519(publicKey, enrollmentPayload(token, publicKey), signature)) {
       throw new CoordinatorError(
         ErrorCode.BAD_SIGNATURE,
@@ -96,7 +107,9 @@ export class EnrollmentService {
         `site "${site.name}" is revoked; it must enroll again with a new key`,
       );
     site.status = status;
-    return repo.save(site);
+    const saved = await repo.save(site);
+    if (status === 'revoked') for (const l of this.revokedListeners) l(saved.id);
+    return saved;
   }
 
   list(federationId: string): Promise<SiteEntity[]> {

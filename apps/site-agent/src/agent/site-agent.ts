@@ -245,6 +245,12 @@ export class SiteAgent {
       return;
     }
     log.warn('the coordinator reported a problem', { code: e.code, message: e.message, ref: e.ref });
+    // A refused model download ends that transfer (and the training waiting for it).
+    const t = e.ref ? this.transfers.get(e.ref) : undefined;
+    if (t && e.ref) {
+      this.transfers.delete(e.ref);
+      t.reject(new Error(`the coordinator refused model ${e.ref}: ${e.code}: ${e.message}`));
+    }
   }
 
   /** Re-reads the controls from the config file, so pausing takes effect without a restart. */
@@ -348,7 +354,9 @@ export class SiteAgent {
     });
     const cancelled = () => this.round?.roundId !== roundId || this.round.cancelled;
     const update = this.prepareUpdate(m, config, controls, cancelled);
-    update.catch(() => undefined); // failures surface at the masked-input stage
+    // A failed training (data gone, out of memory, a bad model) is reported at once, so the round
+    // goes on without this site instead of waiting for it until the stage deadline.
+    update.catch((err: Error) => this.trainingFailed(roundId, err));
     this.round = {
       roundId,
       client,
@@ -443,6 +451,18 @@ export class SiteAgent {
     }
   }
 
+  private trainingFailed(roundId: string, err: Error): void {
+    const r = this.round;
+    if (!r || r.roundId !== roundId || r.done || r.cancelled) return;
+    const reason = err.message.slice(0, 300);
+    this.opts.log.error('local training failed; this site drops out of the round', {
+      round: roundId,
+      error: err.message,
+    });
+    this.channel.emit('train.failed', { roundId, reason });
+    this.finishRound('failed', reason);
+  }
+
   private async onInbox(inbox: Message<'secagg.inbox'>): Promise<void> {
     const r = this.round;
     if (!r || r.roundId !== inbox.roundId || r.done) return;
@@ -451,14 +471,10 @@ export class SiteAgent {
     let u: LocalUpdate & { epsilon: number | null };
     try {
       u = await r.update;
-    } catch (err) {
-      this.opts.log.error('local training failed; this site drops out of the round', {
-        round: r.roundId,
-        error: (err as Error).message,
-      });
-      this.finishRound('failed', (err as Error).message);
-      return;
+    } catch {
+      return; // reported by trainingFailed
     }
+    if (r.done) return;
     const data = await this.data!.get(r.start.plan.size);
     this.channel.emit('round.train-report', {
       roundId: r.roundId,

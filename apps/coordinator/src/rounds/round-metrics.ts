@@ -1,0 +1,54 @@
+import type { Message } from '@fedsynth/protocol';
+import type { MetricEntity } from '../db/entities';
+
+/**
+ * The most validation slices one site's evaluation report weighs, unless the federation's plan
+ * sets `maxEvalCount`: a site reporting more is counted as this many, so a site that lies about its
+ * count cannot outweigh the others.
+ */
+export const DEFAULT_MAX_EVAL_COUNT = 10_000;
+
+/** Largest value of the integer count column. */
+const INT32_MAX = 2 ** 31 - 1;
+
+type MetricRow = Omit<MetricEntity, 'id'>;
+
+/**
+ * The metric rows of a completed round: the mean training loss of the survivors, each site's
+ * cumulative DP epsilon and the largest as the global figure, the number of sites, and each
+ * evaluating site's MAE/PSNR/SSIM with the global figure weighted by its slice count, capped at
+ * `maxEvalCount` per site. Reports are range-checked by the protocol schemas before they get
+ * here, so one site moves a global figure by at most its capped weight times the range.
+ */
+export function roundMetrics(input: {
+  federationId: string;
+  roundNumber: number;
+  siteIdOf: (index: number) => string;
+  survivors: readonly number[];
+  trainReports: ReadonlyMap<number, Message<'round.train-report'>>;
+  evalReports: ReadonlyMap<number, Message<'round.eval-report'>>;
+  maxEvalCount: number;
+}): MetricRow[] {
+  const { federationId, roundNumber } = input;
+  const cap = Math.max(1, Math.min(INT32_MAX, Math.floor(input.maxEvalCount) || DEFAULT_MAX_EVAL_COUNT));
+  const rows: MetricRow[] = [];
+  const row = (siteId: string | null, name: string, value: number, count: number) =>
+    rows.push({ federationId, roundNumber, siteId, name, value, count: Math.min(count, INT32_MAX) });
+  const reports = [...input.trainReports.entries()].filter(([i]) => input.survivors.includes(i));
+  if (reports.length)
+    row(null, 'train_loss', reports.reduce((x, [, r]) => x + r.loss, 0) / reports.length, reports.length);
+  const eps = reports.filter(([, r]) => r.epsilon !== null);
+  for (const [i, r] of eps) row(input.siteIdOf(i), 'epsilon', r.epsilon!, 1);
+  if (eps.length) row(null, 'epsilon', Math.max(...eps.map(([, r]) => r.epsilon!)), eps.length);
+  row(null, 'sites', input.survivors.length, input.survivors.length);
+  const evals = [...input.evalReports.entries()]
+    .map(([i, r]) => ({ i, r, w: Math.min(r.count, cap) }))
+    .filter((e) => e.w > 0);
+  for (const { i, r, w } of evals)
+    for (const name of ['mae', 'psnr', 'ssim'] as const) row(input.siteIdOf(i), name, r[name], w);
+  const n = evals.reduce((x, e) => x + e.w, 0);
+  if (n > 0)
+    for (const name of ['mae', 'psnr', 'ssim'] as const)
+      row(null, name, evals.reduce((x, e) => x + e.r[name] * e.w, 0) / n, n);
+  return rows;
+}
