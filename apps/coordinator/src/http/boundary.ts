@@ -1,10 +1,10 @@
-import { json } from 'body-parser';
 import type { NextFunction, Request, Response } from 'express';
+import getRawBody from 'raw-body';
 import type { ApiAuth } from '../auth/api-tokens';
 import { CoordinatorError, ErrorCode } from '../errors/coordinator-error';
 import { type BodyLimits, bodyRule, MEDIA_TYPE, mediaType } from './body-policy';
 import type { FailureLimiter } from './failure-limiter';
-import { bodyUnread, sendError } from './respond';
+import { sendError } from './respond';
 
 /** A request as the API sees it once the boundary let it through. */
 export interface ApiRequest extends Request {
@@ -30,7 +30,7 @@ const kib = (n: number) =>
  * gets 429 with Retry-After; a bearer token is verified (401 when it is not valid); then the body
  * rule of the route decides, from the headers alone, whether a body may be read at all (only
  * enrollment without a token), of which media type (415) and how large (413, from Content-Length
- * or while reading). JSON is parsed with body-parser under the route's limit; a model upload is
+ * or while reading). JSON is read with raw-body under the route's limit; a model upload is
  * left to its handler, which streams it. Nothing is read from a request that is refused.
  */
 export function apiBoundary(deps: {
@@ -38,15 +38,6 @@ export function apiBoundary(deps: {
   limiter: FailureLimiter;
   limits: BodyLimits;
 }) {
-  const parsers = new Map<number, ReturnType<typeof json>>();
-  const parser = (limit: number) => {
-    let p = parsers.get(limit);
-    if (!p) {
-      p = json({ limit, strict: true, type: () => true });
-      parsers.set(limit, p);
-    }
-    return p;
-  };
   return async (req: ApiRequest, res: Response, next: NextFunction): Promise<void> => {
     const address = req.ip ?? '';
     try {
@@ -90,6 +81,14 @@ export function apiBoundary(deps: {
           ErrorCode.UNAUTHENTICATED,
           'an API token is required (Authorization: Bearer fsk_...)',
         );
+      const encoding = (req.headers['content-encoding'] ?? 'identity').toLowerCase();
+      if (encoding !== 'identity')
+        return sendError(
+          req,
+          res,
+          ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+          `bodies are taken as sent (no Content-Encoding), not ${encoding}`,
+        );
       const want = MEDIA_TYPE[rule.kind];
       const got = mediaType(req.headers['content-type']);
       if (got !== want)
@@ -108,9 +107,17 @@ export function apiBoundary(deps: {
           `the body is ${declared} bytes; ${req.path} takes at most ${kib(rule.limit)}`,
         );
       if (rule.kind === 'model') return next();
-      parser(rule.limit)(req, res, (err?: unknown) => {
-        if (!err) return next();
-        const e = err as { type?: string; status?: number };
+      // raw-body stops reading at the limit and leaves the rest unread (the connection then
+      // closes); body-parser would read a refused body to its end first.
+      let text: string;
+      try {
+        text = await getRawBody(req, {
+          limit: rule.limit,
+          length: req.headers['content-length'],
+          encoding: 'utf-8',
+        });
+      } catch (err) {
+        const e = err as { type?: string };
         if (e.type === 'entity.too.large')
           return sendError(
             req,
@@ -118,18 +125,24 @@ export function apiBoundary(deps: {
             ErrorCode.PAYLOAD_TOO_LARGE,
             `${req.path} takes at most ${kib(rule.limit)}`,
           );
-        if (e.type === 'entity.parse.failed')
-          return sendError(req, res, ErrorCode.INVALID_INPUT, 'the request body is not valid JSON');
-        if (e.status === 415)
-          return sendError(
-            req,
-            res,
-            ErrorCode.UNSUPPORTED_MEDIA_TYPE,
-            'unsupported body encoding or charset',
-          );
-        if (bodyUnread(req) || req.destroyed) return res.destroy();
-        return sendError(req, res, ErrorCode.INVALID_INPUT, 'the request body could not be read');
-      });
+        if (e.type === 'request.size.invalid')
+          return sendError(req, res, ErrorCode.INVALID_INPUT, 'the body is shorter than its Content-Length');
+        res.destroy();
+        return;
+      }
+      try {
+        req.body = JSON.parse(text);
+      } catch {
+        return sendError(req, res, ErrorCode.INVALID_INPUT, 'the request body is not valid JSON');
+      }
+      if (typeof req.body !== 'object' || req.body === null)
+        return sendError(
+          req,
+          res,
+          ErrorCode.INVALID_INPUT,
+          'the request body must be a JSON object or array',
+        );
+      return next();
     } catch (err) {
       console.error(err);
       sendError(req, res, ErrorCode.INTERNAL, 'internal error; see the coordinator log');

@@ -12,9 +12,37 @@ export function bodyUnread(req: IncomingMessage): boolean {
   return hasBody && !req.readableEnded;
 }
 
+/** Bytes of a refused body read and thrown away after the answer, so the client sees it. */
+const LINGER_BYTES = 256 * 1024;
+/** How long a connection with a refused body stays open after the answer. */
+const LINGER_MS = 2000;
+
 /**
- * Writes the one error shape of the API, `{ code, message }`, with the code's status; closes the
- * connection when the body was not read.
+ * After refusing a request whose body was not read: sends the answer, half-closes the connection
+ * (no further requests on it) and reads and discards what the client is still sending, at most
+ * 256 KiB for at most two seconds, until the client closes. Closing at once would make the kernel
+ * reset the connection and the client could lose the answer; Node's own handling would read the
+ * whole body (unbounded) to keep the connection.
+ */
+function lingerThenClose(req: IncomingMessage, res: ServerResponse): void {
+  res.once('finish', () => {
+    if (req.readableEnded) return;
+    const socket = req.socket;
+    let left = LINGER_BYTES;
+    const timer = setTimeout(() => socket.destroy(), LINGER_MS);
+    socket.once('close', () => clearTimeout(timer));
+    req.on('data', (d: Buffer) => {
+      left -= d.length;
+      if (left < 0) socket.destroy();
+    });
+    req.resume();
+    socket.end();
+  });
+}
+
+/**
+ * Writes the one error shape of the API, `{ code, message }`, with the code's status; a body that
+ * was not read is not read beyond a small lingering allowance (see lingerThenClose).
  */
 export function sendError(
   req: IncomingMessage,
@@ -33,6 +61,6 @@ export function sendError(
   for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
   res.setHeader('Content-Type', 'application/json; charset=utf-8');
   res.setHeader('Content-Length', Buffer.byteLength(body));
-  if (bodyUnread(req)) res.setHeader('Connection', 'close');
+  if (bodyUnread(req)) lingerThenClose(req, res);
   res.end(body);
 }
