@@ -99,6 +99,39 @@ describe('dashboard in headless Chromium', () => {
     const width = await page.$eval('#sample-img', (img) => (img as HTMLImageElement).naturalWidth);
     expect(width).toBe(3 * 16 * 4 + 16);
     await page.screenshot({ path: join(ARTIFACTS, 'dashboard-admin.png'), fullPage: true });
+
+    // API tokens and the audit log: the federation's start is in the log.
+    expect(await page.isVisible('#tokens')).toBe(true);
+    expect(await page.isVisible('#audit')).toBe(true);
+    await page.waitForSelector('#audit tr[data-action="federation.start"]', { timeout: 10_000 });
+    await page.selectOption('#token-role', 'researcher');
+    await page.fill('#token-label', 'made in the dashboard');
+    await page.fill('#token-hours', '24');
+    await page.check(`#token-federations input[value="${federationId}"]`);
+    await page.click('#token-form button[type="submit"]');
+    await page.waitForSelector('#new-token:not([hidden])');
+    const made = await page.inputValue('#new-token-value');
+    expect(made).toMatch(/^fsk_[\w-]{40,}$/);
+    const row = await page.waitForSelector('#tokens tr[data-token]:has-text("made in the dashboard")');
+    expect(await row.textContent()).toMatch(/researcher.*active.*dashboard/);
+    // Shown once: nowhere else on the page, and gone when dismissed.
+    expect(await page.textContent('body')).not.toContain(made);
+    await page.click('#dismiss-token');
+    expect(await page.isVisible('#new-token')).toBe(false);
+    expect(await page.inputValue('#new-token-value')).toBe('');
+    const scoped = await fetch(`${fed.url}/api/federations`, {
+      headers: { authorization: `Bearer ${made}` },
+    });
+    expect(((await scoped.json()) as { name: string }[]).map((f) => f.name)).toEqual(['dashboard']);
+    await page.waitForSelector('#audit tr[data-action="token.create"]', { timeout: 10_000 });
+    // Revoking asks first; the token is refused afterwards.
+    page.once('dialog', (d) => void d.accept());
+    await row.$eval('button', (b) => (b as HTMLButtonElement).click());
+    await page.waitForSelector('#tokens tr[data-token]:has-text("made in the dashboard") .state.revoked');
+    const refused = await fetch(`${fed.url}/api/federations`, {
+      headers: { authorization: `Bearer ${made}` },
+    });
+    expect(refused.status).toBe(401);
     await page.close();
   }, 300_000);
 
@@ -120,6 +153,8 @@ describe('dashboard in headless Chromium', () => {
       },
     );
     expect(await page.isVisible('#sites')).toBe(false);
+    expect(await page.isVisible('#tokens')).toBe(false);
+    expect(await page.isVisible('#audit')).toBe(false);
     expect(
       await page.$$eval(
         '#federations button',

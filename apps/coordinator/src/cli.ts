@@ -3,7 +3,10 @@ import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { type FlagSpec, numFlag, parseFlags, runCli, UsageError, usage } from '@fedsynth/imaging';
+import { type AdminBackend, auditTable, databaseBackend, restBackend, tokenTable } from './admin-commands';
+import { MAX_AUDIT_PAGE } from './audit/audit-log';
 import { loadOrCreateCoordinatorIdentity } from './auth/coordinator-identity';
+import { MAX_TOKEN_HOURS } from './auth/token-admin';
 import { type Database, DatabaseError, openDatabase } from './db/database';
 import { AgentGateway } from './gateway/agent-gateway';
 import { createHttpApp } from './http/app';
@@ -97,10 +100,43 @@ const SERVE_FLAGS: Record<string, FlagSpec> = {
     description: 'browser origins allowed to call the API cross-site (comma-separated); none by default',
   },
 };
+/** --url and --token of the commands that act on the database unless they are given a coordinator. */
+const VIA_API_FLAGS: Record<string, FlagSpec> = {
+  url: {
+    type: 'string',
+    valueName: 'url',
+    description:
+      'act through the REST API of the coordinator at this address instead of on the database (needed while a coordinator on the embedded database runs: it holds the database locked)',
+  },
+  token: { type: 'string', valueName: 'token', description: 'admin API token for --url ($FEDSYNTH_TOKEN)' },
+};
 const TOKEN_FLAGS: Record<string, FlagSpec> = {
   ...DB_FLAGS,
-  role: { type: 'string', valueName: 'admin|researcher', description: 'role of the new token' },
-  label: { type: 'string', valueName: 'text', description: 'a note to recognise the token by' },
+  ...VIA_API_FLAGS,
+  role: { type: 'string', valueName: 'admin|researcher', description: 'role of the new token (create)' },
+  label: { type: 'string', valueName: 'text', description: 'a note to recognise the token by (create)' },
+  'expires-hours': {
+    type: 'string',
+    valueName: 'n',
+    description: `the token stops working after this many hours, at most ${MAX_TOKEN_HOURS} (create); never when absent`,
+  },
+  federation: {
+    type: 'string',
+    valueName: 'name|id',
+    description:
+      'limit the token to this federation (create); repeat the flag or separate by commas for several; every federation when absent',
+  },
+};
+const AUDIT_FLAGS: Record<string, FlagSpec> = {
+  ...DB_FLAGS,
+  ...VIA_API_FLAGS,
+  limit: {
+    type: 'string',
+    valueName: 'n',
+    description: `events to show, newest first (at most ${MAX_AUDIT_PAGE})`,
+    default: '50',
+  },
+  before: { type: 'string', valueName: 'id', description: 'only events older than this event id (paging)' },
 };
 const REMOTE_FLAGS: Record<string, FlagSpec> = {
   url: {
@@ -126,9 +162,14 @@ const COMMANDS = {
   ],
   migrate: ['migrate [flags]', 'Brings the database schema up to date and exits.', DB_FLAGS],
   token: [
-    'token create --role admin|researcher [flags]',
-    'Creates an API token directly in the database (shown once).',
+    'token create --role admin|researcher [--label L] [--expires-hours N] [--federation NAME]... | token list | token revoke ID [flags]',
+    'Manages API tokens: create (the token is printed once, on stdout), list (never the secrets), revoke.\nOn the database directly, or with --url through the REST API of a running coordinator (admin token for every federation).',
     TOKEN_FLAGS,
+  ],
+  audit: [
+    'audit [--limit N] [--before ID] [flags]',
+    'Prints the audit trail, newest first: who did what to what, from which address, and how it ended.\nFrom the database directly, or with --url through the REST API of a running coordinator (admin token).',
+    AUDIT_FLAGS,
   ],
   federation: [
     'federation create NAME | start NAME | pause NAME | resume NAME | stop NAME | status [NAME] | upload-model NAME --model FILE [flags]',
@@ -166,7 +207,7 @@ async function open(v: Record<string, unknown>): Promise<Database> {
   } catch (err) {
     if (err instanceof DatabaseError && err.code === 'LOCKED') {
       throw new Error(
-        `${err.message}\n(while the coordinator runs, use its REST API, e.g. POST /api/tokens with an admin token)`,
+        `${err.message}\n(while the coordinator runs, use its REST API: add --url http://HOST:PORT --token ADMIN_TOKEN)`,
       );
     }
     throw err;
@@ -229,7 +270,7 @@ async function serve(v: Record<string, string | boolean | undefined>): Promise<n
     // A deployment may provide the first admin token as a secret; otherwise one is made and shown.
     const given = process.env.FEDSYNTH_ADMIN_TOKEN;
     if (given) {
-      await ctx.tokens.create('admin', 'first admin ($FEDSYNTH_ADMIN_TOKEN)', given);
+      await ctx.tokens.create('admin', 'first admin ($FEDSYNTH_ADMIN_TOKEN)', { given });
       process.stdout.write('first admin API token installed from $FEDSYNTH_ADMIN_TOKEN\n');
     } else {
       const { token } = await ctx.tokens.create('admin', 'first admin (printed by serve)');
@@ -308,12 +349,9 @@ async function serve(v: Record<string, string | boolean | undefined>): Promise<n
   return new Promise<number>(() => undefined);
 }
 
-async function remote(v: Record<string, string | boolean | undefined>, args: string[]): Promise<number> {
-  const [sub, name] = args;
-  const url = String(v.url ?? process.env.FEDSYNTH_URL ?? 'http://127.0.0.1:8080').replace(/\/$/, '');
-  const token = (v.token as string | undefined) ?? process.env.FEDSYNTH_TOKEN;
-  if (!token) throw new UsageError('--token (or $FEDSYNTH_TOKEN) is required');
-  const call = async (method: string, path: string, body?: unknown, file?: string) => {
+/** Calls the REST API at `url` with an API token; errors carry the API's code and message. */
+function apiCaller(url: string, token: string) {
+  return async (method: string, path: string, body?: unknown, file?: string): Promise<unknown> => {
     let res: Response;
     try {
       res = await fetch(`${url}${path}`, {
@@ -339,6 +377,18 @@ async function remote(v: Record<string, string | boolean | undefined>, args: str
     if (!res.ok) throw new Error(`${json.code ?? res.status}: ${json.message ?? res.statusText}`);
     return json;
   };
+}
+
+function apiToken(v: Record<string, string | boolean | undefined>): string {
+  const token = (v.token as string | undefined) ?? process.env.FEDSYNTH_TOKEN;
+  if (!token) throw new UsageError('--token (or $FEDSYNTH_TOKEN) is required');
+  return token;
+}
+
+async function remote(v: Record<string, string | boolean | undefined>, args: string[]): Promise<number> {
+  const [sub, name] = args;
+  const url = String(v.url ?? process.env.FEDSYNTH_URL ?? 'http://127.0.0.1:8080').replace(/\/$/, '');
+  const call = apiCaller(url, apiToken(v));
   let out: unknown;
   if (sub === 'create') {
     if (!name) throw new UsageError('federation create needs a NAME');
@@ -375,6 +425,106 @@ async function remote(v: Record<string, string | boolean | undefined>, args: str
   return 0;
 }
 
+/** Every value of a repeatable flag (`--f a --f b,c` gives a, b, c); parseFlags keeps only the last. */
+function repeatedFlag(argv: string[], name: string): string[] {
+  const values: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--') break;
+    if (a === `--${name}` && i + 1 < argv.length) values.push(argv[++i]);
+    else if (a.startsWith(`--${name}=`)) values.push(a.slice(name.length + 3));
+  }
+  return values
+    .flatMap((v) => v.split(','))
+    .map((v) => v.trim())
+    .filter(Boolean);
+}
+
+/**
+ * Runs `token` and `audit` on the database, or through the REST API when --url is given (a
+ * coordinator on the embedded database holds it locked while it runs).
+ */
+async function withAdminBackend(
+  v: Record<string, string | boolean | undefined>,
+  body: (backend: AdminBackend) => Promise<void>,
+): Promise<number> {
+  if (v.url !== undefined) {
+    await body(restBackend(apiCaller(String(v.url).replace(/\/$/, ''), apiToken(v))));
+    return 0;
+  }
+  const db = await open(v);
+  try {
+    await body(databaseBackend(new CoordinatorContext(db, VERSION)));
+  } finally {
+    await db.close();
+  }
+  return 0;
+}
+
+async function tokenCommand(
+  v: Record<string, string | boolean | undefined>,
+  positionals: string[],
+  argv: string[],
+): Promise<number> {
+  const [sub, id, ...extra] = positionals;
+  if (extra.length || (sub !== 'revoke' && id !== undefined))
+    throw new UsageError(`unexpected argument "${extra[0] ?? id}"`);
+  if (sub === 'create') {
+    const role = v.role;
+    if (role !== 'admin' && role !== 'researcher') throw new UsageError('--role must be admin or researcher');
+    let expiresInHours: number | undefined;
+    if (v['expires-hours'] !== undefined) {
+      expiresInHours = Number(v['expires-hours']);
+      if (!(expiresInHours > 0 && expiresInHours <= MAX_TOKEN_HOURS))
+        throw new UsageError(
+          `--expires-hours: "${v['expires-hours']}" must be a number in (0, ${MAX_TOKEN_HOURS}]`,
+        );
+    }
+    const federations = repeatedFlag(argv, 'federation');
+    return withAdminBackend(v, async (b) => {
+      const t = await b.createToken({
+        role,
+        label: String(v.label ?? ''),
+        expiresInHours,
+        federations: federations.length ? federations : undefined,
+      });
+      const expiry = t.expiresAt ? `expires ${new Date(t.expiresAt).toISOString()}` : 'does not expire';
+      const scope = t.federations ? `federations ${t.federations.join(', ')}` : 'every federation';
+      // The secret alone on stdout, for scripts; what it is on stderr.
+      process.stderr.write(`${role} token ${t.id} for ${scope}; ${expiry}. Shown once:\n`);
+      process.stdout.write(`${t.token}\n`);
+    });
+  }
+  if (sub === 'list')
+    return withAdminBackend(v, async (b) => {
+      process.stdout.write(tokenTable(await b.listTokens(), new Date()));
+    });
+  if (sub === 'revoke') {
+    if (!id) throw new UsageError('token revoke needs the ID of the token (see token list)');
+    return withAdminBackend(v, async (b) => {
+      const t = await b.revokeToken(id);
+      process.stdout.write(`revoked ${t.role} token ${t.id}${t.label ? ` (${t.label})` : ''}\n`);
+    });
+  }
+  throw new UsageError(
+    sub ? `unknown token command "${sub}"` : 'token needs a command: create, list or revoke',
+  );
+}
+
+async function auditCommand(
+  v: Record<string, string | boolean | undefined>,
+  positionals: string[],
+): Promise<number> {
+  if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`);
+  const limit = numFlag(v, 'limit', 1, MAX_AUDIT_PAGE, 50);
+  const before = v.before as string | undefined;
+  if (before !== undefined && !/^[1-9]\d{0,17}$/.test(before))
+    throw new UsageError(`--before: "${before}" is not an event id`);
+  return withAdminBackend(v, async (b) => {
+    process.stdout.write(auditTable(await b.audit(limit, before)));
+  });
+}
+
 /** Entry point of `fedsynth-coordinator`. */
 export async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
@@ -403,20 +553,10 @@ export async function main(argv: string[]): Promise<void> {
         await db.close();
         return 0;
       }
-      case 'token': {
-        if (positionals[0] !== 'create') throw new UsageError('use: token create --role admin|researcher');
-        const role = values.role;
-        if (role !== 'admin' && role !== 'researcher')
-          throw new UsageError('--role must be admin or researcher');
-        const db = await open(values);
-        try {
-          const t = await new CoordinatorContext(db, VERSION).tokens.create(role, String(values.label ?? ''));
-          process.stdout.write(`${t.token}\n`);
-        } finally {
-          await db.close();
-        }
-        return 0;
-      }
+      case 'token':
+        return tokenCommand(values, positionals, rest);
+      case 'audit':
+        return auditCommand(values, positionals);
       default:
         return remote(values, positionals);
     }

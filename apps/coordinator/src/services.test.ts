@@ -51,7 +51,7 @@ for (const [label, open] of DATABASES) {
       const repo = db.dataSource.getRepository(ApiTokenEntity);
       const svc = new ApiTokenService(repo);
       const { id, token } = await svc.create('researcher', 'r1');
-      expect(await svc.verify(token)).toEqual({ id, role: 'researcher' });
+      expect(await svc.verify(token)).toEqual({ id, role: 'researcher', label: 'r1', federations: null });
       const rows = await repo.find();
       expect(rows.some((r) => Buffer.from(r.tokenHash).toString('utf8').includes(token))).toBe(false);
       await svc.revoke(id);
@@ -62,12 +62,17 @@ for (const [label, open] of DATABASES) {
       expect(await svc.hasAdmin()).toBe(true);
       // A token provided by a deployment secret works as given; a weak one is refused.
       const given = `fsk_${'a1'.repeat(20)}`;
-      const installed = await svc.create('admin', 'secret', given);
-      expect(await svc.verify(given)).toEqual({ id: installed.id, role: 'admin' });
-      await expect(svc.create('admin', 'weak', 'fsk_short')).rejects.toThrow(/at least 32/);
-      await expect(svc.create('admin', 'weak', 'admin-password-1234567890-1234567890')).rejects.toThrow(
-        /fsk_/,
-      );
+      const installed = await svc.create('admin', 'secret', { given });
+      expect(await svc.verify(given)).toEqual({
+        id: installed.id,
+        role: 'admin',
+        label: 'secret',
+        federations: null,
+      });
+      await expect(svc.create('admin', 'weak', { given: 'fsk_short' })).rejects.toThrow(/at least 32/);
+      await expect(
+        svc.create('admin', 'weak', { given: 'admin-password-1234567890-1234567890' }),
+      ).rejects.toThrow(/fsk_/);
     });
 
     it('enrolls a site once with a valid token and proof of key possession, then approves and revokes it', async () => {

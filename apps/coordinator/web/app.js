@@ -17,6 +17,12 @@
   const $ = (sel) => document.querySelector(sel);
   let token = localStorage.getItem('fedsynth.token') || '';
   let role = null;
+  // The id of the signed-in token (its row in the token list is marked).
+  let myTokenId = null;
+  // Whether the token may manage API tokens: an admin token for every federation.
+  let managesTokens = false;
+  // The federations offered in the token form, by id (re-drawn only when they change).
+  let tokenFedsKey = '';
   let selected = null;
   const charts = new Map();
   let sampleFor = null;
@@ -70,10 +76,14 @@
 
   async function signIn(t) {
     token = t;
+    let scope = '';
     try {
       const me = await api('/api/me');
       role = me.role;
+      myTokenId = me.id;
       STAGES = me.roundStages;
+      managesTokens = role === 'admin' && me.federations === null;
+      if (me.federations) scope = ` (limited to ${me.federations.map((f) => f.name).join(', ')})`;
     } catch (err) {
       role = null;
       $('#signin-error').textContent = `sign-in failed: ${err.message}`;
@@ -84,8 +94,9 @@
     $('#signin').hidden = true;
     $('#app').hidden = false;
     $('#signout').hidden = false;
-    $('#who').textContent = `signed in as ${role}`;
+    $('#who').textContent = `signed in as ${role}${scope}`;
     document.body.classList.toggle('is-admin', role === 'admin');
+    document.body.classList.toggle('manages-tokens', managesTokens);
     await refresh();
   }
 
@@ -311,6 +322,140 @@
     }
   }
 
+  const when = (iso) => (iso ? new Date(iso).toLocaleString() : '-');
+
+  function tokenState(t) {
+    if (t.revokedAt) return 'revoked';
+    if (t.expiresAt && Date.parse(t.expiresAt) <= Date.now()) return 'expired';
+    return 'active';
+  }
+
+  async function revokeToken(t) {
+    const own = t.id === myTokenId ? ' This is the token this dashboard is signed in with.' : '';
+    if (
+      !confirm(
+        `Revoke the ${t.role} token "${t.label || t.id}"? Whoever uses it is refused from now on.${own}`,
+      )
+    )
+      return;
+    try {
+      await api(`/api/tokens/${t.id}/revoke`, { method: 'POST' });
+    } catch (err) {
+      alert(`revoke failed: ${err.message}`);
+    }
+    await refresh();
+  }
+
+  function renderTokens(tokens) {
+    $('#tokens tbody').replaceChildren(
+      ...tokens.map((t) => {
+        const state = tokenState(t);
+        return el(
+          'tr',
+          { 'data-token': t.id },
+          el(
+            'td',
+            {},
+            t.label || el('span', { class: 'muted' }, t.id.slice(0, 8)),
+            t.id === myTokenId ? el('span', { class: 'muted' }, ' (this dashboard)') : '',
+          ),
+          el('td', {}, t.role),
+          el('td', {}, el('span', { class: `state ${state}` }, state)),
+          el('td', {}, t.federations ? t.federations.join(', ') : 'all'),
+          el('td', {}, when(t.createdAt)),
+          el('td', {}, t.expiresAt ? when(t.expiresAt) : 'never'),
+          el('td', {}, ago(t.lastUsedAt)),
+          el('td', {}, state === 'revoked' ? '' : el('button', { onclick: () => revokeToken(t) }, 'revoke')),
+        );
+      }),
+    );
+  }
+
+  /** The federation choices of the token form; checked boxes stay checked across refreshes. */
+  function renderTokenFederations(feds) {
+    const key = feds.map((f) => `${f.id}:${f.name}`).join(',');
+    if (key === tokenFedsKey) return;
+    tokenFedsKey = key;
+    const box = $('#token-federations');
+    const checked = new Set([...box.querySelectorAll('input:checked')].map((i) => i.value));
+    box.replaceChildren(
+      feds.length ? 'federations (none: all)' : '',
+      ...feds.map((f) => {
+        const input = el('input', { type: 'checkbox', value: f.id });
+        input.checked = checked.has(f.id);
+        return el('label', {}, input, ` ${f.name}`);
+      }),
+    );
+  }
+
+  async function createToken() {
+    $('#token-error').textContent = '';
+    const hours = $('#token-hours').value.trim();
+    const federations = [...document.querySelectorAll('#token-federations input:checked')].map(
+      (i) => i.value,
+    );
+    const body = {
+      role: $('#token-role').value,
+      label: $('#token-label').value.trim(),
+      ...(hours ? { expiresInHours: Number(hours) } : {}),
+      ...(federations.length ? { federations } : {}),
+    };
+    try {
+      const t = await api('/api/tokens', { method: 'POST', body: JSON.stringify(body) });
+      // Shown here once: the coordinator keeps only its hash.
+      $('#new-token-value').value = t.token;
+      $('#copy-state').textContent = '';
+      $('#new-token').hidden = false;
+      $('#token-form').reset();
+    } catch (err) {
+      $('#token-error').textContent = `not created: ${err.message}`;
+    }
+    await refresh();
+  }
+
+  function hideNewToken() {
+    $('#new-token-value').value = '';
+    $('#new-token').hidden = true;
+  }
+
+  async function copyNewToken() {
+    const input = $('#new-token-value');
+    try {
+      await navigator.clipboard.writeText(input.value);
+    } catch {
+      // No clipboard API (a plain-http page that is not localhost): the selection still copies.
+      input.select();
+      document.execCommand('copy');
+    }
+    $('#copy-state').textContent = 'copied';
+  }
+
+  function renderAudit(events, feds) {
+    const names = new Map(feds.map((f) => [f.id, f.name]));
+    $('#audit tbody').replaceChildren(
+      ...events.map((e) =>
+        el(
+          'tr',
+          { 'data-action': e.action || '' },
+          el('td', {}, when(e.at)),
+          el(
+            'td',
+            {},
+            e.actorRole ? `${e.actorLabel || (e.actorTokenId || '').slice(0, 8)} (${e.actorRole})` : '-',
+          ),
+          el('td', {}, el('code', {}, e.address)),
+          el('td', {}, e.action || '-'),
+          el(
+            'td',
+            { title: e.target || '' },
+            names.get(e.target) || (e.target ? e.target.slice(0, 12) : '-'),
+          ),
+          el('td', {}, el('span', { class: `status ${e.status < 400 ? 'completed' : 'failed'}` }, e.status)),
+        ),
+      ),
+    );
+  }
+
   async function select(id) {
     selected = id;
     for (const c of charts.values()) c.destroy();
@@ -360,6 +505,17 @@
         void renderSample(current);
       }
       renderFederations(feds, counts);
+      if (role === 'admin') {
+        const [tokens, events] = await Promise.all([
+          managesTokens ? api('/api/tokens') : null,
+          api('/api/audit?limit=50'),
+        ]);
+        if (tokens) {
+          renderTokens(tokens);
+          renderTokenFederations(feds);
+        }
+        renderAudit(events, feds);
+      }
     } catch (err) {
       if (err.status === 401) {
         role = null;
@@ -378,9 +534,17 @@
   $('#signout').addEventListener('click', () => {
     localStorage.removeItem('fedsynth.token');
     role = null;
+    managesTokens = false;
     token = '';
+    hideNewToken();
     showSignIn();
   });
+  $('#token-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    void createToken();
+  });
+  $('#copy-token').addEventListener('click', () => void copyNewToken());
+  $('#dismiss-token').addEventListener('click', hideNewToken);
   setInterval(() => void refresh(), 2000);
   if (token) void signIn(token);
   else showSignIn();

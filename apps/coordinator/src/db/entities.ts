@@ -112,6 +112,36 @@ export class ApiTokenEntity {
   @Column({ type: 'text', default: '' }) label!: string;
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' }) createdAt!: Date;
   @Column({ name: 'revoked_at', type: 'timestamptz', nullable: true }) revokedAt!: Date | null;
+  /** null: never expires. */
+  @Column({ name: 'expires_at', type: 'timestamptz', nullable: true }) expiresAt!: Date | null;
+  /** The federations the token may reach; null: every federation. */
+  @Column({ name: 'federation_ids', type: 'uuid', array: true, nullable: true })
+  federationIds!: string[] | null;
+  /** The token that created this one; null when made by the CLI or by `serve`. */
+  @Column({ name: 'created_by', type: 'uuid', nullable: true }) createdBy!: string | null;
+  /** Updated at most once a minute, not on every request. */
+  @Column({ name: 'last_used_at', type: 'timestamptz', nullable: true }) lastUsedAt!: Date | null;
+}
+
+/** One recorded admin or researcher action, refusal or failed authentication (see http/audit-trail.ts). */
+@Entity({ name: 'audit_events' })
+@Index('audit_events_at', ['at'])
+export class AuditEventEntity {
+  @PrimaryGeneratedColumn('increment', { type: 'bigint' }) id!: string;
+  @CreateDateColumn({ type: 'timestamptz' }) at!: Date;
+  @Column({ name: 'actor_token_id', type: 'uuid', nullable: true }) actorTokenId!: string | null;
+  @Column({ name: 'actor_role', type: 'text', nullable: true }) actorRole!: string | null;
+  @Column({ name: 'actor_label', type: 'text', nullable: true }) actorLabel!: string | null;
+  /** The client address as Express computes it (honouring the configured trust proxy). */
+  @Column({ type: 'text' }) address!: string;
+  @Column({ type: 'text', nullable: true }) method!: string | null;
+  @Column({ type: 'text', nullable: true }) path!: string | null;
+  @Column({ type: 'integer', nullable: true }) status!: number | null;
+  /** A short name: federation.start, token.create, model.download, auth.failed, ... */
+  @Column({ type: 'text', nullable: true }) action!: string | null;
+  /** The federation, site, token or checkpoint acted on. */
+  @Column({ type: 'text', nullable: true }) target!: string | null;
+  @Column({ type: 'jsonb', nullable: true }) detail!: Record<string, unknown> | null;
 }
 
 export const ENTITIES = [
@@ -122,4 +152,5 @@ export const ENTITIES = [
   CheckpointEntity,
   MetricEntity,
   ApiTokenEntity,
+  AuditEventEntity,
 ];

@@ -1,4 +1,4 @@
-import type { Repository } from 'typeorm';
+import { In, type Repository } from 'typeorm';
 import { FederationEntity, type FederationStatus } from '../db/entities';
 import { CoordinatorError, ErrorCode } from '../errors/coordinator-error';
 import { isUuid } from '../http/ids';
@@ -94,6 +94,13 @@ export class FederationService {
 
   list(): Promise<FederationEntity[]> {
     return this.repo.find({ order: { createdAt: 'ASC' } });
+  }
+
+  /** The federations with these ids that exist, in creation order. */
+  byIds(ids: readonly string[]): Promise<FederationEntity[]> {
+    return ids.length
+      ? this.repo.find({ where: { id: In([...ids]) }, order: { createdAt: 'ASC' } })
+      : Promise.resolve([]);
   }
 
   /** A federation by id or by name; anything that is neither is refused before the database sees it. */

@@ -1,13 +1,22 @@
 import 'reflect-metadata';
 import { dirname, join } from 'node:path';
-import { type DynamicModule, type INestApplication, Module } from '@nestjs/common';
+import {
+  type BeforeApplicationShutdown,
+  type DynamicModule,
+  type INestApplication,
+  Inject,
+  Injectable,
+  Module,
+} from '@nestjs/common';
 import { APP_FILTER, APP_GUARD, NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import { auditTrail } from './audit-trail';
 import { RolesGuard } from './auth';
 import { apiBoundary } from './boundary';
 import { CoordinatorContext } from './context';
 import {
+  AuditController,
   CheckpointsController,
   FederationsController,
   HealthController,
@@ -17,6 +26,16 @@ import {
 } from './controllers';
 import { HttpErrorFilter } from './error-filter';
 import { securityHeaders } from './security-headers';
+
+/** Lets the audit events of the last requests reach the database before it closes. */
+@Injectable()
+class AuditFlush implements BeforeApplicationShutdown {
+  constructor(@Inject(CoordinatorContext) private readonly ctx: CoordinatorContext) {}
+
+  beforeApplicationShutdown(): Promise<void> {
+    return this.ctx.audit.settled();
+  }
+}
 
 @Module({})
 class CoordinatorModule {
@@ -30,11 +49,13 @@ class CoordinatorModule {
         FederationsController,
         CheckpointsController,
         SitesController,
+        AuditController,
       ],
       providers: [
         { provide: CoordinatorContext, useValue: ctx },
         { provide: APP_GUARD, useClass: RolesGuard },
         { provide: APP_FILTER, useClass: HttpErrorFilter },
+        AuditFlush,
       ],
     };
   }
@@ -63,6 +84,8 @@ export async function createHttpApp(
   app.use(securityHeaders({ tls: !!opts.https }));
   // CORS stays closed (no Access-Control-Allow-Origin) unless origins are named.
   if (boundary.corsOrigins.length) app.enableCors({ origin: boundary.corsOrigins, credentials: false });
+  // Before the boundary, so that the requests it refuses (401, 413, ...) are recorded too.
+  app.use(auditTrail({ record: (e) => ctx.audit.record(e) }));
   app.use(
     apiBoundary({
       verifyToken: (t) => ctx.tokens.verify(t),

@@ -1,11 +1,15 @@
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { AuditLog } from '../audit/audit-log';
 import { ApiTokenService } from '../auth/api-tokens';
 import { type CoordinatorIdentity, newCoordinatorIdentity } from '../auth/coordinator-identity';
+import { TokenAdmin } from '../auth/token-admin';
+import { TokenScope } from '../auth/token-scope';
 import { CheckpointStore } from '../checkpoints/checkpoint-store';
 import type { Database } from '../db/database';
 import {
   ApiTokenEntity,
+  AuditEventEntity,
   CheckpointEntity,
   FederationEntity,
   MetricEntity,
@@ -20,6 +24,12 @@ import { FailureLimiter } from './failure-limiter';
 /** Everything the HTTP layer needs, built once per process from the open database. */
 export class CoordinatorContext {
   readonly tokens: ApiTokenService;
+  /** Token management as admins do it (REST and CLI): federations by name, expiry in hours. */
+  readonly tokenAdmin: TokenAdmin;
+  /** Which federations a token reaches. */
+  readonly scope: TokenScope;
+  /** The audit trail of admin and researcher actions. */
+  readonly audit: AuditLog;
   readonly federations: FederationService;
   readonly enrollment: EnrollmentService;
   readonly checkpoints: CheckpointStore;
@@ -49,6 +59,9 @@ export class CoordinatorContext {
     this.checkpoints = new CheckpointStore(blobDir, db.dataSource.getRepository(CheckpointEntity));
     this.tokens = new ApiTokenService(db.dataSource.getRepository(ApiTokenEntity));
     this.federations = new FederationService(db.dataSource.getRepository(FederationEntity));
+    this.tokenAdmin = new TokenAdmin(this.tokens, this.federations);
+    this.scope = new TokenScope(this.federations, db.dataSource);
+    this.audit = new AuditLog(db.dataSource.getRepository(AuditEventEntity));
     this.enrollment = new EnrollmentService(db.dataSource);
   }
 
