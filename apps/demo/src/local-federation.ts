@@ -129,6 +129,8 @@ export interface LocalFederationOptions {
   retrySeconds?: number;
   /** Extra environment for the agents (e.g. FEDSYNTH_BACKEND). */
   agentEnv?: NodeJS.ProcessEnv;
+  /** Extra flags for `fedsynth-coordinator serve` (limits, proxies). */
+  coordinatorArgs?: string[];
 }
 
 /** Runs a CLI to its end; rejects with its output when it fails. */
@@ -191,6 +193,7 @@ export class LocalFederation {
       String(this.opts.trainSeconds ?? 900),
       '--retry-seconds',
       String(this.opts.retrySeconds ?? 2),
+      ...(this.opts.coordinatorArgs ?? []),
     ];
     const c = await spawnCoordinator(args, {
       env: this.coordinatorEnv(),

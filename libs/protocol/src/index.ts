@@ -13,7 +13,7 @@ export {
 export * from './schemas';
 export { chunkToUint32, SECAGG_MESSAGES } from './secagg-messages';
 export {
-  gatewayParser,
+  createGatewayParser,
   LimitedDecoder,
   MAX_ATTACHMENTS,
   MessageLimitError,

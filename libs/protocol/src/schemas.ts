@@ -46,7 +46,11 @@ export const authResult = z.object({ siteId: id, siteName: z.string(), federatio
 export const agentHello = z.object({
   backend: z.string().max(50),
   device: z.string().max(200),
-  sampleCount: z.number().int().min(0),
+  sampleCount: z
+    .number()
+    .int()
+    .min(0)
+    .max(2 ** 31 - 1),
   accepting: z.boolean(),
   reason: z.string().max(200).optional(),
 });

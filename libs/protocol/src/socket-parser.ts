@@ -41,6 +41,11 @@ interface Reconstructing {
 export class LimitedDecoder extends BaseDecoder {
   private limits: ConnectionLimits = PRE_LOGIN_LIMITS;
   private pending: { event: string; left: number } | null = null;
+  /**
+   * Called with the reason before a refusal is thrown: the owner cuts the connection at once (a
+   * graceful websocket close would go on reading whatever the client keeps sending).
+   */
+  onRefused: ((reason: string) => void) | null = null;
 
   constructor() {
     super({ maxAttachments: MAX_ATTACHMENTS });
@@ -59,6 +64,7 @@ export class LimitedDecoder extends BaseDecoder {
   private refuse(message: string): never {
     (this as unknown as { reconstructor: unknown }).reconstructor = null;
     this.pending = null;
+    this.onRefused?.(message);
     throw new MessageLimitError(message);
   }
 
@@ -94,5 +100,22 @@ export class LimitedDecoder extends BaseDecoder {
   }
 }
 
-/** The coordinator's parser: every connection decodes through a LimitedDecoder. */
-export const gatewayParser = { Encoder, Decoder: LimitedDecoder };
+/**
+ * The coordinator's parser: every connection decodes through a LimitedDecoder, and `created` sees
+ * each one as socket.io makes it (synchronously, while it sets up the connection), so the owner
+ * can tie it to that connection.
+ */
+export function createGatewayParser(created: (decoder: LimitedDecoder) => void): {
+  Encoder: typeof Encoder;
+  Decoder: new () => LimitedDecoder;
+} {
+  return {
+    Encoder,
+    Decoder: class extends LimitedDecoder {
+      constructor() {
+        super();
+        created(this);
+      }
+    },
+  };
+}

@@ -4,7 +4,7 @@ import {
   agentLimits,
   authPayload,
   checkVersion,
-  gatewayParser,
+  createGatewayParser,
   type LimitedDecoder,
   MAX_CHUNK_BYTES,
   type Message,
@@ -168,12 +168,17 @@ export class AgentGateway {
   ) {
     this.limits = { ...DEFAULT_LIMITS, ...limits };
     this.guard = new ConnectionGuard(this.limits, ctx.boundary.trustProxy);
+    // socket.io makes a connection's decoder and then announces the connection, synchronously: the
+    // decoder made last belongs to the next engine connection.
+    let decoder: LimitedDecoder | null = null;
     this.io = new Server(http, {
       maxHttpBufferSize: this.limits.maxMessageBytes,
       serveClient: false,
       transports: ['websocket'],
       // Every connection decodes through a LimitedDecoder: before login only the login answer.
-      parser: gatewayParser,
+      parser: createGatewayParser((d) => {
+        decoder = d;
+      }),
       // A connection that does not even join the namespace is closed at the login deadline too.
       connectTimeout: this.limits.authTimeoutMs,
       allowRequest: (req, callback) => {
@@ -184,6 +189,9 @@ export class AgentGateway {
     this.io.engine.on(
       'connection',
       (raw: { request: IncomingMessage; once(e: 'close', f: () => void): void }) => {
+        // A connection that sends more than a message may carry is cut at once, unread.
+        if (decoder) decoder.onRefused = () => raw.request.socket.destroy();
+        decoder = null;
         const release = this.guard.admit(this.guard.address(raw.request));
         this.release.set(raw, release);
         raw.once('close', release);
