@@ -2,6 +2,7 @@ import { enrollmentPayload, signedAuthResponse, socketParser } from '@fedsynth/p
 import { io, type Socket } from 'socket.io-client';
 import nacl from 'tweetnacl';
 import WebSocket from 'ws';
+import { tinyFederation } from '../tiny-federation';
 import { http, type Target } from './harness';
 
 /** Enrolls a site with a fresh key through the public API and approves it as the admin. */
@@ -99,4 +100,51 @@ export async function flood(ws: WebSocket, max: number): Promise<number> {
     sent += frame.length;
   }
   return sent;
+}
+
+/**
+ * A federation of the system tests' small U-Net with `n` enrolled, approved sites (not started):
+ * the coordinator initializes its model when it starts.
+ */
+export async function federationWithSites(
+  target: Target,
+  name: string,
+  n: number,
+  settings: { plan?: Record<string, unknown>; secagg?: Record<string, unknown> } = {},
+): Promise<{ federationId: string; sites: { kp: nacl.SignKeyPair; siteId: string; name: string }[] }> {
+  const f = await http(target, 'POST', '/api/federations', {
+    body: {
+      name,
+      ...tinyFederation(
+        { minSites: 3, waitSeconds: 60, ...settings.plan },
+        { threatModel: 'honest-but-curious', ...settings.secagg },
+      ),
+    },
+  });
+  if (f.status !== 201) throw new Error(`creating ${name}: ${f.text}`);
+  const federationId = f.json.id as string;
+  const sites = [];
+  for (let i = 0; i < n; i++) {
+    const siteName = `${name}-site-${i + 1}`;
+    sites.push({ ...(await enrolledSite(target, federationId, siteName)), name: siteName });
+  }
+  return { federationId, sites };
+}
+
+/** A small deterministic update of the right length for site k. */
+export const deltaFor = (length: number, k: number) =>
+  Float32Array.from({ length }, (_, i) => 0.001 * Math.sin(i * 0.37 + k));
+
+/** Rounds of a federation as the API lists them. */
+export async function roundsOf(target: Target, federationId: string) {
+  return (await http(target, 'GET', `/api/federations/${federationId}/rounds`)).json as unknown as {
+    id: string;
+    number: number;
+    stage: string;
+    error: string | null;
+    participants: { index: number; siteId: string }[];
+    dropouts: { siteId: string; stage: string; reason?: string }[];
+    checkpointIn: string;
+    checkpointOut: string | null;
+  }[];
 }

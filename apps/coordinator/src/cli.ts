@@ -8,7 +8,7 @@ import { MAX_AUDIT_PAGE } from './audit/audit-log';
 import { loadOrCreateCoordinatorIdentity } from './auth/coordinator-identity';
 import { MAX_TOKEN_HOURS } from './auth/token-admin';
 import { type Database, DatabaseError, openDatabase } from './db/database';
-import { AgentGateway } from './gateway/agent-gateway';
+import { AgentGateway, DEFAULT_LIMITS } from './gateway/agent-gateway';
 import { createHttpApp } from './http/app';
 import { DEFAULT_BODY_LIMITS } from './http/body-policy';
 import { type BoundarySettings, DEFAULT_BOUNDARY } from './http/boundary-settings';
@@ -87,6 +87,24 @@ const SERVE_FLAGS: Record<string, FlagSpec> = {
     valueName: 's',
     description: 'the window of --auth-failures',
     default: String(DEFAULT_FAILURE_LIMIT.windowMs / 1000),
+  },
+  'login-seconds': {
+    type: 'string',
+    valueName: 's',
+    description: 'time an agent connection has to log in before it is closed',
+    default: String(DEFAULT_LIMITS.authTimeoutMs / 1000),
+  },
+  'max-unauthenticated': {
+    type: 'string',
+    valueName: 'n',
+    description: 'agent connections that have not logged in yet, at once',
+    default: String(DEFAULT_LIMITS.unauthenticatedTotal),
+  },
+  'max-unauthenticated-per-address': {
+    type: 'string',
+    valueName: 'n',
+    description: 'agent connections that have not logged in yet, at once, from one address',
+    default: String(DEFAULT_LIMITS.unauthenticatedPerAddress),
   },
   'trust-proxy': {
     type: 'string',
@@ -278,7 +296,17 @@ async function serve(v: Record<string, string | boolean | undefined>): Promise<n
     }
   }
   const app = await createHttpApp(ctx, { https });
-  const gateway = new AgentGateway(app.getHttpServer(), ctx);
+  const gateway = new AgentGateway(app.getHttpServer(), ctx, {
+    authTimeoutMs: numFlag(v, 'login-seconds', 1, 600, DEFAULT_LIMITS.authTimeoutMs / 1000) * 1000,
+    unauthenticatedTotal: numFlag(v, 'max-unauthenticated', 1, 1_000_000, DEFAULT_LIMITS.unauthenticatedTotal),
+    unauthenticatedPerAddress: numFlag(
+      v,
+      'max-unauthenticated-per-address',
+      1,
+      1_000_000,
+      DEFAULT_LIMITS.unauthenticatedPerAddress,
+    ),
+  });
   ctx.connectedSites = () => gateway.sessions.size;
   // Among replicas, the agents connected to any of them.
   ctx.onlineSiteIds = async () => new Set((await gateway.allSessions()).map((s) => s.siteId));

@@ -12,7 +12,17 @@ export function startAgent(
   kp: nacl.SignKeyPair,
   delta: Float32Array,
   weight: number,
-  opts: { dropAt?: string; beforeMaskedInput?: () => Promise<void>; coordinatorKey?: Uint8Array } = {},
+  opts: {
+    dropAt?: string;
+    beforeMaskedInput?: () => Promise<void>;
+    coordinatorKey?: Uint8Array;
+    /** Replaces the signed key advert (e.g. with forged keys). */
+    advertise?: (client: SecAggClient) => unknown;
+    /** Replaces the evaluation report; null sends none. */
+    evalReport?: (m: { roundId: string; modelHash: string }) => Record<string, unknown> | null;
+    /** Awaited before the evaluation report is sent. */
+    beforeEval?: () => Promise<void>;
+  } = {},
 ): Promise<Socket> {
   const dropAt = opts.dropAt;
   return new Promise((resolve) => {
@@ -60,7 +70,7 @@ export function startAgent(
       blob = new ChunkReceiver(config.modelHash, m.modelBytes, config.modelHash);
       socket.emit('blob.request', { sha256: config.modelHash, offset: 0 });
       if (drop('advertise-keys')) return;
-      socket.emit('secagg.advertise', client.advertiseKeys());
+      socket.emit('secagg.advertise', opts.advertise ? opts.advertise(client) : client.advertiseKeys());
     });
     socket.on('blob.chunk', (c: { transferId: string; offset: number; total: number; data: Uint8Array }) => {
       blob?.accept({ ...c, data: new Uint8Array(c.data) });
@@ -95,16 +105,13 @@ export function startAgent(
       if (drop('consistency-check')) return;
       socket.emit('secagg.consistency', client!.consistencyCheck(l));
     });
-    socket.on('round.evaluate', (m: { roundId: string; modelHash: string }) => {
+    socket.on('round.evaluate', async (m: { roundId: string; modelHash: string }) => {
+      await opts.beforeEval?.();
       // A site scores the new model on its validation split; here a figure derived from its weight.
-      socket.emit('round.eval-report', {
-        roundId: m.roundId,
-        modelHash: m.modelHash,
-        mae: 50 + weight / 10,
-        psnr: 30,
-        ssim: 0.9,
-        count: weight,
-      });
+      const report = opts.evalReport
+        ? opts.evalReport(m)
+        : { mae: 50 + weight / 10, psnr: 30, ssim: 0.9, count: weight };
+      if (report) socket.emit('round.eval-report', { roundId: m.roundId, modelHash: m.modelHash, ...report });
     });
     socket.on('secagg.consistency-result', (r) => {
       if (drop('unmask')) return;
