@@ -156,6 +156,13 @@ export class AgentGateway {
     this.disconnectHandlers.push(handler);
   }
 
+  private readonly refusedHandlers: ((session: AgentSession, event: string) => void)[] = [];
+
+  /** Called when a logged-in agent's message was refused (invalid, out of range, unknown). */
+  onRefused(handler: (session: AgentSession, event: string) => void): void {
+    this.refusedHandlers.push(handler);
+  }
+
   private readonly limits: GatewayLimits;
   readonly guard: ConnectionGuard;
   /** Per engine connection: takes it off the unauthenticated count. */
@@ -435,6 +442,7 @@ export class AgentGateway {
         const e = agentError(err);
         socket.emit('protocol.error', { ...e, ref: event });
         reply?.({ ok: false, ...e });
+        if (err instanceof ProtocolError) for (const h of this.refusedHandlers) h(session, event);
       }
     });
   }

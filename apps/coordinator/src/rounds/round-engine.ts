@@ -38,6 +38,8 @@ export interface EngineOptions {
 
 interface Waiting {
   pending: Set<number>;
+  /** The message that answers this stage. */
+  event: string;
   resolve: () => void;
 }
 
@@ -150,6 +152,12 @@ export class RoundEngine {
       a.evalReports.set(idx, m);
       this.answered(idx);
     });
+    // A refused (malformed or out-of-range) answer to the stage waited for is that site's answer:
+    // it will not send a better one, so the round does not wait for it until the deadline.
+    gateway.onRefused((s, event) => {
+      const idx = this.active?.indexOf.get(s.siteId);
+      if (idx !== undefined && this.active?.waiting?.event === event) this.answered(idx);
+    });
     gateway.onDisconnect((s) => {
       const idx = this.active?.indexOf.get(s.siteId);
       if (idx !== undefined) {
@@ -201,7 +209,7 @@ export class RoundEngine {
     if (w.pending.size === 0) w.resolve();
   }
 
-  private collect(participants: Iterable<number>, timeoutMs: number): Promise<void> {
+  private collect(participants: Iterable<number>, timeoutMs: number, event: string): Promise<void> {
     return new Promise((resolve) => {
       const a = this.active!;
       // Sites that gave up or were revoked are not waited for.
@@ -212,7 +220,7 @@ export class RoundEngine {
         a.waiting = null;
         resolve();
       }
-      a.waiting = { pending, resolve: done };
+      a.waiting = { pending, event, resolve: done };
       if (pending.size === 0) done();
     });
   }
@@ -542,15 +550,15 @@ export class RoundEngine {
       const all = config.participants.map((p) => p.index);
       await advance('advertise-keys');
       for (const s of chosen) s.socket.emit('round.start', signed);
-      await this.collect(all, this.opts.stageTimeoutMs + this.opts.trainTimeoutMs / 10);
+      await this.collect(all, this.opts.stageTimeoutMs + this.opts.trainTimeoutMs / 10, 'secagg.advertise');
       const rosters = a.server.closeAdvertise();
       await advance('share-keys');
       this.emitAll(a, 'secagg.roster', rosters);
-      await this.collect(rosters.keys(), this.opts.stageTimeoutMs);
+      await this.collect(rosters.keys(), this.opts.stageTimeoutMs, 'secagg.shares');
       const inboxes = a.server.closeShareKeys();
       await advance('masked-input');
       this.emitAll(a, 'secagg.inbox', inboxes);
-      await this.collect(inboxes.keys(), this.opts.trainTimeoutMs);
+      await this.collect(inboxes.keys(), this.opts.trainTimeoutMs, 'secagg.masked-chunk');
       // Sites still waiting for an upload slot at the deadline are dropouts; let their handlers end.
       for (const q of a.uploadQueue.splice(0)) q.grant();
       this.lastPeakUploads = a.peakUploads;
@@ -558,11 +566,11 @@ export class RoundEngine {
       const lists = a.server.closeMaskedInput();
       await advance('consistency-check');
       this.emitAll(a, 'secagg.survivors', lists);
-      await this.collect(lists.keys(), this.opts.stageTimeoutMs);
+      await this.collect(lists.keys(), this.opts.stageTimeoutMs, 'secagg.consistency');
       const checks = a.server.closeConsistency();
       await advance('unmask');
       this.emitAll(a, 'secagg.consistency-result', checks);
-      await this.collect(checks.keys(), this.opts.stageTimeoutMs);
+      await this.collect(checks.keys(), this.opts.stageTimeoutMs, 'secagg.unmask');
       await this.refuseRevokedInputs(a);
       const result = a.server.finalize();
       await advance('applying');
@@ -581,7 +589,7 @@ export class RoundEngine {
         a.sessions
           .get(i)!
           .socket.emit('round.evaluate', { roundId, modelHash: sha, modelBytes: next.length });
-      await this.collect(evaluators, this.opts.trainTimeoutMs);
+      await this.collect(evaluators, this.opts.trainTimeoutMs, 'round.eval-report');
       const metrics = roundMetrics({
         federationId: fed.id,
         roundNumber: number,
