@@ -58,6 +58,12 @@ describe('dashboard in headless Chromium', () => {
   it('an admin signs in, sees the sites online and the charts follow the rounds live', async () => {
     await fed.waitForRounds(federationId, 1, { timeoutMs: 180_000, maxFailures: 0 });
     const page = await browser.newPage({ viewport: { width: 1400, height: 1500 } });
+    // The dashboard runs under its Content-Security-Policy without tripping it.
+    const violations: string[] = [];
+    page.on('console', (m) => {
+      if (/Content Security Policy|Refused to/.test(m.text())) violations.push(m.text());
+    });
+    page.on('pageerror', (e) => violations.push(e.message));
     await page.goto(`${fed.url}/`);
     await page.fill('#token', fed.adminToken);
     await page.click('#signin-form button');
@@ -132,6 +138,7 @@ describe('dashboard in headless Chromium', () => {
       headers: { authorization: `Bearer ${made}` },
     });
     expect(refused.status).toBe(401);
+    expect(violations).toEqual([]);
     await page.close();
   }, 300_000);
 

@@ -33,7 +33,7 @@ describe('revocation', () => {
     const fed = await federationWithSites(target, 'revoke', 5);
     const [s0, , , victim2, victim1] = fed.sites;
     let holdSite0: Promise<void> | null = null;
-    let releaseSite0 = () => undefined as void;
+    let releaseSite0: () => void = () => undefined;
     const agents: Socket[] = await Promise.all(
       fed.sites.map((s, k) =>
         startAgent(`${target.url}/agents`, s.kp, deltaFor(TINY_PARAMS, k), 10 + k, {

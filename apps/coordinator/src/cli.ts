@@ -298,7 +298,13 @@ async function serve(v: Record<string, string | boolean | undefined>): Promise<n
   const app = await createHttpApp(ctx, { https });
   const gateway = new AgentGateway(app.getHttpServer(), ctx, {
     authTimeoutMs: numFlag(v, 'login-seconds', 1, 600, DEFAULT_LIMITS.authTimeoutMs / 1000) * 1000,
-    unauthenticatedTotal: numFlag(v, 'max-unauthenticated', 1, 1_000_000, DEFAULT_LIMITS.unauthenticatedTotal),
+    unauthenticatedTotal: numFlag(
+      v,
+      'max-unauthenticated',
+      1,
+      1_000_000,
+      DEFAULT_LIMITS.unauthenticatedTotal,
+    ),
     unauthenticatedPerAddress: numFlag(
       v,
       'max-unauthenticated-per-address',

@@ -60,6 +60,8 @@ async function main(): Promise<void> {
     maxMessageBytes: 2 * 1024 * 1024,
     messagesPerSecond: 10_000,
     authTimeoutMs: 60_000,
+    // Every benchmark site connects from loopback at once.
+    unauthenticatedPerAddress: 10_000,
   });
   const engine = new RoundEngine(ctx, gateway, ctx.checkpoints, {
     stageTimeoutMs: 600_000,
