@@ -28,15 +28,17 @@ export function tinyFederation(plan: Record<string, unknown> = {}, secagg: Recor
  */
 export async function startTestCoordinator(
   dir: string,
+  opts: { stageSeconds?: number; trainSeconds?: number; coordinatorArgs?: string[] } = {},
 ): Promise<{ fed: LocalFederation; drop: () => Promise<void> }> {
   const db = await freshPostgresUrl();
   const fed = new LocalFederation({
     dir: join(dir, 'work'),
     databaseUrl: db.url,
-    stageSeconds: 30,
-    trainSeconds: 120,
+    stageSeconds: opts.stageSeconds ?? 30,
+    trainSeconds: opts.trainSeconds ?? 120,
     retrySeconds: 1,
     agentEnv: { FEDSYNTH_BACKEND: 'wasm' },
+    coordinatorArgs: opts.coordinatorArgs,
   });
   try {
     await fed.startCoordinator();

@@ -1,11 +1,10 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { writeSitePhantoms } from '../../apps/demo/src/local-federation';
 import { tinyFederation } from '../tiny-federation';
 import { until } from '../until';
-import { http, startTarget, type Target } from './harness';
+import { http, type Target, targetForFile } from './harness';
 import { roundsOf } from './sites';
 
 /**
@@ -14,18 +13,13 @@ import { roundsOf } from './sites';
  * goes on without it instead of waiting out the training deadline. (Data the agent refuses to
  * start on, such as Infinity voxels, is tested in apps/site-agent/src/cli/run-commands.test.ts.)
  */
-let dir: string;
-let target: Target;
 const TRAIN_SECONDS = 120;
 
-beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'fedsynth-adv-agent-'));
-  target = await startTarget(dir, { args: ['--auth-failures', '100000'], trainSeconds: TRAIN_SECONDS });
-}, 120_000);
+const file = targetForFile('agent', { args: ['--auth-failures', '100000'], trainSeconds: TRAIN_SECONDS });
+let target: Target;
 
-afterAll(async () => {
-  await target?.close();
-  rmSync(dir, { recursive: true, force: true });
+beforeAll(async () => {
+  target = file.get();
 });
 
 describe('a site whose local training fails', () => {
@@ -35,7 +29,11 @@ describe('a site whose local training fails', () => {
       tinyFederation({ minSites: 3, localSteps: 5 }, { threatModel: 'honest-but-curious' }),
     );
     const names = ['site-1', 'site-2', 'site-3', 'site-4'];
-    const dataDirs = await writeSitePhantoms(join(dir, 'data'), names, { seed: 40, subjects: 3, size: 32 });
+    const dataDirs = await writeSitePhantoms(join(file.dir(), 'data'), names, {
+      seed: 40,
+      subjects: 3,
+      size: 32,
+    });
     for (const [k, name] of names.entries()) await target.fed.addSite(f.id, name, dataDirs[k]);
     await until(
       'four sites online',

@@ -1,8 +1,5 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { http, startTarget, type Target, TINY } from './harness';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { http, type Target, TINY, targetForFile } from './harness';
 import { enrolledSite, login } from './sites';
 
 /**
@@ -10,8 +7,6 @@ import { enrolledSite, login } from './sites';
  * admins, and API tokens are revocable, expiring and scoped to federations, with every admin
  * action in the coordinator's audit trail.
  */
-let dir: string;
-let target: Target;
 const fedId: Record<'a' | 'b', string> = { a: '', b: '' };
 const model: Record<'a' | 'b', string> = { a: '', b: '' };
 
@@ -29,20 +24,17 @@ async function uploadTiny(federationId: string, seed: number): Promise<string> {
   return json.sha256;
 }
 
+const file = targetForFile('authz', { args: ['--auth-failures', '100000'] });
+let target: Target;
+
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'fedsynth-adv-authz-'));
-  target = await startTarget(dir, { args: ['--auth-failures', '100000'] });
+  target = file.get();
   for (const k of ['a', 'b'] as const) {
     fedId[k] = (
       await http(target, 'POST', '/api/federations', { body: { name: `fed-${k}`, modelConfig: TINY } })
     ).json.id as string;
     model[k] = await uploadTiny(fedId[k], k === 'a' ? 1 : 2);
   }
-}, 120_000);
-
-afterAll(async () => {
-  await target?.close();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 describe('models', () => {
@@ -92,10 +84,7 @@ describe('API tokens and roles', () => {
 
   it('a revoked token and an expired token are refused at once', async () => {
     const t = (await http(target, 'POST', '/api/tokens', { body: { role: 'researcher', label: 'laptop' } }))
-      .json as {
-      id: string;
-      token: string;
-    };
+      .json as unknown as { id: string; token: string };
     expect((await http(target, 'GET', '/api/federations', { token: t.token })).status).toBe(200);
     expect((await http(target, 'POST', `/api/tokens/${t.id}/revoke`)).status).toBe(201);
     const revoked = await http(target, 'GET', '/api/federations', { token: t.token });

@@ -1,9 +1,6 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type nacl from 'tweetnacl';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { duringAttack, http, startTarget, type Target } from './harness';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { duringAttack, http, type Target, targetForFile } from './harness';
 import { enrolledSite, flood, login, rawSocket } from './sites';
 
 /**
@@ -11,23 +8,17 @@ import { enrolledSite, flood, login, rawSocket } from './sites';
  * message may carry (before and after login), connections that never log in, and messages built
  * to make the coordinator answer with its internals.
  */
-let dir: string;
+// Connections that time out count as failed logins; the throttle has its own test file.
+const file = targetForFile('gw', { args: ['--auth-failures', '100000'] });
 let target: Target;
 let federationId: string;
 let site: { kp: nacl.SignKeyPair; siteId: string };
 const MB = 1024 * 1024;
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'fedsynth-adv-gw-'));
-  // Connections that time out count as failed logins; the throttle has its own test file.
-  target = await startTarget(dir, { args: ['--auth-failures', '100000'] });
+  target = file.get();
   federationId = (await http(target, 'POST', '/api/federations', { body: { name: 'gw' } })).json.id as string;
   site = await enrolledSite(target, federationId, 'hospital-1');
-}, 120_000);
-
-afterAll(async () => {
-  await target?.close();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 describe('before login', () => {

@@ -1,10 +1,12 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { unetConfigFor, unetLayout } from '@fedsynth/diffusion/unet-config';
-import { freshPostgresUrl } from '../../apps/coordinator/src/db/testing';
-import { LocalFederation } from '../../apps/demo/src/local-federation';
-import { tinyFederation } from '../tiny-federation';
+import { afterAll, beforeAll } from 'vitest';
+import { type ApiAnswer, apiCall } from '../../apps/coordinator/src/testing/api-call';
+import type { LocalFederation } from '../../apps/demo/src/local-federation';
+import { startTestCoordinator, tinyFederation } from '../tiny-federation';
 
 /**
  * The coordinator under attack: the built CLI in its own process on a fresh database of the real
@@ -24,23 +26,11 @@ export async function startTarget(
   dir: string,
   opts: { args?: string[]; stageSeconds?: number; trainSeconds?: number } = {},
 ): Promise<Target> {
-  const db = await freshPostgresUrl();
-  const fed = new LocalFederation({
-    dir: join(dir, 'work'),
-    databaseUrl: db.url,
+  const { fed, drop } = await startTestCoordinator(dir, {
     stageSeconds: opts.stageSeconds ?? 20,
     trainSeconds: opts.trainSeconds ?? 60,
-    retrySeconds: 1,
-    agentEnv: { FEDSYNTH_BACKEND: 'wasm' },
     coordinatorArgs: opts.args,
   });
-  try {
-    await fed.startCoordinator();
-  } catch (err) {
-    fed.killAll();
-    await db.drop();
-    throw err;
-  }
   return {
     fed,
     url: fed.url,
@@ -49,8 +39,36 @@ export async function startTarget(
     admin: fed.adminToken,
     close: async () => {
       fed.killAll();
-      await db.drop();
+      await drop();
     },
+  };
+}
+
+/**
+ * The target of a test file: started in a fresh folder before its tests (with `args` for
+ * `fedsynth-coordinator serve`), stopped and its database dropped after them. Read it in tests
+ * through `get()`.
+ */
+export function targetForFile(
+  name: string,
+  opts: Parameters<typeof startTarget>[1] = {},
+): { get: () => Target; dir: () => string } {
+  let dir = '';
+  let target: Target | undefined;
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), `fedsynth-adv-${name}-`));
+    target = await startTarget(dir, opts);
+  }, 120_000);
+  afterAll(async () => {
+    await target?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return {
+    get: () => {
+      if (!target) throw new Error('the target has not started');
+      return target;
+    },
+    dir: () => dir,
   };
 }
 
@@ -119,41 +137,17 @@ export const TINY_PARAMS = unetLayout(unetConfigFor(TINY.channels, TINY.numResBl
   0,
 );
 
-/** Calls the REST API; returns status, headers and the parsed body (never throws on a status). */
-export async function http(
+/** Calls the target's REST API, as the admin unless `token` says otherwise (null: no token). */
+export function http(
   target: Target,
   method: string,
   path: string,
   opts: { token?: string | null; body?: unknown; headers?: Record<string, string> } = {},
-): Promise<{ status: number; headers: Headers; json: Record<string, unknown> & unknown[]; text: string }> {
-  const token = opts.token === undefined ? target.admin : opts.token;
-  const res = await fetch(target.url + path, {
-    method,
-    headers: {
-      ...(token ? { authorization: `Bearer ${token}` } : {}),
-      ...(opts.body !== undefined ? { 'content-type': 'application/json' } : {}),
-      ...opts.headers,
-    },
-    body:
-      opts.body === undefined
-        ? undefined
-        : typeof opts.body === 'string'
-          ? opts.body
-          : JSON.stringify(opts.body),
+): Promise<ApiAnswer> {
+  return apiCall(target.url, method, path, {
+    ...opts,
+    token: opts.token === undefined ? target.admin : opts.token,
   });
-  const text = await res.text();
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return {
-    status: res.status,
-    headers: res.headers,
-    json: json as Record<string, unknown> & unknown[],
-    text,
-  };
 }
 
 /** How a streamed request ended: the status if a response came, and how much was sent. */

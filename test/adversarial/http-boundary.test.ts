@@ -1,27 +1,20 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { duringAttack, http, startTarget, streamBody, type Target } from './harness';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { duringAttack, http, streamBody, type Target, targetForFile } from './harness';
 
 /**
  * The REST boundary under attack, against the built coordinator in its own process on the real
  * PostgreSQL: oversized and unauthenticated bodies, wrong media types, malformed ids, and what
  * the responses give away. Each test also checks that nothing was stored.
  */
-let dir: string;
+// Failed authentications are part of these attacks; the throttle has its own test file.
+const file = targetForFile('http', { args: ['--auth-failures', '100000'] });
 let target: Target;
 const MB = 1024 * 1024;
 
-beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'fedsynth-adv-http-'));
-  // Failed authentications are part of these attacks; the throttle has its own test file.
-  target = await startTarget(dir, { args: ['--auth-failures', '100000'] });
-}, 120_000);
-
-afterAll(async () => {
-  await target?.close();
-  rmSync(dir, { recursive: true, force: true });
+beforeAll(() => {
+  target = file.get();
 });
 
 const federations = async () => (await http(target, 'GET', '/api/federations')).json as { name: string }[];
@@ -134,7 +127,7 @@ describe('ids, errors and what responses give away', () => {
     const fedUnknown = await http(target, 'GET', '/api/federations/6f0e5d0c-1f4b-4c1e-9a52-2b7c0b6f1f10');
     expect(fedUnknown.status).toBe(404);
     // The database never saw them: no query error in the coordinator's log either.
-    const log = readFileSync(join(dir, 'work', 'coordinator.log'), 'utf8');
+    const log = readFileSync(join(file.dir(), 'work', 'coordinator.log'), 'utf8');
     expect(log).not.toMatch(/invalid input syntax|QueryFailedError/);
   });
 

@@ -1,14 +1,13 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { authPayload, enrollmentPayload } from '@fedsynth/protocol';
 import { ed25519Sign, type SecAggClient } from '@fedsynth/secure-agg';
 import { advertisePayload } from '@fedsynth/secure-agg/messages';
 import { io } from 'socket.io-client';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { startAgent } from '../../apps/coordinator/src/testing/protocol-agent';
 import { until } from '../until';
-import { http, startTarget, type Target, TINY_PARAMS } from './harness';
+import { http, type Target, TINY_PARAMS, targetForFile } from './harness';
 import { deltaFor, enrolledSite, federationWithSites, login, roundsOf } from './sites';
 
 /**
@@ -27,20 +26,15 @@ const vectors = JSON.parse(
 };
 const hex = (h: string) => new Uint8Array(Buffer.from(h, 'hex'));
 
-let dir: string;
-let target: Target;
 let federationId: string;
 
+const file = targetForFile('keys', { args: ['--auth-failures', '100000'] });
+let target: Target;
+
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'fedsynth-adv-keys-'));
-  target = await startTarget(dir, { args: ['--auth-failures', '100000'] });
+  target = file.get();
   federationId = (await http(target, 'POST', '/api/federations', { body: { name: 'keys' } })).json
     .id as string;
-}, 120_000);
-
-afterAll(async () => {
-  await target?.close();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 /** The "trivial" signature that verifies for the identity point on any message: R = identity, S = 0. */

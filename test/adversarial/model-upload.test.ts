@@ -4,8 +4,8 @@ import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeSafetensors, encodeSafetensors } from '@fedsynth/diffusion/weights';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { http, startTarget, streamBody, type Target, TINY } from './harness';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { http, startTarget, streamBody, type Target, TINY, targetForFile } from './harness';
 
 /**
  * The initial model upload, the one large body the API takes: admin only, streamed to disk with a
@@ -13,8 +13,6 @@ import { http, startTarget, streamBody, type Target, TINY } from './harness';
  * model. Every refusal leaves the federation's model and the checkpoint folder as they were. And
  * the TLS side of the headers: HSTS only when the coordinator serves HTTPS.
  */
-let dir: string;
-let target: Target;
 let federationId: string;
 let d: typeof import('@fedsynth/diffusion');
 const MB = 1024 * 1024;
@@ -31,7 +29,7 @@ const model = (over: Partial<Parameters<typeof d.createInitialModel>[0]> = {}) =
 
 /** Checkpoint files on disk, and leftovers of refused uploads. */
 function stored(): { blobs: string[]; incoming: string[] } {
-  const root = join(dir, 'work', 'coordinator', 'checkpoints');
+  const root = join(file.dir(), 'work', 'coordinator', 'checkpoints');
   const blobs: string[] = [];
   let incoming: string[] = [];
   for (const e of readdirSync(root, { withFileTypes: true })) {
@@ -42,19 +40,16 @@ function stored(): { blobs: string[]; incoming: string[] } {
   return { blobs, incoming };
 }
 
+const file = targetForFile('upload', { args: ['--auth-failures', '100000', '--max-model-mb', '1'] });
+let target: Target;
+
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'fedsynth-adv-upload-'));
-  target = await startTarget(dir, { args: ['--auth-failures', '100000', '--max-model-mb', '1'] });
+  target = file.get();
   federationId = (
     await http(target, 'POST', '/api/federations', { body: { name: 'upload', modelConfig: TINY } })
   ).json.id as string;
   d = await import('@fedsynth/diffusion');
   await d.selectBackend('wasm');
-}, 120_000);
-
-afterAll(async () => {
-  await target?.close();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 const current = async () =>

@@ -1,30 +1,22 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { signedAuthResponse } from '@fedsynth/protocol';
 import { io } from 'socket.io-client';
 import nacl from 'tweetnacl';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { http, startTarget, type Target } from './harness';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { http, type Target, targetForFile } from './harness';
 
 /**
  * Guessing tokens and keys: failed authentications are counted per client address, across the
  * REST API and the agents' gateway, and an address past the limit gets 429 with Retry-After. The
  * coordinator trusts X-Forwarded-For from loopback here, so each test is its own client address.
  */
-let dir: string;
+
+const file = targetForFile('rate', {
+  args: ['--auth-failures', '5', '--auth-window-seconds', '60', '--trust-proxy', 'loopback'],
+});
 let target: Target;
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'fedsynth-adv-rate-'));
-  target = await startTarget(dir, {
-    args: ['--auth-failures', '5', '--auth-window-seconds', '60', '--trust-proxy', 'loopback'],
-  });
-}, 120_000);
-
-afterAll(async () => {
-  await target?.close();
-  rmSync(dir, { recursive: true, force: true });
+  target = file.get();
 });
 
 const from = (address: string) => ({ 'x-forwarded-for': address });

@@ -1,10 +1,7 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { startAgent } from '../../apps/coordinator/src/testing/protocol-agent';
 import { until } from '../until';
-import { http, startTarget, type Target, TINY_PARAMS } from './harness';
+import { http, type Target, TINY_PARAMS, targetForFile } from './harness';
 import { deltaFor, federationWithSites, roundsOf } from './sites';
 
 /**
@@ -13,17 +10,12 @@ import { deltaFor, federationWithSites, roundsOf } from './sites';
  * liar's capped weight, out-of-range reports are refused and nothing of them is stored, and no
  * database error ends a round.
  */
-let dir: string;
+
+const file = targetForFile('reports', { args: ['--auth-failures', '100000'] });
 let target: Target;
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'fedsynth-adv-reports-'));
-  target = await startTarget(dir, { args: ['--auth-failures', '100000'] });
-}, 120_000);
-
-afterAll(async () => {
-  await target?.close();
-  rmSync(dir, { recursive: true, force: true });
+  target = file.get();
 });
 
 const CAP = 1000;

@@ -1,11 +1,8 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Socket } from 'socket.io-client';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { startAgent } from '../../apps/coordinator/src/testing/protocol-agent';
 import { until } from '../until';
-import { http, startTarget, type Target, TINY_PARAMS } from './harness';
+import { http, type Target, TINY_PARAMS, targetForFile } from './harness';
 import { deltaFor, federationWithSites, login, roundsOf } from './sites';
 
 /**
@@ -13,17 +10,12 @@ import { deltaFor, federationWithSites, login, roundsOf } from './sites';
  * round counts it as a dropout at its stage (or, when its masked update is already in the sum,
  * discards the round), it is never selected again and cannot log in.
  */
-let dir: string;
+
+const file = targetForFile('revoke', { args: ['--auth-failures', '100000'], trainSeconds: 90 });
 let target: Target;
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'fedsynth-adv-revoke-'));
-  target = await startTarget(dir, { args: ['--auth-failures', '100000'], trainSeconds: 90 });
-}, 120_000);
-
-afterAll(async () => {
-  await target?.close();
-  rmSync(dir, { recursive: true, force: true });
+  target = file.get();
 });
 
 const never = () => new Promise<void>(() => undefined);

@@ -1,11 +1,8 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Socket } from 'socket.io-client';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { startAgent } from '../../apps/coordinator/src/testing/protocol-agent';
 import { until } from '../until';
-import { http, startTarget, type Target, TINY_PARAMS } from './harness';
+import { http, type Target, TINY_PARAMS, targetForFile } from './harness';
 import { deltaFor, federationWithSites, roundsOf } from './sites';
 
 /**
@@ -14,17 +11,12 @@ import { deltaFor, federationWithSites, roundsOf } from './sites';
  * the last completed round's model, the round recorded as aborted without an output, and none of
  * its metrics; the next round starts from the last completed model.
  */
-let dir: string;
+
+const file = targetForFile('rounds', { args: ['--auth-failures', '100000'] });
 let target: Target;
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'fedsynth-adv-rounds-'));
-  target = await startTarget(dir, { args: ['--auth-failures', '100000'] });
-}, 120_000);
-
-afterAll(async () => {
-  await target?.close();
-  rmSync(dir, { recursive: true, force: true });
+  target = file.get();
 });
 
 describe('round completion is atomic', () => {

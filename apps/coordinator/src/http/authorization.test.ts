@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Database } from '../db/database';
 import type { FederationEntity } from '../db/entities';
 import { freshPostgres } from '../db/testing';
+import { apiCall } from '../testing/api-call';
 import { createHttpApp } from './app';
 import { DEFAULT_BOUNDARY } from './boundary-settings';
 import { CoordinatorContext } from './context';
@@ -85,31 +86,13 @@ afterAll(async () => {
   await db?.close();
 });
 
-async function call(
+const call = (
   method: string,
   path: string,
   token?: string,
   body?: unknown,
   headers: Record<string, string> = {},
-) {
-  const res = await fetch(base + path, {
-    method,
-    headers: {
-      ...(token ? { authorization: `Bearer ${token}` } : {}),
-      ...(body ? { 'content-type': 'application/json' } : {}),
-      ...headers,
-    },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const text = await res.text();
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, text, json: json as Record<string, unknown> & Record<string, unknown>[] };
-}
+) => apiCall(base, method, path, { token, body, headers });
 
 interface AuditEvent {
   id: string;

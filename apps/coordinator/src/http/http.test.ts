@@ -6,6 +6,7 @@ import type { Database } from '../db/database';
 import { freshEmbedded } from '../db/testing';
 import { ensureModelBackend } from '../model-backend';
 import { enrollmentPayload } from '../sites/enrollment-service';
+import { apiCall } from '../testing/api-call';
 import { createHttpApp } from './app';
 import { CoordinatorContext } from './context';
 
@@ -31,24 +32,8 @@ afterAll(async () => {
   await db?.close();
 });
 
-async function call(method: string, path: string, token?: string, body?: unknown) {
-  const res = await fetch(base + path, {
-    method,
-    headers: {
-      ...(token ? { authorization: `Bearer ${token}` } : {}),
-      ...(body ? { 'content-type': 'application/json' } : {}),
-    },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const text = await res.text();
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, text, json: json as Record<string, unknown> & unknown[] };
-}
+const call = (method: string, path: string, token?: string, body?: unknown) =>
+  apiCall(base, method, path, { token, body });
 
 describe('coordinator HTTP API', () => {
   it('answers /health, /metrics and /api/docs', async () => {
