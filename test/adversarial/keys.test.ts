@@ -1,14 +1,15 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { authPayload, enrollmentPayload } from '@fedsynth/protocol';
+import { authPayload } from '@fedsynth/protocol';
 import { ed25519Sign, type SecAggClient } from '@fedsynth/secure-agg';
 import { advertisePayload } from '@fedsynth/secure-agg/messages';
 import { io } from 'socket.io-client';
+import nacl from 'tweetnacl';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { startAgent } from '../../apps/coordinator/src/testing/protocol-agent';
 import { until } from '../until';
 import { http, type Target, TINY_PARAMS, targetForFile } from './harness';
-import { deltaFor, enrolledSite, federationWithSites, login, roundsOf } from './sites';
+import { deltaFor, enroll, enrolledSite, federationWithSites, login, roundsOf } from './sites';
 
 /**
  * Weak keys at every place a key enters: enrollment, login, and the secure-aggregation key
@@ -68,19 +69,7 @@ describe('Ed25519 identity keys', () => {
     }
     expect((await http(target, 'GET', `/api/federations/${federationId}/sites`)).json).toEqual([]);
     // The token was not consumed: the real site enrolls with it.
-    const kp = (await import('tweetnacl')).default.sign.keyPair();
-    const sig = (await import('tweetnacl')).default.sign.detached(
-      enrollmentPayload(token, kp.publicKey),
-      kp.secretKey,
-    );
-    const ok = await http(target, 'POST', '/api/enroll', {
-      token: null,
-      body: {
-        token,
-        publicKey: Buffer.from(kp.publicKey).toString('base64'),
-        signature: Buffer.from(sig).toString('base64'),
-      },
-    });
+    const ok = await enroll(target, token, nacl.sign.keyPair());
     expect(ok.status).toBe(201);
   });
 

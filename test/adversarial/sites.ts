@@ -5,6 +5,19 @@ import WebSocket from 'ws';
 import { tinyFederation } from '../tiny-federation';
 import { http, type Target } from './harness';
 
+/** POST /api/enroll with a one-time token and a key, signed as the agent signs it. */
+export function enroll(target: Target, token: string, kp: nacl.SignKeyPair) {
+  const sig = nacl.sign.detached(enrollmentPayload(token, kp.publicKey), kp.secretKey);
+  return http(target, 'POST', '/api/enroll', {
+    token: null,
+    body: {
+      token,
+      publicKey: Buffer.from(kp.publicKey).toString('base64'),
+      signature: Buffer.from(sig).toString('base64'),
+    },
+  });
+}
+
 /** Enrolls a site with a fresh key through the public API and approves it as the admin. */
 export async function enrolledSite(
   target: Target,
@@ -17,16 +30,7 @@ export async function enrolledSite(
   const tok = await http(target, 'POST', `/api/federations/${federationId}/enrollment-tokens`, {
     body: { siteName: name },
   });
-  const token = tok.json.token as string;
-  const sig = nacl.sign.detached(enrollmentPayload(token, kp.publicKey), kp.secretKey);
-  const site = await http(target, 'POST', '/api/enroll', {
-    token: null,
-    body: {
-      token,
-      publicKey: Buffer.from(kp.publicKey).toString('base64'),
-      signature: Buffer.from(sig).toString('base64'),
-    },
-  });
+  const site = await enroll(target, tok.json.token as string, kp);
   if (site.status !== 201) throw new Error(`enrolling ${name}: ${site.text}`);
   const siteId = site.json.siteId as string;
   const ok = await http(target, 'POST', `/api/sites/${siteId}/approve`);
