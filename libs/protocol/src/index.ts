@@ -5,6 +5,18 @@
  */
 export { type Chunk, ChunkReceiver, ChunkSender, MAX_CHUNK_BYTES, sha256Hex, TransferError } from './chunked';
 export {
+  applyConfigPatch,
+  DEFAULT_FEDERATION_CONFIG,
+  type FederationConfig,
+  FederationConfigError,
+  type FederationConfigInput,
+  federationConfig,
+  federationConfigJsonSchema,
+  MODALITIES,
+  parseFederationConfig,
+  type StrategyConfig,
+} from './federation-config';
+export {
   agentLimits,
   type ConnectionLimits,
   type MessageLimit,

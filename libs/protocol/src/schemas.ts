@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { SECAGG_MESSAGES } from './secagg-messages';
 
 /** Version of the coordinator <-> agent protocol; a peer speaking another version is refused. */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 const bytes = (len?: number, max = 1024 * 1024 + 64) =>
   z.custom<Uint8Array>(
@@ -90,10 +90,14 @@ export const trainingPlan = z.object({
   }),
 });
 
+/** What the federation translates: the source modality a site reads and the target it learns. */
+export const roundTask = z.object({ source: z.string().min(1).max(20), target: z.string().min(1).max(20) });
+
 /** Coordinator -> agents: a round begins. Deadlines are absolute ISO times per stage. */
 export const roundStart = z.object({
   federationId: id,
   roundNumber: z.number().int().min(0),
+  task: roundTask,
   secAgg: secAggConfig,
   modelBytes: z.number().int().min(0),
   plan: trainingPlan,
@@ -310,11 +314,18 @@ export function enrollmentPayload(token: string, publicKey: Uint8Array): Uint8Ar
 /**
  * Bytes the coordinator signs for a round start: a label, the secure-aggregation session id (which
  * already binds round, model hash, participants and parameters) and the sha256 of the rest of the
- * message (plan, deadlines, federation, round number, model size) in canonical JSON.
+ * message (task, plan, deadlines, federation, round number, model size) in canonical JSON.
  */
 export function roundStartPayload(
   sessionId: Uint8Array,
-  rest: { federationId: string; roundNumber: number; modelBytes: number; plan: unknown; deadlines: unknown },
+  rest: {
+    federationId: string;
+    roundNumber: number;
+    task: unknown;
+    modelBytes: number;
+    plan: unknown;
+    deadlines: unknown;
+  },
 ): Uint8Array {
   const canonical = (v: unknown): string =>
     Array.isArray(v)
@@ -330,6 +341,7 @@ export function roundStartPayload(
       canonical({
         federationId: rest.federationId,
         roundNumber: rest.roundNumber,
+        task: rest.task,
         modelBytes: rest.modelBytes,
         plan: rest.plan,
         deadlines: rest.deadlines,

@@ -525,6 +525,7 @@ export class RoundEngine {
       const start = {
         federationId: fed.id,
         roundNumber: number,
+        task: { source: fed.task.source, target: fed.task.target },
         secAgg: config,
         modelBytes: modelIn.length,
         plan: {

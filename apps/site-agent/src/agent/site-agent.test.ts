@@ -89,6 +89,7 @@ beforeAll(async () => {
         const start = {
           federationId: 'f1',
           roundNumber: n,
+          task: { source: 'mr', target: 'ct' },
           secAgg,
           modelBytes: 100,
           plan: {

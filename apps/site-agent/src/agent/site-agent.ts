@@ -348,6 +348,7 @@ export class SiteAgent {
     log.info('joining round', {
       round: roundId,
       number: m.roundNumber,
+      task: `${m.task.source} -> ${m.task.target}`,
       participants: config.participants.length,
       steps,
       batch,

@@ -1,0 +1,215 @@
+import { z } from 'zod';
+
+/**
+ * A federation's whole configuration: the one schema that validates it (at creation, at every
+ * change, and whenever the coordinator loads it), the one source of its defaults, and the source of
+ * the OpenAPI schema. Every section refuses keys it does not know, naming their path.
+ */
+
+const finite = z.number().refine(Number.isFinite, 'expected a finite number');
+const int = (min: number, max: number) => z.number().int().min(min).max(max);
+
+/** Modalities a task may name. */
+export const MODALITIES = ['mr', 't1', 't2', 'flair', 'pet', 'ct'] as const;
+
+const task = z
+  .strictObject({
+    /** The modality the model reads (the condition). */
+    source: z.enum(MODALITIES).default('mr'),
+    /** The modality it synthesizes. */
+    target: z.enum(MODALITIES).default('ct'),
+  })
+  .refine((t) => t.source !== t.target, { message: 'source and target must differ', path: ['target'] });
+
+const model = z.strictObject({
+  /** Input size in pixels (slices are resampled to size x size). */
+  size: int(8, 1024).default(64),
+  /** Channels per U-Net level. */
+  channels: z.array(int(1, 4096)).min(1).max(8).default([32, 64, 80]),
+  numResBlocks: int(1, 8).default(2),
+});
+
+const plan = z.strictObject({
+  /** Rounds to run before the federation stops by itself; null: until an admin stops it. */
+  rounds: int(1, 1_000_000).nullable().default(null),
+  localSteps: int(1, 1_000_000).default(50),
+  batchSize: int(1, 1024).default(8),
+  lr: finite.refine((x) => x > 0 && x < 1, 'lr must be in (0, 1)').default(2e-4),
+  prediction: z.enum(['epsilon', 'v', 'sample']).default('sample'),
+  schedule: z.enum(['cosine', 'linear', 'scaled-linear']).default('cosine'),
+  /** Share of the online sites drawn each round. */
+  fraction: finite.refine((x) => x > 0 && x <= 1, 'fraction must be in (0, 1]').default(1),
+  minSites: int(3, 10_000).default(3),
+  maxSites: int(3, 10_000).default(100),
+  /** How long a round waits for minSites sites to be online. */
+  waitSeconds: int(1, 86_400).default(300),
+  /** Deadline of each secure-aggregation stage; null: the coordinator's --stage-seconds. */
+  stageSeconds: int(1, 86_400).nullable().default(null),
+  /** Deadline of local training plus the masked upload; null: the coordinator's --train-seconds. */
+  trainSeconds: int(1, 7 * 86_400)
+    .nullable()
+    .default(null),
+  /** Validation slices one site's evaluation may weigh in the global figures. */
+  maxEvalCount: int(1, 2 ** 31 - 1).default(10_000),
+});
+
+/** FedProx's proximal term, a site-side setting every strategy carries. */
+const proxMu = finite.refine((x) => x >= 0 && x <= 100, 'proxMu must be in [0, 100]').default(0);
+const serverLr = (d: number) => finite.refine((x) => x > 0 && x <= 100, 'lr must be in (0, 100]').default(d);
+const beta = (d: number) => finite.refine((x) => x >= 0 && x < 1, 'must be in [0, 1)').default(d);
+const tau = finite.refine((x) => x > 0 && x < 1, 'tau must be in (0, 1)').default(1e-3);
+
+const strategy = z
+  .discriminatedUnion('kind', [
+    z.strictObject({ kind: z.literal('fedavg'), lr: serverLr(1), proxMu }),
+    z.strictObject({ kind: z.literal('fedavgm'), lr: serverLr(1), momentum: beta(0.9), proxMu }),
+    z.strictObject({
+      kind: z.literal('fedadam'),
+      lr: serverLr(0.01),
+      beta1: beta(0.9),
+      beta2: beta(0.99),
+      tau,
+      proxMu,
+    }),
+    z.strictObject({
+      kind: z.literal('fedyogi'),
+      lr: serverLr(0.01),
+      beta1: beta(0.9),
+      beta2: beta(0.99),
+      tau,
+      proxMu,
+    }),
+  ])
+  .prefault({ kind: 'fedavg' });
+
+const secagg = z.strictObject({
+  /** 'active' tolerates a deviating coordinator (threshold 2n/3 + 1); 'honest-but-curious' n/2 + 1. */
+  threatModel: z.enum(['active', 'honest-but-curious']).default('active'),
+  /** complete: every pair of sites masks; harary: SecAgg+ with `neighbours` per site. */
+  graph: z
+    .discriminatedUnion('kind', [
+      z.strictObject({ kind: z.literal('complete') }),
+      z.strictObject({ kind: z.literal('harary'), neighbours: int(2, 10_000) }),
+    ])
+    .prefault({ kind: 'complete' }),
+  /** Largest magnitude of an update value before quantization. */
+  clip: finite.refine((x) => x > 0, 'clip must be positive').default(0.05),
+  levels: int(2, 2 ** 24).default(65_536),
+  maxWeight: finite.refine((x) => x > 0 && x <= 2 ** 31, 'maxWeight must be in (0, 2^31]').default(100_000),
+});
+
+const dp = z.strictObject({
+  /** L2 norm each site's update is clipped to. */
+  clip: finite.refine((x) => x > 0, 'clip must be positive').default(10),
+  noiseMultiplier: finite
+    .refine((x) => x >= 0 && x <= 1000, 'noiseMultiplier must be in [0, 1000]')
+    .default(0),
+  delta: finite.refine((x) => x > 0 && x < 1, 'delta must be in (0, 1)').default(1e-5),
+  /** The epsilon after which the federation stops; null: no budget. */
+  epsilonBudget: finite
+    .refine((x) => x > 0, 'epsilonBudget must be positive')
+    .nullable()
+    .default(null),
+});
+
+const privacy = z.strictObject({
+  /** Whether admins see each site's evaluation figures (researchers never do). */
+  perSiteMetrics: z.boolean().default(true),
+});
+
+/** The schema of a federation's configuration; every section and field has a default. */
+export const federationConfig = z
+  .strictObject({
+    task: task.prefault({}),
+    model: model.prefault({}),
+    plan: plan.prefault({}),
+    strategy,
+    secagg: secagg.prefault({}),
+    dp: dp.prefault({}),
+    privacy: privacy.prefault({}),
+  })
+  .superRefine((c, ctx) => {
+    if (c.plan.maxSites < c.plan.minSites)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['plan', 'maxSites'],
+        message: `maxSites (${c.plan.maxSites}) is below minSites (${c.plan.minSites})`,
+      });
+    const g = c.secagg.graph;
+    if (g.kind === 'harary' && g.neighbours >= c.plan.maxSites)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['secagg', 'graph', 'neighbours'],
+        message: `a Harary graph of ${g.neighbours} neighbours needs more than ${g.neighbours} sites; maxSites is ${c.plan.maxSites}`,
+      });
+  });
+
+export type FederationConfig = z.infer<typeof federationConfig>;
+/** What a client may send for a configuration: any section or field may be left out. */
+export type FederationConfigInput = z.input<typeof federationConfig>;
+export type StrategyConfig = FederationConfig['strategy'];
+
+/** Keys of earlier versions, and where their settings live now. */
+const RENAMED: Record<string, string> = {
+  modelConfig: 'model',
+  serverOptimizer: 'strategy',
+  'plan.fedProxMu': 'strategy.proxMu',
+  'secagg.stageSeconds': 'plan.stageSeconds',
+};
+
+/** A configuration that does not parse; `problems` names each path and what is wrong there. */
+export class FederationConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(
+      `invalid federation configuration: ${problems.slice(0, 8).join('; ')}${problems.length > 8 ? `; and ${problems.length - 8} more` : ''}`,
+    );
+    this.name = 'FederationConfigError';
+  }
+}
+
+function problemsOf(err: z.ZodError): string[] {
+  return err.issues.flatMap((i) => {
+    const at = i.path.join('.');
+    if (i.code === 'unrecognized_keys')
+      return i.keys.map((k) => {
+        const path = at ? `${at}.${k}` : k;
+        return RENAMED[path] ? `${path}: unknown key (it is now ${RENAMED[path]})` : `${path}: unknown key`;
+      });
+    return [`${at || '(config)'}: ${i.message}`];
+  });
+}
+
+/** Parses a configuration (filling every default), or throws FederationConfigError naming every problem. */
+export function parseFederationConfig(input: unknown): FederationConfig {
+  const r = federationConfig.safeParse(input ?? {});
+  if (!r.success) throw new FederationConfigError(problemsOf(r.error));
+  return r.data;
+}
+
+/** The configuration of a federation created with no settings at all. */
+export const DEFAULT_FEDERATION_CONFIG: FederationConfig = parseFederationConfig({});
+
+const isPlainObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * A change applied to a configuration: objects merge key by key, anything else (numbers, lists,
+ * null) replaces; a strategy or graph of another kind replaces the whole section so that the
+ * other kind's fields do not linger. The result is parsed like a new configuration.
+ */
+export function applyConfigPatch(current: FederationConfig, patch: unknown): FederationConfig {
+  const merge = (a: unknown, b: unknown): unknown => {
+    if (!isPlainObject(a) || !isPlainObject(b)) return b;
+    if ('kind' in b && b.kind !== a.kind) return b;
+    const out: Record<string, unknown> = { ...a };
+    for (const [k, v] of Object.entries(b)) out[k] = v === undefined ? a[k] : merge(a[k], v);
+    return out;
+  };
+  if (!isPlainObject(patch)) throw new FederationConfigError(['(patch): expected an object of sections']);
+  return parseFederationConfig(merge(current, patch));
+}
+
+/** The JSON Schema of a configuration as clients send it (for the OpenAPI description and forms). */
+export function federationConfigJsonSchema(): Record<string, unknown> {
+  return z.toJSONSchema(federationConfig, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
+}
