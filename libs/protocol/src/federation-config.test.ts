@@ -1,0 +1,123 @@
+import { describe, expect, it } from 'vitest';
+import {
+  applyConfigPatch,
+  DEFAULT_FEDERATION_CONFIG,
+  FederationConfigError,
+  federationConfigJsonSchema,
+  parseFederationConfig,
+} from './federation-config';
+
+const problems = (input: unknown): string[] => {
+  try {
+    parseFederationConfig(input);
+  } catch (err) {
+    if (err instanceof FederationConfigError) return err.problems;
+    throw err;
+  }
+  return [];
+};
+
+describe('FederationConfig', () => {
+  it('fills every default from an empty configuration', () => {
+    expect(DEFAULT_FEDERATION_CONFIG).toEqual({
+      task: { source: 'mr', target: 'ct' },
+      model: { size: 64, channels: [32, 64, 80], numResBlocks: 2 },
+      plan: {
+        rounds: null,
+        localSteps: 50,
+        batchSize: 8,
+        lr: 2e-4,
+        prediction: 'sample',
+        schedule: 'cosine',
+        fraction: 1,
+        minSites: 3,
+        maxSites: 100,
+        waitSeconds: 300,
+        stageSeconds: null,
+        trainSeconds: null,
+        maxEvalCount: 10_000,
+      },
+      strategy: { kind: 'fedavg', lr: 1, proxMu: 0 },
+      secagg: {
+        threatModel: 'active',
+        graph: { kind: 'complete' },
+        clip: 0.05,
+        levels: 65_536,
+        maxWeight: 100_000,
+      },
+      dp: { clip: 10, noiseMultiplier: 0, delta: 1e-5, epsilonBudget: null },
+      privacy: { perSiteMetrics: true },
+    });
+    // A strategy's own defaults come with its kind.
+    expect(parseFederationConfig({ strategy: { kind: 'fedadam' } }).strategy).toEqual({
+      kind: 'fedadam',
+      lr: 0.01,
+      beta1: 0.9,
+      beta2: 0.99,
+      tau: 1e-3,
+      proxMu: 0,
+    });
+  });
+
+  it('refuses the settings that used to be accepted and fail late, naming each path', () => {
+    expect(problems({ strategy: { kind: 'fedadamx' } })[0]).toMatch(/^strategy\.kind: /);
+    expect(problems({ plan: { lr: 'NaN' } })[0]).toMatch(/^plan\.lr: /);
+    expect(problems({ plan: { lr: Number.NaN } })[0]).toMatch(/^plan\.lr: /);
+    expect(problems({ plan: { minSites: -5 } })[0]).toMatch(/^plan\.minSites: /);
+    expect(problems({ plan: { locaSteps: 5 } })).toEqual(['plan.locaSteps: unknown key']);
+    expect(problems({ model: { channels: 'abc' } })[0]).toMatch(/^model\.channels: /);
+    expect(problems({ nonsense: 1 })).toEqual(['nonsense: unknown key']);
+    // Keys of the earlier settings say where they went.
+    expect(problems({ modelConfig: { size: 32 } })).toEqual(['modelConfig: unknown key (it is now model)']);
+    expect(problems({ plan: { fedProxMu: 0.1 } })).toEqual([
+      'plan.fedProxMu: unknown key (it is now strategy.proxMu)',
+    ]);
+    // Several problems are all named.
+    expect(problems({ plan: { batchSize: 0, fraction: 2 }, dp: { delta: 1 } })).toHaveLength(3);
+  });
+
+  it('checks what depends on more than one field', () => {
+    expect(problems({ plan: { minSites: 10, maxSites: 5 } })).toEqual([
+      'plan.maxSites: maxSites (5) is below minSites (10)',
+    ]);
+    expect(
+      problems({ plan: { maxSites: 4 }, secagg: { graph: { kind: 'harary', neighbours: 4 } } })[0],
+    ).toMatch(/^secagg\.graph\.neighbours: a Harary graph of 4 neighbours needs more than 4 sites/);
+    expect(problems({ task: { source: 'ct', target: 'ct' } })).toEqual([
+      'task.target: source and target must differ',
+    ]);
+  });
+
+  it('applies a change key by key; another strategy kind replaces the strategy; the result is checked', () => {
+    const c = parseFederationConfig({ plan: { localSteps: 20 }, strategy: { kind: 'fedadam', lr: 0.05 } });
+    const p = applyConfigPatch(c, { plan: { lr: 1e-3 }, strategy: { beta1: 0.8 } });
+    expect(p.plan.localSteps).toBe(20);
+    expect(p.plan.lr).toBe(1e-3);
+    expect(p.strategy).toMatchObject({ kind: 'fedadam', lr: 0.05, beta1: 0.8 });
+    const m = applyConfigPatch(c, { strategy: { kind: 'fedavgm' } });
+    expect(m.strategy).toEqual({ kind: 'fedavgm', lr: 1, momentum: 0.9, proxMu: 0 });
+    expect(() => applyConfigPatch(c, { plan: { minSites: 200 } })).toThrow(
+      /maxSites \(100\) is below minSites \(200\)/,
+    );
+    expect(() => applyConfigPatch(c, [1])).toThrow(FederationConfigError);
+  });
+
+  it('describes itself as a JSON Schema that names every section and refuses unknown keys', () => {
+    const s = federationConfigJsonSchema() as {
+      properties: Record<string, { properties?: Record<string, unknown>; additionalProperties?: boolean }>;
+      additionalProperties?: boolean;
+    };
+    expect(Object.keys(s.properties).sort()).toEqual([
+      'dp',
+      'model',
+      'plan',
+      'privacy',
+      'secagg',
+      'strategy',
+      'task',
+    ]);
+    expect(s.additionalProperties).toBe(false);
+    expect(s.properties.plan.additionalProperties).toBe(false);
+    expect(Object.keys(s.properties.plan.properties ?? {})).toContain('localSteps');
+  });
+});
