@@ -1,7 +1,12 @@
 import { createHash } from 'node:crypto';
+import { CHUNK_ELEMENTS } from '@fedsynth/secure-agg';
 
-/** Largest chunk of a transfer: socket.io drops messages above maxHttpBufferSize, so stay well below. */
-export const MAX_CHUNK_BYTES = 1024 * 1024;
+/**
+ * Largest chunk of a transfer, 1 MiB: one chunk of libs/secure-agg's masked vector (CHUNK_ELEMENTS
+ * 32-bit elements), so a masked upload sends each chunk the client produces as one message. socket.io
+ * drops messages above maxHttpBufferSize, which the coordinator sets above this.
+ */
+export const MAX_CHUNK_BYTES = CHUNK_ELEMENTS * Uint32Array.BYTES_PER_ELEMENT;
 
 /** One piece of a large binary (a checkpoint, a masked vector), acknowledged by the receiver. */
 export interface Chunk {

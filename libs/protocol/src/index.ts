@@ -1,7 +1,7 @@
 /**
  * @fedsynth/protocol — every message between the coordinator and the site agents (zod schemas,
- * typed), the protocol version, and chunked, acknowledged, resumable, sha256-verified transfer of
- * large binaries.
+ * typed), the protocol version, chunked, acknowledged, resumable, sha256-verified transfer of
+ * large binaries, and the site's side of a round as one state machine (ParticipantSession).
  */
 export { type Chunk, ChunkReceiver, ChunkSender, MAX_CHUNK_BYTES, sha256Hex, TransferError } from './chunked';
 export {
@@ -22,8 +22,40 @@ export {
   type MessageLimit,
   PRE_LOGIN_LIMITS,
 } from './message-limits';
+export {
+  type AgentMessageName,
+  type EvaluationReport,
+  type ModelSource,
+  type ModelStore,
+  type ParticipantEvent,
+  type ParticipantLog,
+  type ParticipantOptions,
+  ParticipantSession,
+  type ParticipantTransport,
+  type ServerMessageName,
+  type TrainingResult,
+} from './participant/participant-session';
+export {
+  PARTICIPANT_STATES,
+  type ParticipantState,
+  ROUND_MESSAGE_STATE,
+  type RoundMessageName,
+} from './participant/participant-state';
+export {
+  checkRoundStart,
+  type RoundStart,
+  type RoundStartCheck,
+  roundConfigOf,
+  type SecAggClientOptions,
+} from './participant/round-start-check';
 export * from './schemas';
-export { chunkToUint32, SECAGG_MESSAGES } from './secagg-messages';
+export {
+  chunkToUint32,
+  maskedTransferId,
+  parseMaskedTransferId,
+  SECAGG_MESSAGES,
+  uint32ToChunk,
+} from './secagg-messages';
 export {
   createGatewayParser,
   LimitedDecoder,

@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
-import { defaultThreshold, SecAggClient, SecAggServer } from '@fedsynth/secure-agg';
+import { CHUNK_ELEMENTS, defaultThreshold, SecAggClient, SecAggServer } from '@fedsynth/secure-agg';
 import nacl from 'tweetnacl';
 import { describe, expect, it } from 'vitest';
+import { MAX_CHUNK_BYTES } from './chunked';
 import { AGENT_TO_SERVER, MESSAGES, parseMessage, SERVER_TO_AGENT } from './schemas';
-import { chunkToUint32 } from './secagg-messages';
+import { chunkToUint32, maskedTransferId, parseMaskedTransferId, uint32ToChunk } from './secagg-messages';
 
 describe('secure-aggregation messages on the wire', () => {
   it('validate every message a real round produces, and carry masked chunks as bytes', () => {
@@ -31,11 +32,9 @@ describe('secure-aggregation messages on the wire', () => {
         values: new Float32Array(5).fill(0.5),
         weight: 1,
       })) {
-        const wire = new Uint8Array(
-          ch.data.buffer.slice(ch.data.byteOffset, ch.data.byteOffset + ch.data.byteLength),
-        );
+        const wire = new Uint8Array(uint32ToChunk(ch.data));
         const msg = parseMessage('secagg.masked-chunk', {
-          transferId: `fed:1/${i}`,
+          transferId: maskedTransferId('fed:1', i),
           offset: ch.offset * 4,
           total: 24,
           data: wire,
@@ -80,6 +79,19 @@ describe('secure-aggregation messages on the wire', () => {
       expect(chunk.byteOffset % 4).toBe(offset);
       expect([...chunkToUint32(chunk)]).toEqual([...values]);
     }
+  });
+
+  it('names a masked upload by round and participant, and reads the name back', () => {
+    expect(maskedTransferId('fed:1', 3)).toBe('fed:1/3');
+    expect(parseMaskedTransferId(maskedTransferId('fed:1', 3))).toEqual({ roundId: 'fed:1', index: 3 });
+    expect(parseMaskedTransferId(maskedTransferId('a/b', 12))).toEqual({ roundId: 'a/b', index: 12 });
+    for (const other of ['a'.repeat(64), 'fed:1/', '/3', 'fed:1/03', 'fed:1/0', 'fed:1/x'])
+      expect(parseMaskedTransferId(other)).toBeNull();
+  });
+
+  it('sends each chunk the SecAgg client produces as one transfer chunk', () => {
+    expect(MAX_CHUNK_BYTES).toBe(CHUNK_ELEMENTS * 4);
+    expect(MAX_CHUNK_BYTES).toBe(1024 * 1024);
   });
 
   it('gives every event of both directions a schema', () => {

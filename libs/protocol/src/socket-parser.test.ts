@@ -12,6 +12,7 @@ import { describe, expect, it } from 'vitest';
 import { MAX_CHUNK_BYTES } from './chunked';
 import { agentLimits, PRE_LOGIN_LIMITS } from './message-limits';
 import { signedAuthResponse } from './schemas';
+import { maskedTransferId } from './secagg-messages';
 import { LimitedDecoder, MessageLimitError } from './socket-parser';
 
 /** The frames socket.io sends for one event: the text part, then each binary attachment. */
@@ -67,7 +68,7 @@ function roundMessages(n: number, graph: RoundConfig['graph']): [string, unknown
       weight: 1,
     })) {
       send('secagg.masked-chunk', {
-        transferId: `fed:7/${i}`,
+        transferId: maskedTransferId('fed:7', i),
         offset: ch.offset * 4,
         total: 300_001 * 4,
         data: new Uint8Array(ch.data.buffer, ch.data.byteOffset, ch.data.byteLength),

@@ -1,14 +1,15 @@
 /**
  * The protocol-level sites of the coordinator benchmark, in their own process: each logs in with its
- * key and runs a real SecAggClient through a round; masked vectors are uploaded one site at a time
- * with acknowledged 1 MiB chunks, so this process holds one vector at a time. Sites in --drop stop
- * after sharing keys.
+ * key and runs libs/protocol's ParticipantSession through a round with a synthetic update (it never
+ * fetches the model: its "training" does not read it); masked vectors are uploaded one site at a
+ * time with acknowledged 1 MiB chunks, so this process holds one update vector at a time. Sites in
+ * --drop stop after sharing keys.
  */
 import { parseArgs } from 'node:util';
-import { signedAuthResponse, socketParser } from '@fedsynth/protocol';
-import { type RoundConfig, SecAggClient } from '@fedsynth/secure-agg';
+import { ParticipantSession, socketParser } from '@fedsynth/protocol';
 import { io, type Socket } from 'socket.io-client';
 import nacl from 'tweetnacl';
+import { attachSession, socketTransport } from '../testing/protocol-agent';
 
 let url = '';
 let D = 0;
@@ -21,64 +22,60 @@ export function benchKey(k: number): nacl.SignKeyPair {
   return nacl.sign.keyPair.fromSeed(seed);
 }
 
-let uploads = Promise.resolve();
+let queue = Promise.resolve();
+
+/** Waits for this site's turn to hold an update vector; the returned function ends the turn. */
+function nextTurn(): Promise<() => void> {
+  let end: () => void = () => undefined;
+  const ended = new Promise<void>((r) => {
+    end = r;
+  });
+  const turn = queue.then(() => end);
+  queue = queue.then(() => ended);
+  return turn;
+}
 
 function site(k: number): Promise<Socket> {
   const kp = benchKey(k);
   return new Promise((resolve, reject) => {
     const socket = io(url, { transports: ['websocket'], reconnection: false, parser: socketParser });
-    let client: SecAggClient | undefined;
-    socket.on('connect_error', reject);
-    socket.on('auth.challenge', (c: { nonce: Uint8Array }) =>
-      socket.emit('auth.response', signedAuthResponse(c.nonce, kp, 'bench')),
-    );
-    socket.on('auth.ok', () => resolve(socket));
-    socket.on('round.start', (m: { secAgg: RoundConfig }) => {
-      const config: RoundConfig = {
-        ...m.secAgg,
-        participants: m.secAgg.participants.map((p) => ({
-          ...p,
-          identityKey: new Uint8Array(p.identityKey),
-        })),
-      };
-      const me = config.participants.find((p) =>
-        Buffer.from(p.identityKey).equals(Buffer.from(kp.publicKey)),
-      )!;
-      client = new SecAggClient({ config, selfIndex: me.index, identitySecretKey: kp.secretKey });
-      socket.emit('secagg.advertise', client.advertiseKeys());
-    });
-    socket.on('secagg.roster', (r) => {
-      if (drop.has(k)) return void socket.disconnect();
-      socket.emit('secagg.shares', client!.shareKeys(r));
-    });
-    socket.on('secagg.inbox', (inbox) => {
-      uploads = uploads.then(async () => {
+    const wire = socketTransport(socket);
+    let endTurn: (() => void) | null = null;
+    const session = new ParticipantSession({
+      identity: kp,
+      coordinatorKey: null,
+      agentVersion: 'bench',
+      transport: {
+        send: (event, payload) => {
+          if (event === 'secagg.shares' && drop.has(k)) return void socket.disconnect();
+          wire.send(event, payload);
+        },
+        sendWithAck: (event, payload, timeoutMs) => wire.sendWithAck(event, payload, timeoutMs),
+      },
+      train: async () => {
+        if (drop.has(k)) return new Promise(() => undefined); // it leaves after sharing its keys
+        endTurn = await nextTurn();
         const delta = new Float32Array(D);
         for (let i = 0; i < D; i++) delta[i] = 0.001 * Math.sin(i * 0.001 + k);
-        for (const ch of client!.maskedInput(inbox, { values: delta, weight: 100 + k })) {
-          const data = new Uint8Array(ch.data.buffer, ch.data.byteOffset, ch.data.byteLength);
-          const r = await socket.emitWithAck('secagg.masked-chunk', {
-            transferId: `${client!.config.roundId}/${client!.selfIndex}`,
-            offset: ch.offset * 4,
-            total: (D + 1) * 4,
-            data,
-          });
-          if (!r.ok) throw new Error(`site ${k}: ${r.message}`);
+        return { delta, weight: 100 + k, report: { loss: 1, steps: 1, epsilon: null } };
+      },
+      evaluate: async () => ({ mae: 1, psnr: 1, ssim: 1, count: 1 }),
+      onEvent: (e) => {
+        // The upload is over (sent or failed): the next site may make its vector.
+        if (e.type === 'state' && (e.state === 'masked-input-sent' || e.state === 'failed')) {
+          endTurn?.();
+          endTurn = null;
         }
-      });
+      },
+      log: {
+        info: () => undefined,
+        warn: () => undefined,
+        error: (message, fields) => console.error(`site ${k}: ${message} ${JSON.stringify(fields ?? {})}`),
+      },
     });
-    socket.on('secagg.survivors', (l) => socket.emit('secagg.consistency', client!.consistencyCheck(l)));
-    socket.on('secagg.consistency-result', (r) => socket.emit('secagg.unmask', client!.unmask(r)));
-    socket.on('round.evaluate', (m: { roundId: string; modelHash: string }) => {
-      socket.emit('round.eval-report', {
-        roundId: m.roundId,
-        modelHash: m.modelHash,
-        mae: 1,
-        psnr: 1,
-        ssim: 1,
-        count: 1,
-      });
-    });
+    attachSession(socket, session);
+    socket.on('connect_error', reject);
+    socket.on('auth.ok', () => resolve(socket));
   });
 }
 

@@ -1,11 +1,83 @@
-import { ChunkReceiver, roundStartPayload, signedAuthResponse, socketParser } from '@fedsynth/protocol';
-import { ed25519Verify, type RoundConfig, SecAggClient, sessionId } from '@fedsynth/secure-agg';
+import {
+  type AgentMessageName,
+  type EvaluationReport,
+  ParticipantSession,
+  type ParticipantTransport,
+  SERVER_TO_AGENT,
+  type SecAggClientOptions,
+  socketParser,
+} from '@fedsynth/protocol';
+import { type AdvertiseKeysMessage, SecAggClient } from '@fedsynth/secure-agg';
 import { io, type Socket } from 'socket.io-client';
 import nacl from 'tweetnacl';
 
 /**
- * A protocol-level site for tests (the real agent is apps/site-agent): logs in, fetches the global checkpoint by hash, runs a real SecAggClient
- * through every stage with a synthetic delta and weight. `dropAt` makes it disconnect at a stage.
+ * A participant session's transport over a socket.io client socket: acknowledged messages reject
+ * when the coordinator refuses them, the connection drops, or no acknowledgement comes in time.
+ */
+export function socketTransport(socket: Socket): ParticipantTransport {
+  return {
+    send: (event, payload) => void socket.emit(event, payload),
+    sendWithAck: (event, payload, timeoutMs) =>
+      new Promise<void>((resolve, reject) => {
+        if (!socket.connected) return reject(new Error(`not connected; ${event} not sent`));
+        const timer = setTimeout(() => {
+          socket.off('disconnect', onDisconnect);
+          reject(new Error(`${event}: no acknowledgement in ${timeoutMs} ms`));
+        }, timeoutMs);
+        const onDisconnect = () => {
+          clearTimeout(timer);
+          reject(new Error(`disconnected before ${event} was acknowledged`));
+        };
+        socket.once('disconnect', onDisconnect);
+        socket.emit(event, payload, (r: { ok: boolean; code?: string; message?: string }) => {
+          clearTimeout(timer);
+          socket.off('disconnect', onDisconnect);
+          if (r?.ok) resolve();
+          else reject(new Error(`${event} refused: ${r?.code ?? 'ERROR'} ${r?.message ?? ''}`.trim()));
+        });
+      }),
+  };
+}
+
+/** Hands every coordinator message the socket receives to the session (which validates it). */
+export function attachSession(socket: Socket, session: ParticipantSession): void {
+  for (const event of SERVER_TO_AGENT) socket.on(event, (raw: unknown) => void session.receive(event, raw));
+}
+
+/** The stage whose answer each outbound message is (what `dropAt` names). */
+const STAGE_OF: Partial<Record<AgentMessageName, string>> = {
+  'secagg.advertise': 'advertise-keys',
+  'secagg.shares': 'share-keys',
+  'round.train-report': 'masked-input',
+  'secagg.masked-chunk': 'masked-input',
+  'secagg.consistency': 'consistency-check',
+  'secagg.unmask': 'unmask',
+};
+
+/** A SecAggClient whose key advert is made by a test script from the real one (e.g. with forged keys). */
+class ScriptedAdvert extends SecAggClient {
+  constructor(
+    options: SecAggClientOptions,
+    private readonly script: (client: SecAggClient) => unknown,
+  ) {
+    super(options);
+  }
+
+  override advertiseKeys(): AdvertiseKeysMessage {
+    // The script sees this client, with advertiseKeys() the real one (it calls it to start from).
+    const real = Object.assign(Object.create(this) as SecAggClient, {
+      advertiseKeys: () => super.advertiseKeys(),
+    });
+    return this.script(real) as AdvertiseKeysMessage;
+  }
+}
+
+/**
+ * A protocol-level site for tests (the real agent is apps/site-agent): libs/protocol's
+ * ParticipantSession over socket.io, with a synthetic delta and weight for "training" (after it has
+ * fetched the round's model by hash) and a report derived from its weight for evaluation.
+ * `dropAt` makes it disconnect instead of sending its answer of that stage.
  */
 export function startAgent(
   url: string,
@@ -14,7 +86,9 @@ export function startAgent(
   weight: number,
   opts: {
     dropAt?: string;
+    /** Awaited once the coordinator asks for the masked input, before the training report and the upload. */
     beforeMaskedInput?: () => Promise<void>;
+    /** The coordinator key pinned at enrollment; without it round starts are not checked. */
     coordinatorKey?: Uint8Array;
     /** Replaces the signed key advert (e.g. with forged keys). */
     advertise?: (client: SecAggClient) => unknown;
@@ -24,98 +98,63 @@ export function startAgent(
     beforeEval?: () => Promise<void>;
   } = {},
 ): Promise<Socket> {
-  const dropAt = opts.dropAt;
   return new Promise((resolve) => {
     const socket = io(url, { transports: ['websocket'], reconnection: false, parser: socketParser });
-    let client: SecAggClient | undefined;
-    let blob: ChunkReceiver | undefined;
-    const drop = (stage: string) => {
-      if (dropAt === stage) {
-        socket.disconnect();
-        return true;
-      }
-      return false;
+    const wire = socketTransport(socket);
+    const dropsAt = (event: AgentMessageName) => {
+      if (!opts.dropAt || STAGE_OF[event] !== opts.dropAt) return false;
+      socket.disconnect();
+      return true;
     };
-    socket.on('auth.challenge', (c: { nonce: Uint8Array }) =>
-      socket.emit('auth.response', signedAuthResponse(c.nonce, kp, 'test')),
-    );
+    // Local training "ends" when the masked-input stage begins, so beforeMaskedInput runs then.
+    const inboxes = new Map<string, { arrived: Promise<void>; arrive: () => void }>();
+    const inboxOf = (roundId: string) => {
+      let e = inboxes.get(roundId);
+      if (!e) {
+        let arrive: () => void = () => undefined;
+        const arrived = new Promise<void>((r) => {
+          arrive = r;
+        });
+        e = { arrived, arrive };
+        inboxes.set(roundId, e);
+      }
+      return e;
+    };
+    socket.on('secagg.inbox', (raw: { roundId?: unknown }) => {
+      if (typeof raw?.roundId === 'string') inboxOf(raw.roundId).arrive();
+    });
+    const session = new ParticipantSession({
+      identity: kp,
+      coordinatorKey: opts.coordinatorKey ?? null,
+      agentVersion: 'test',
+      transport: {
+        send: (event, payload) => {
+          if (!dropsAt(event)) wire.send(event, payload);
+        },
+        sendWithAck: (event, payload, timeoutMs) =>
+          dropsAt(event)
+            ? Promise.reject(new Error(`dropped at ${opts.dropAt}`))
+            : wire.sendWithAck(event, payload, timeoutMs),
+      },
+      train: async (start, model) => {
+        // A real site trains here from the checkpoint it fetched: it must arrive intact.
+        if ((await model()).length === 0) throw new Error('empty checkpoint');
+        await inboxOf(start.secAgg.roundId).arrived;
+        await opts.beforeMaskedInput?.();
+        // epsilon stands in for a DP accountant: distinct per site.
+        return { delta, weight, report: { loss: 0.25, steps: 10, epsilon: weight / 100 } };
+      },
+      evaluate: async (m) => {
+        await opts.beforeEval?.();
+        // A site scores the new model on its validation split; here a figure derived from its weight.
+        const report = opts.evalReport
+          ? opts.evalReport(m)
+          : { mae: 50 + weight / 10, psnr: 30, ssim: 0.9, count: weight };
+        return report as EvaluationReport | null;
+      },
+      createClient: (o) => (opts.advertise ? new ScriptedAdvert(o, opts.advertise) : new SecAggClient(o)),
+    });
+    attachSession(socket, session);
     socket.on('auth.ok', () => resolve(socket));
-    socket.on('round.start', (m: { secAgg: RoundConfig; modelBytes: number }) => {
-      const config: RoundConfig = {
-        ...m.secAgg,
-        participants: m.secAgg.participants.map((p) => ({
-          ...p,
-          identityKey: new Uint8Array(p.identityKey),
-        })),
-      };
-      const me = config.participants.find((p) =>
-        Buffer.from(p.identityKey).equals(Buffer.from(kp.publicKey)),
-      )!;
-      if (
-        opts.coordinatorKey &&
-        !ed25519Verify(
-          opts.coordinatorKey,
-          roundStartPayload(sessionId(config), m as never),
-          new Uint8Array((m as unknown as { signature: Uint8Array }).signature),
-        )
-      ) {
-        socket.emit('round.reply', {
-          roundId: config.roundId,
-          accept: false,
-          reason: 'round start not signed by the pinned coordinator key',
-        });
-        return;
-      }
-      client = new SecAggClient({ config, selfIndex: me.index, identitySecretKey: kp.secretKey });
-      blob = new ChunkReceiver(config.modelHash, m.modelBytes, config.modelHash);
-      socket.emit('blob.request', { sha256: config.modelHash, offset: 0 });
-      if (drop('advertise-keys')) return;
-      socket.emit('secagg.advertise', opts.advertise ? opts.advertise(client) : client.advertiseKeys());
-    });
-    socket.on('blob.chunk', (c: { transferId: string; offset: number; total: number; data: Uint8Array }) => {
-      blob?.accept({ ...c, data: new Uint8Array(c.data) });
-    });
-    socket.on('secagg.roster', (r) => {
-      if (drop('share-keys')) return;
-      socket.emit('secagg.shares', client!.shareKeys(r));
-    });
-    socket.on('secagg.inbox', async (inbox) => {
-      if (drop('masked-input')) return;
-      // A real site trains here from the checkpoint it fetched: wait until it has arrived intact.
-      for (let i = 0; i < 500 && !blob!.complete; i++) await new Promise((r) => setTimeout(r, 10));
-      if (blob!.result().length === 0) throw new Error('empty checkpoint');
-      await opts.beforeMaskedInput?.();
-      socket.emit('round.train-report', {
-        roundId: client!.config.roundId,
-        loss: 0.25,
-        steps: 10,
-        epsilon: weight / 100, // stands in for a DP accountant: distinct per site
-      });
-      for (const ch of client!.maskedInput(inbox, { values: delta, weight })) {
-        const data = new Uint8Array(ch.data.buffer, ch.data.byteOffset, ch.data.byteLength);
-        socket.emit('secagg.masked-chunk', {
-          transferId: `${client!.config.roundId}/${client!.selfIndex}`,
-          offset: ch.offset * 4,
-          total: (delta.length + 1) * 4,
-          data,
-        });
-      }
-    });
-    socket.on('secagg.survivors', (l) => {
-      if (drop('consistency-check')) return;
-      socket.emit('secagg.consistency', client!.consistencyCheck(l));
-    });
-    socket.on('round.evaluate', async (m: { roundId: string; modelHash: string }) => {
-      await opts.beforeEval?.();
-      // A site scores the new model on its validation split; here a figure derived from its weight.
-      const report = opts.evalReport
-        ? opts.evalReport(m)
-        : { mae: 50 + weight / 10, psnr: 30, ssim: 0.9, count: weight };
-      if (report) socket.emit('round.eval-report', { roundId: m.roundId, modelHash: m.modelHash, ...report });
-    });
-    socket.on('secagg.consistency-result', (r) => {
-      if (drop('unmask')) return;
-      socket.emit('secagg.unmask', client!.unmask(r));
-    });
   });
 }

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { socketParser } from '@fedsynth/protocol';
+import { parseMaskedTransferId, socketParser } from '@fedsynth/protocol';
 import type { Socket } from 'socket.io-client';
 import { PacketType } from 'socket.io-parser';
 import type { AuditLog } from '../audit/audit-log';
@@ -27,12 +27,12 @@ function digest(frames: Frame[]): { bytes: number; sha256: string } {
   return { bytes, sha256: h.digest('hex') };
 }
 
-/** The round a payload belongs to, from its roundId or transferId field. */
+/** The round a payload belongs to, from its roundId or its masked upload's transferId. */
 export function roundOf(payload: unknown): string | null {
   if (!payload || typeof payload !== 'object') return null;
   const p = payload as { roundId?: unknown; transferId?: unknown };
   if (typeof p.roundId === 'string') return p.roundId;
-  if (typeof p.transferId === 'string' && p.transferId.includes('/')) return p.transferId.split('/')[0];
+  if (typeof p.transferId === 'string') return parseMaskedTransferId(p.transferId)?.roundId ?? null;
   return null;
 }
 

@@ -9,6 +9,7 @@ import { isAlive, readStatus } from '../agent/status';
 import { AuditLog } from '../audit/audit-log';
 import {
   type AgentConfig,
+  type AgentConfigSources,
   configPath,
   defaultStateDir,
   loadAgentConfig,
@@ -23,9 +24,17 @@ function stateDirOf(v: Record<string, unknown>): string {
   return resolve(String(v['state-dir'] ?? defaultStateDir()));
 }
 
+/** Where a command's settings come from: agent.json, the process environment and the given flags. */
+function sourcesOf(
+  v: Record<string, unknown>,
+  flags: Partial<Record<keyof AgentConfig, unknown>> = {},
+): AgentConfigSources {
+  return { stateDir: stateDirOf(v), env: { ...process.env }, flags, requireFile: true };
+}
+
 /** Settings from agent.json, the environment and the given flags, validated together. */
 function settings(v: Record<string, unknown>, flags: Partial<Record<keyof AgentConfig, unknown>> = {}) {
-  return loadAgentConfig({ stateDir: stateDirOf(v), flags, requireFile: true });
+  return loadAgentConfig(sourcesOf(v, flags));
 }
 
 function needEnrollment(stateDir: string) {
@@ -100,14 +109,22 @@ const runCmd: Command = {
       description: 'auto, tensorflow-gpu, tensorflow, wasm or cpu (default: from agent.json)',
     },
     'log-format': { type: 'string', valueName: 'auto|pretty|json', description: 'log lines (default: auto)' },
+    'training-window': {
+      type: 'string',
+      valueName: 'HH:MM-HH:MM',
+      description: 'accept rounds only in this daily window (default: from agent.json)',
+    },
   },
   async run(v) {
     const stateDir = stateDirOf(v);
-    const config = settings(v, {
+    // Kept for the daemon's life: the controls are re-read from the same sources at each round.
+    const configSources = sourcesOf(v, {
       dataDir: v['data-dir'] ? resolve(String(v['data-dir'])) : undefined,
       backend: v.backend,
       logFormat: v['log-format'],
+      trainingWindow: v['training-window'],
     });
+    const config = loadAgentConfig(configSources);
     const log = createLogger(config.logFormat);
     // Before anything else (and before any connection): NaN or infinite voxels, broken headers or
     // mismatched MR/CT would otherwise surface only as a diverging loss rounds later.
@@ -125,6 +142,7 @@ const runCmd: Command = {
     if (!config.dataDir) log.warn('no data directory configured: this site will decline rounds');
     const agent = new SiteAgent({
       config,
+      configSources,
       identity,
       enrollment,
       log,

@@ -109,15 +109,24 @@ export function configPath(stateDir: string): string {
 }
 
 /**
+ * Where settings come from: `<stateDir>/agent.json`, then an environment, then flags (later wins).
+ * The daemon keeps the sources it started with and re-reads them at each round start, so a control
+ * given by environment or flag holds as long as the daemon runs, and edits to the file take effect.
+ */
+export interface AgentConfigSources {
+  stateDir?: string;
+  /** FEDSYNTH_AGENT_* variables (default: process.env). */
+  env?: NodeJS.ProcessEnv;
+  flags?: Partial<Record<keyof AgentConfig, unknown>>;
+  /** A missing agent.json is an error (commands after `init`). */
+  requireFile?: boolean;
+}
+
+/**
  * Loads settings from the config file, then the environment, then flags (later wins), and
  * validates them once; every bad setting is reported together.
  */
-export function loadAgentConfig(opts: {
-  stateDir?: string;
-  flags?: Partial<Record<keyof AgentConfig, unknown>>;
-  env?: NodeJS.ProcessEnv;
-  requireFile?: boolean;
-}): AgentConfig {
+export function loadAgentConfig(opts: AgentConfigSources): AgentConfig {
   const env = opts.env ?? process.env;
   const problems: string[] = [];
   const stateDir = resolve(opts.stateDir ?? env.FEDSYNTH_AGENT_HOME ?? defaultStateDir());

@@ -1,0 +1,63 @@
+import { ed25519Verify, type RoundConfig, SecAggClient, sessionId } from '@fedsynth/secure-agg';
+import { type Message, roundStartPayload } from '../schemas';
+
+/** A validated `round.start` message. */
+export type RoundStart = Message<'round.start'>;
+
+/** The options SecAggClient is made with. */
+export type SecAggClientOptions = ConstructorParameters<typeof SecAggClient>[0];
+
+/** What a site checks in a round start before it takes part: its SecAgg client, or why not. */
+export type RoundStartCheck =
+  | { ok: true; config: RoundConfig; client: SecAggClient }
+  | { ok: false; reason: string };
+
+/** The round's secure-aggregation configuration, with its binary fields copied out of the message. */
+export function roundConfigOf(start: RoundStart): RoundConfig {
+  const s = start.secAgg;
+  return {
+    ...s,
+    participants: s.participants.map((p) => ({ ...p, identityKey: new Uint8Array(p.identityKey) })),
+    graph: s.graph.kind === 'harary' ? { ...s.graph, seed: new Uint8Array(s.graph.seed) } : s.graph,
+    quantization: { ...s.quantization },
+  };
+}
+
+/**
+ * Checks a round start on the site's side: the coordinator's Ed25519 signature over
+ * roundStartPayload with the key the site pinned at enrollment (null skips this check: protocol
+ * tests only), that the site's identity key is among the participants, and that the
+ * secure-aggregation configuration is valid (SecAggClient refuses any other).
+ *
+ * @param identity the site's Ed25519 identity (tweetnacl layout: the 64-byte secret key ends with the public key)
+ * @returns the SecAgg client for the round, or the reason to decline it
+ */
+export function checkRoundStart(
+  start: RoundStart,
+  identity: { publicKey: Uint8Array; secretKey: Uint8Array },
+  coordinatorKey: Uint8Array | null,
+  createClient: (options: SecAggClientOptions) => SecAggClient = (o) => new SecAggClient(o),
+): RoundStartCheck {
+  const config = roundConfigOf(start);
+  let session: Uint8Array;
+  try {
+    session = sessionId(config);
+  } catch (err) {
+    return { ok: false, reason: `invalid secure-aggregation parameters: ${(err as Error).message}` };
+  }
+  if (coordinatorKey) {
+    const { signature, ...signed } = start;
+    if (!ed25519Verify(coordinatorKey, roundStartPayload(session, signed), new Uint8Array(signature)))
+      return { ok: false, reason: 'round start not signed by the coordinator key pinned at enrollment' };
+  }
+  const me = config.participants.find((p) =>
+    Buffer.from(p.identityKey).equals(Buffer.from(identity.publicKey)),
+  );
+  if (!me) return { ok: false, reason: 'this site is not among the round participants' };
+  try {
+    const client = createClient({ config, selfIndex: me.index, identitySecretKey: identity.secretKey });
+    return { ok: true, config, client };
+  } catch (err) {
+    return { ok: false, reason: `invalid secure-aggregation parameters: ${(err as Error).message}` };
+  }
+}
