@@ -14,7 +14,7 @@ import { until } from './until';
 
 const children: ChildProcess[] = [];
 /** The system tests' small U-Net (see tiny-federation.ts). */
-const TINY_MODEL = tinyFederation().modelConfig;
+const TINY_MODEL = tinyFederation().model;
 
 /** Starts the built coordinator in its own process (embedded database in `dataDir`). */
 async function serve(dataDir: string): Promise<SpawnedCoordinator> {
@@ -59,7 +59,7 @@ describe('coordinator restart (separate process, embedded database)', () => {
     };
     const fed = await api(first.url, 'POST', '/api/federations', {
       name: 'restart',
-      modelConfig: TINY_MODEL,
+      model: TINY_MODEL,
       plan: { minSites: 3 },
       secagg: { clip: 0.5, levels: 65536, maxWeight: 1000 },
     });

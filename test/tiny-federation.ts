@@ -8,7 +8,7 @@ import { LocalFederation } from '../apps/demo/src/local-federation';
  */
 export function tinyFederation(plan: Record<string, unknown> = {}, secagg: Record<string, unknown> = {}) {
   return {
-    modelConfig: { size: 16, channels: [8, 16, 16], numResBlocks: 1 },
+    model: { size: 16, channels: [8, 16, 16], numResBlocks: 1 },
     plan: {
       localSteps: 10,
       batchSize: 8,

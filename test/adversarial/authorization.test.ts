@@ -30,9 +30,8 @@ let target: Target;
 beforeAll(async () => {
   target = file.get();
   for (const k of ['a', 'b'] as const) {
-    fedId[k] = (
-      await http(target, 'POST', '/api/federations', { body: { name: `fed-${k}`, modelConfig: TINY } })
-    ).json.id as string;
+    fedId[k] = (await http(target, 'POST', '/api/federations', { body: { name: `fed-${k}`, model: TINY } }))
+      .json.id as string;
     model[k] = await uploadTiny(fedId[k], k === 'a' ? 1 : 2);
   }
 });

@@ -131,7 +131,7 @@ export async function duringAttack(target: Target, attack: () => Promise<void>):
 }
 
 /** The small U-Net the system tests train, and the length of its flat weight vector. */
-export const TINY = tinyFederation().modelConfig;
+export const TINY = tinyFederation().model;
 export const TINY_PARAMS = unetLayout(unetConfigFor(TINY.channels, TINY.numResBlocks)).reduce(
   (n, t) => n + t.shape.reduce((a, b) => a * b, 1),
   0,

@@ -45,9 +45,8 @@ let target: Target;
 
 beforeAll(async () => {
   target = file.get();
-  federationId = (
-    await http(target, 'POST', '/api/federations', { body: { name: 'upload', modelConfig: TINY } })
-  ).json.id as string;
+  federationId = (await http(target, 'POST', '/api/federations', { body: { name: 'upload', model: TINY } }))
+    .json.id as string;
   d = await import('@fedsynth/diffusion');
   await d.selectBackend('wasm');
 });

@@ -164,7 +164,13 @@ const REMOTE_FLAGS: Record<string, FlagSpec> = {
     default: 'http://127.0.0.1:8080',
   },
   token: { type: 'string', valueName: 'token', description: 'admin API token ($FEDSYNTH_TOKEN)' },
-  plan: { type: 'string', valueName: 'json', description: 'training plan overrides as JSON (create)' },
+  plan: { type: 'string', valueName: 'json', description: 'the plan section as JSON (create, update)' },
+  config: {
+    type: 'string',
+    valueName: 'json',
+    description:
+      'configuration sections as JSON, e.g. {"strategy":{"kind":"fedadam"},"secagg":{"graph":{"kind":"harary","neighbours":4}}} (create, update)',
+  },
   model: {
     type: 'string',
     valueName: 'file',
@@ -190,7 +196,7 @@ const COMMANDS = {
     AUDIT_FLAGS,
   ],
   federation: [
-    'federation create NAME | start NAME | pause NAME | resume NAME | stop NAME | status [NAME] | upload-model NAME --model FILE [flags]',
+    'federation create NAME | update NAME | start NAME | pause NAME | resume NAME | stop NAME | status [NAME] | upload-model NAME --model FILE [flags]',
     'Manages federations through the REST API of a running coordinator.',
     REMOTE_FLAGS,
   ],
@@ -424,17 +430,28 @@ async function remote(v: Record<string, string | boolean | undefined>, args: str
   const url = String(v.url ?? process.env.FEDSYNTH_URL ?? 'http://127.0.0.1:8080').replace(/\/$/, '');
   const call = apiCaller(url, apiToken(v));
   let out: unknown;
+  const json = (flag: 'plan' | 'config'): Record<string, unknown> | undefined => {
+    if (v[flag] === undefined) return undefined;
+    try {
+      const parsed = JSON.parse(String(v[flag]));
+      if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) return parsed;
+    } catch {
+      // refused below
+    }
+    throw new UsageError(`--${flag} must be a JSON object`);
+  };
+  const sections = () => {
+    const plan = json('plan');
+    return { ...json('config'), ...(plan ? { plan } : {}) };
+  };
   if (sub === 'create') {
     if (!name) throw new UsageError('federation create needs a NAME');
-    let plan: unknown;
-    if (v.plan) {
-      try {
-        plan = JSON.parse(String(v.plan));
-      } catch {
-        throw new UsageError('--plan must be JSON');
-      }
-    }
-    out = await call('POST', '/api/federations', { name, ...(plan ? { plan } : {}) });
+    out = await call('POST', '/api/federations', { name, ...sections() });
+  } else if (sub === 'update') {
+    if (!name) throw new UsageError('federation update needs a NAME');
+    const patch = sections();
+    if (Object.keys(patch).length === 0) throw new UsageError('federation update needs --config or --plan');
+    out = await call('PATCH', `/api/federations/${encodeURIComponent(name)}`, patch);
   } else if (sub === 'start' || sub === 'pause' || sub === 'resume' || sub === 'stop') {
     if (!name) throw new UsageError(`federation ${sub} needs a NAME`);
     out = await call('POST', `/api/federations/${encodeURIComponent(name)}/${sub}`);
@@ -452,7 +469,7 @@ async function remote(v: Record<string, string | boolean | undefined>, args: str
     throw new UsageError(
       sub
         ? `unknown federation command "${sub}"`
-        : 'federation needs a command: create, start, pause, resume, stop, status or upload-model',
+        : 'federation needs a command: create, update, start, pause, resume, stop, status or upload-model',
     );
   }
   process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);

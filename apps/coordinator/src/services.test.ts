@@ -2,7 +2,7 @@ import nacl from 'tweetnacl';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiTokenService } from './auth/api-tokens';
 import type { Database } from './db/database';
-import { ApiTokenEntity, FederationEntity } from './db/entities';
+import { ApiTokenEntity } from './db/entities';
 import { DATABASES } from './db/testing';
 import { ErrorCode } from './errors/coordinator-error';
 import { FederationService, nextStatus, TRANSITIONS } from './federations/federation-service';
@@ -31,10 +31,27 @@ for (const [label, open] of DATABASES) {
     });
 
     it('creates federations with defaults, refuses duplicates and walks the lifecycle', async () => {
-      const svc = new FederationService(db.dataSource.getRepository(FederationEntity));
+      const svc = new FederationService(db.dataSource);
       const f = await svc.create({ name: 'mr-ct', plan: { localSteps: 10 } });
-      expect(f.plan).toMatchObject({ localSteps: 10, batchSize: 8 });
-      expect(f.task).toEqual({ source: 'mr', target: 'ct' });
+      expect(svc.configOf(f).plan).toMatchObject({ localSteps: 10, batchSize: 8 });
+      expect(svc.configOf(f).task).toEqual({ source: 'mr', target: 'ct' });
+      expect(f.configVersion).toBe(1);
+      // Settings that used to be accepted and fail late are refused at creation, naming the path.
+      await expect(svc.create({ name: 'bad', plan: { locaSteps: 5 } })).rejects.toMatchObject({
+        code: ErrorCode.INVALID_INPUT,
+        message: 'plan.locaSteps: unknown key',
+      });
+      await expect(svc.create({ name: 'bad', strategy: { kind: 'fedadamx' } })).rejects.toMatchObject({
+        code: ErrorCode.INVALID_INPUT,
+      });
+      // Changed between rounds: a new version, kept with the earlier one.
+      const v2 = await svc.updateConfig(f.id, { plan: { lr: 1e-3 } });
+      expect(v2.configVersion).toBe(2);
+      expect(svc.configOf(v2).plan).toMatchObject({ localSteps: 10, lr: 1e-3 });
+      expect((await svc.versions(f.id)).map((v) => v.version)).toEqual([1, 2]);
+      await expect(svc.updateConfig(f.id, { plan: { minSites: 1 } })).rejects.toMatchObject({
+        code: ErrorCode.INVALID_INPUT,
+      });
       await expect(svc.create({ name: 'mr-ct' })).rejects.toMatchObject({ code: ErrorCode.NAME_TAKEN });
       await expect(svc.create({ name: '../x' })).rejects.toMatchObject({ code: ErrorCode.INVALID_INPUT });
       expect((await svc.transition(f.id, 'start')).status).toBe('running');
@@ -76,7 +93,7 @@ for (const [label, open] of DATABASES) {
     });
 
     it('enrolls a site once with a valid token and proof of key possession, then approves and revokes it', async () => {
-      const fed = await new FederationService(db.dataSource.getRepository(FederationEntity)).create({
+      const fed = await new FederationService(db.dataSource).create({
         name: 'enroll-test',
       });
       const svc = new EnrollmentService(db.dataSource);

@@ -181,7 +181,7 @@ export async function main(argv: string[]): Promise<void> {
         `coordinator at ${fed.url} (embedded database unless --database-url; API docs at ${fed.url}/api/docs)`,
       );
       const federation = await fed.createFederation('demo', {
-        modelConfig: { size, channels: [16, 32, 64], numResBlocks: 1 },
+        model: { size, channels: [16, 32, 64], numResBlocks: 1 },
         plan: {
           localSteps: steps,
           batchSize: 8,

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '../db/database';
-import { ApiTokenEntity, FederationEntity } from '../db/entities';
+import { ApiTokenEntity } from '../db/entities';
 import { freshPostgres } from '../db/testing';
 import { ErrorCode } from '../errors/coordinator-error';
 import { FederationService } from '../federations/federation-service';
@@ -65,7 +65,7 @@ describe('ApiTokenService on PostgreSQL', () => {
 
   it('lists tokens without secrets or hashes, revokes once, and keeps scopes', async () => {
     const repo = db.dataSource.getRepository(ApiTokenEntity);
-    const federations = new FederationService(db.dataSource.getRepository(FederationEntity));
+    const federations = new FederationService(db.dataSource);
     const a = await federations.create({ name: 'scope-a' });
     const tokens = new ApiTokenService(repo);
     const sut = new TokenAdmin(tokens, federations);
@@ -102,7 +102,7 @@ describe('ApiTokenService on PostgreSQL', () => {
       const c = clock('2030-03-01T00:00:00Z');
       const repo = fresh.dataSource.getRepository(ApiTokenEntity);
       const sut = new ApiTokenService(repo, c.now);
-      const fed = await new FederationService(fresh.dataSource.getRepository(FederationEntity)).create({
+      const fed = await new FederationService(fresh.dataSource).create({
         name: 'only',
       });
       await sut.create('admin', 'limited', { federationIds: [fed.id] });

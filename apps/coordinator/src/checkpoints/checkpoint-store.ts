@@ -35,6 +35,11 @@ export class CheckpointStore {
     private readonly repo: Repository<CheckpointEntity>,
   ) {}
 
+  /** Where the blobs live (strategy states are kept beside them). */
+  get directory(): string {
+    return this.dir;
+  }
+
   private path(sha: string): string {
     return join(this.dir, sha.slice(0, 2), `${sha}.safetensors`);
   }

@@ -2,10 +2,13 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { parseFederationConfig } from '@fedsynth/protocol';
 import { Client } from 'pg';
+import { DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Database, openDatabase } from './database';
 import { ApiTokenEntity, FederationEntity, MetricEntity, RoundEntity, SiteEntity } from './entities';
+import { MIGRATIONS } from './migrations';
 
 const ADMIN_URL = process.env.FEDSYNTH_TEST_PG ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const dbName = `fedsynth_t_${randomBytes(4).toString('hex')}`;
@@ -27,12 +30,7 @@ afterAll(async () => {
 
 const federation = (name: string): Partial<FederationEntity> => ({
   name,
-  task: { source: 'mr', target: 'ct' },
-  modelConfig: { channels: [32, 64, 80] },
-  plan: { localSteps: 50 },
-  serverOptimizer: { kind: 'fedavg', lr: 1 },
-  secagg: { threshold: 'active' },
-  dp: { clip: 1, noiseMultiplier: 0 },
+  config: { task: { source: 'mr', target: 'ct' }, plan: { localSteps: 50 } },
 });
 
 async function exercise(db: Database) {
@@ -107,7 +105,7 @@ describe('database', () => {
     await db.close();
     const reopened = await openDatabase({ dataDir: dir });
     const fed = await reopened.dataSource.getRepository(FederationEntity).findOneByOrFail({ id: fedId });
-    expect(fed.task).toEqual({ source: 'mr', target: 'ct' });
+    expect((fed.config as { task: unknown }).task).toEqual({ source: 'mr', target: 'ct' });
     expect(await reopened.dataSource.getRepository(MetricEntity).count()).toBe(1);
     await reopened.close();
     // A lock left by a live process is respected; one left by a dead process is taken over.
@@ -117,6 +115,53 @@ describe('database', () => {
     const taken = await openDatabase({ dataDir: dir });
     await taken.close();
   }, 120_000);
+
+  it('carries federations of the earlier settings columns into one configuration document, keys moved', async () => {
+    const { freshPostgresUrl } = await import('./testing');
+    const { url, drop } = await freshPostgresUrl();
+    try {
+      // The schema as the first two migrations left it, with a federation in the old columns.
+      const old = new DataSource({ type: 'postgres', url, migrations: MIGRATIONS.slice(0, 2) });
+      await old.initialize();
+      await old.runMigrations();
+      const [{ id }] = await old.query(
+        `INSERT INTO federations (name, task, model_config, plan, server_optimizer, secagg, dp, status)
+         VALUES ('legacy', '{"source":"mr","target":"ct"}', '{"size":32,"channels":[8,16],"numResBlocks":1}',
+           '{"localSteps":20,"fedProxMu":0.1,"minSites":3}', '{"kind":"fedadam","lr":0.05,"beta1":0.9,"beta2":0.99,"tau":0.001}',
+           '{"threatModel":"active","graph":"complete","clip":0.1,"levels":65536,"maxWeight":1000,"stageSeconds":45}',
+           '{"clip":5,"noiseMultiplier":0,"delta":0.00001}', 'running'),
+           ('junk', '{"source":"mr","target":"ct"}', '{}', '{"locaSteps":5}', '{"kind":"fedavg","lr":1}', '{}', '{}', 'running')
+         RETURNING id`,
+      );
+      await old.destroy();
+      const db = await openDatabase({ databaseUrl: url, dataDir: '/nonexistent' });
+      const feds = db.dataSource.getRepository(FederationEntity);
+      const legacy = await feds.findOneByOrFail({ id });
+      const config = parseFederationConfig(legacy.config);
+      expect(config.model).toEqual({ size: 32, channels: [8, 16], numResBlocks: 1 });
+      expect(config.plan).toMatchObject({ localSteps: 20, minSites: 3, stageSeconds: 45 });
+      expect(config.strategy).toEqual({
+        kind: 'fedadam',
+        lr: 0.05,
+        beta1: 0.9,
+        beta2: 0.99,
+        tau: 0.001,
+        proxMu: 0.1,
+      });
+      expect(config.secagg).toMatchObject({ graph: { kind: 'complete' }, clip: 0.1, maxWeight: 1000 });
+      expect(legacy.configVersion).toBe(1);
+      // A setting that was accepted but never valid stays visible, and fails to parse with its path.
+      const junk = await feds.findOneByOrFail({ name: 'junk' });
+      expect(() => parseFederationConfig(junk.config)).toThrow(/plan\.locaSteps: unknown key/);
+      const versions = await db.dataSource.query(
+        'SELECT federation_id, version FROM federation_config_versions',
+      );
+      expect(versions).toHaveLength(2);
+      await db.close();
+    } finally {
+      await drop();
+    }
+  });
 
   it('names an unreachable server without its password', async () => {
     await expect(

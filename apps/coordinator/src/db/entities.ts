@@ -15,14 +15,16 @@ export type FederationStatus = 'created' | 'running' | 'paused' | 'stopped';
 export class FederationEntity {
   @PrimaryGeneratedColumn('uuid') id!: string;
   @Column({ type: 'text', unique: true }) name!: string;
-  /** Source and target modality, e.g. { source: 'mr', target: 'ct' }. */
-  @Column({ type: 'jsonb' }) task!: { source: string; target: string };
-  @Column({ name: 'model_config', type: 'jsonb' }) modelConfig!: Record<string, unknown>;
-  @Column({ type: 'jsonb' }) plan!: Record<string, unknown>;
-  @Column({ name: 'server_optimizer', type: 'jsonb' }) serverOptimizer!: Record<string, unknown>;
-  @Column({ type: 'jsonb' }) secagg!: Record<string, unknown>;
-  @Column({ type: 'jsonb' }) dp!: Record<string, unknown>;
+  /**
+   * The whole configuration (libs/protocol FederationConfig) as stored: parse it before use (a
+   * stored document that no longer parses pauses its federation).
+   */
+  @Column({ type: 'jsonb' }) config!: unknown;
+  /** Incremented by every change of the configuration; rounds record the version they ran with. */
+  @Column({ name: 'config_version', type: 'integer', default: 1 }) configVersion!: number;
   @Column({ type: 'text', default: 'created' }) status!: FederationStatus;
+  /** Why the federation is paused or stopped when the coordinator did it (a broken configuration, a budget spent). */
+  @Column({ name: 'status_reason', type: 'text', nullable: true }) statusReason!: string | null;
   @Column({ name: 'current_checkpoint', type: 'text', nullable: true }) currentCheckpoint!: string | null;
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' }) createdAt!: Date;
   @UpdateDateColumn({ name: 'updated_at', type: 'timestamptz' }) updatedAt!: Date;
@@ -58,6 +60,16 @@ export class EnrollmentTokenEntity {
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' }) createdAt!: Date;
 }
 
+@Entity({ name: 'federation_config_versions' })
+export class FederationConfigVersionEntity {
+  @PrimaryColumn({ name: 'federation_id', type: 'uuid' }) federationId!: string;
+  @PrimaryColumn({ type: 'integer' }) version!: number;
+  @Column({ type: 'jsonb' }) config!: unknown;
+  @CreateDateColumn({ name: 'created_at', type: 'timestamptz' }) createdAt!: Date;
+  /** The API token that made the change (null for the first version or a migration). */
+  @Column({ name: 'created_by', type: 'uuid', nullable: true }) createdBy!: string | null;
+}
+
 @Entity({ name: 'rounds' })
 @Index('rounds_federation_number', ['federationId', 'number'], { unique: true })
 export class RoundEntity {
@@ -73,6 +85,8 @@ export class RoundEntity {
   @Column({ name: 'bytes_in', type: 'bigint', default: 0 }) bytesIn!: string;
   @Column({ name: 'bytes_out', type: 'bigint', default: 0 }) bytesOut!: string;
   @Column({ name: 'checkpoint_in', type: 'text' }) checkpointIn!: string;
+  /** The version of the federation's configuration the round ran with. */
+  @Column({ name: 'config_version', type: 'integer', nullable: true }) configVersion!: number | null;
   @Column({ name: 'checkpoint_out', type: 'text', nullable: true }) checkpointOut!: string | null;
   @Column({ type: 'text', nullable: true }) error!: string | null;
   @Column({ name: 'started_at', type: 'timestamptz' }) startedAt!: Date;
@@ -146,6 +160,7 @@ export class AuditEventEntity {
 
 export const ENTITIES = [
   FederationEntity,
+  FederationConfigVersionEntity,
   SiteEntity,
   EnrollmentTokenEntity,
   RoundEntity,

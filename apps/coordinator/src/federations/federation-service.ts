@@ -1,41 +1,14 @@
-import { In, type Repository } from 'typeorm';
-import { FederationEntity, type FederationStatus } from '../db/entities';
+import {
+  applyConfigPatch,
+  DEFAULT_FEDERATION_CONFIG,
+  type FederationConfig,
+  FederationConfigError,
+  parseFederationConfig,
+} from '@fedsynth/protocol';
+import { type DataSource, In, type Repository } from 'typeorm';
+import { FederationConfigVersionEntity, FederationEntity, type FederationStatus } from '../db/entities';
 import { CoordinatorError, ErrorCode } from '../errors/coordinator-error';
 import { isUuid } from '../http/ids';
-
-/** What an admin may set when creating a federation; everything else has a default. */
-export interface FederationInput {
-  name: string;
-  task?: { source: string; target: string };
-  modelConfig?: Record<string, unknown>;
-  plan?: Record<string, unknown>;
-  serverOptimizer?: Record<string, unknown>;
-  secagg?: Record<string, unknown>;
-  dp?: Record<string, unknown>;
-}
-
-/** Defaults: MRI -> CT, the default U-Net at 64x64, FedAvg, active-adversary threshold, no DP noise. */
-export const FEDERATION_DEFAULTS = {
-  task: { source: 'mr', target: 'ct' },
-  modelConfig: { size: 64, channels: [32, 64, 80], numResBlocks: 2 },
-  plan: {
-    localSteps: 50,
-    batchSize: 8,
-    lr: 2e-4,
-    prediction: 'sample',
-    schedule: 'cosine',
-    fedProxMu: 0,
-    minSites: 3,
-    maxSites: 100,
-    fraction: 1,
-    waitSeconds: 300,
-    /** Validation slices one site's evaluation report may weigh in the global figures. */
-    maxEvalCount: 10_000,
-  },
-  serverOptimizer: { kind: 'fedavg', lr: 1 },
-  secagg: { threatModel: 'active', graph: 'complete', clip: 0.05, levels: 65536, stageSeconds: 120 },
-  dp: { clip: 10, noiseMultiplier: 0, delta: 1e-5 },
-};
 
 export type FederationAction = 'start' | 'pause' | 'resume' | 'stop';
 
@@ -65,31 +38,126 @@ export function nextStatus(current: FederationStatus, action: FederationAction):
 
 const NAME = /^[A-Za-z0-9][\w.-]{0,99}$/;
 
-/** Federations: create with defaults, list, get, and start/pause/resume/stop. */
-export class FederationService {
-  constructor(private readonly repo: Repository<FederationEntity>) {}
+function invalidConfig(err: unknown): never {
+  if (err instanceof FederationConfigError)
+    throw new CoordinatorError(ErrorCode.INVALID_INPUT, err.problems.join('; '));
+  throw err;
+}
 
-  async create(input: FederationInput): Promise<FederationEntity> {
-    if (!input || typeof input.name !== 'string' || !NAME.test(input.name)) {
+/**
+ * Federations: created with a configuration checked against libs/protocol's FederationConfig
+ * (defaults filled, unknown keys refused), changed between rounds as new versions, listed, and
+ * moved through start/pause/resume/stop.
+ */
+export class FederationService {
+  private readonly repo: Repository<FederationEntity>;
+
+  constructor(private readonly ds: DataSource) {
+    this.repo = ds.getRepository(FederationEntity);
+  }
+
+  /**
+   * Creates a federation from its name and configuration sections (task, model, plan, strategy,
+   * secagg, dp, privacy; each optional). The configuration is version 1.
+   */
+  async create(
+    input: { name: string } & Record<string, unknown>,
+    createdBy: string | null = null,
+  ): Promise<FederationEntity> {
+    const { name, ...sections } = input ?? ({} as { name: string });
+    if (typeof name !== 'string' || !NAME.test(name)) {
       throw new CoordinatorError(
         ErrorCode.INVALID_INPUT,
         'name: 1-100 letters, digits, ".", "_" or "-", starting with a letter or digit',
       );
     }
-    if (await this.repo.existsBy({ name: input.name }))
-      throw new CoordinatorError(ErrorCode.NAME_TAKEN, `a federation named "${input.name}" exists`);
-    const merge = <T extends object>(d: T, v?: object) => ({ ...d, ...(v ?? {}) });
-    return this.repo.save({
-      name: input.name,
-      task: merge(FEDERATION_DEFAULTS.task, input.task),
-      modelConfig: merge(FEDERATION_DEFAULTS.modelConfig, input.modelConfig),
-      plan: merge(FEDERATION_DEFAULTS.plan, input.plan),
-      serverOptimizer: merge(FEDERATION_DEFAULTS.serverOptimizer, input.serverOptimizer),
-      secagg: merge(FEDERATION_DEFAULTS.secagg, input.secagg),
-      dp: merge(FEDERATION_DEFAULTS.dp, input.dp),
-      status: 'created',
-      currentCheckpoint: null,
+    let config: FederationConfig;
+    try {
+      config = parseFederationConfig(sections);
+    } catch (err) {
+      invalidConfig(err);
+    }
+    if (await this.repo.existsBy({ name }))
+      throw new CoordinatorError(ErrorCode.NAME_TAKEN, `a federation named "${name}" exists`);
+    return this.ds.transaction(async (m) => {
+      const fed = await m.getRepository(FederationEntity).save({
+        name,
+        config,
+        configVersion: 1,
+        status: 'created',
+        statusReason: null,
+        currentCheckpoint: null,
+      });
+      await m.getRepository(FederationConfigVersionEntity).insert({
+        federationId: fed.id,
+        version: 1,
+        config,
+        createdBy,
+      });
+      return fed;
     });
+  }
+
+  /** The federation's configuration, parsed (throws FederationConfigError when the stored one no longer parses). */
+  configOf(fed: FederationEntity): FederationConfig {
+    return parseFederationConfig(fed.config);
+  }
+
+  /**
+   * Changes the configuration (a partial document: sections merge key by key) between rounds: the
+   * result must parse, no round of the federation may be running, and the version goes up by one.
+   * A federation paused because its stored configuration broke may be mended this way.
+   */
+  async updateConfig(id: string, patch: unknown, createdBy: string | null = null): Promise<FederationEntity> {
+    const fed = await this.get(id);
+    let current: FederationConfig;
+    try {
+      current = this.configOf(fed);
+    } catch {
+      current = DEFAULT_FEDERATION_CONFIG; // a broken stored config is replaced, section by section
+    }
+    let next: FederationConfig;
+    try {
+      next = applyConfigPatch(current, patch);
+    } catch (err) {
+      invalidConfig(err);
+    }
+    if (await this.hasOpenRound(fed.id))
+      throw new CoordinatorError(
+        ErrorCode.ILLEGAL_TRANSITION,
+        `federation "${fed.name}" has a round running; change its configuration between rounds`,
+      );
+    const version = fed.configVersion + 1;
+    await this.ds.transaction(async (m) => {
+      const r = await m
+        .getRepository(FederationEntity)
+        .update({ id: fed.id, configVersion: fed.configVersion }, { config: next, configVersion: version });
+      if (!r.affected)
+        throw new CoordinatorError(
+          ErrorCode.ILLEGAL_TRANSITION,
+          `federation "${fed.name}" was changed meanwhile; try again`,
+        );
+      await m
+        .getRepository(FederationConfigVersionEntity)
+        .insert({ federationId: fed.id, version, config: next, createdBy });
+    });
+    return this.get(fed.id);
+  }
+
+  /** Every version of a federation's configuration, oldest first. */
+  versions(federationId: string): Promise<FederationConfigVersionEntity[]> {
+    return this.ds
+      .getRepository(FederationConfigVersionEntity)
+      .find({ where: { federationId }, order: { version: 'ASC' } });
+  }
+
+  /** Whether a round of the federation is in progress (not completed, failed or aborted). */
+  async hasOpenRound(id: string): Promise<boolean> {
+    const rows = await this.repo.query(
+      `SELECT 1 FROM rounds WHERE federation_id = $1 AND stage NOT IN ('completed', 'failed', 'aborted') LIMIT 1`,
+      [id],
+    );
+    return rows.length > 0;
   }
 
   list(): Promise<FederationEntity[]> {
@@ -142,16 +210,44 @@ export class FederationService {
     return affected > 0;
   }
 
-  /** Applies an action atomically: the update only succeeds from the status it was checked in. */
+  /**
+   * Applies an action atomically: the update only succeeds from the status it was checked in. A
+   * federation whose configuration does not parse cannot start or resume; the coordinator's own
+   * reason for a pause is cleared by a resume.
+   */
   async transition(id: string, action: FederationAction): Promise<FederationEntity> {
     const f = await this.get(id);
     const to = nextStatus(f.status, action);
-    const r = await this.repo.update({ id: f.id, status: f.status }, { status: to });
+    if (to === 'running') {
+      try {
+        this.configOf(f);
+      } catch (err) {
+        if (err instanceof FederationConfigError)
+          throw new CoordinatorError(
+            ErrorCode.ILLEGAL_TRANSITION,
+            `federation "${f.name}" cannot ${action}: its configuration is invalid (${err.problems.join('; ')}); change it with PATCH first`,
+          );
+        throw err;
+      }
+    }
+    const r = await this.repo.update(
+      { id: f.id, status: f.status },
+      { status: to, statusReason: to === 'running' ? null : f.statusReason },
+    );
     if (!r.affected)
       throw new CoordinatorError(
         ErrorCode.ILLEGAL_TRANSITION,
         `federation "${f.name}" changed status meanwhile; try again`,
       );
     return this.get(f.id);
+  }
+
+  /**
+   * The coordinator pauses (or stops) a running federation itself, saying why: its configuration no
+   * longer parses, a budget is spent, its rounds are done. Only from running; false otherwise.
+   */
+  async haltWithReason(id: string, to: 'paused' | 'stopped', reason: string): Promise<boolean> {
+    const r = await this.repo.update({ id, status: 'running' }, { status: to, statusReason: reason });
+    return (r.affected ?? 0) > 0;
   }
 }

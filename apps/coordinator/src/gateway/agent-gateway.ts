@@ -312,6 +312,19 @@ export class AgentGateway {
     socket.disconnect(true);
   }
 
+  /**
+   * The most sites a round of the federation can have (its plan's maxSites), which bounds a site's
+   * share and unmask messages; the schema's largest when its configuration does not parse.
+   */
+  private async maxSitesOf(federationId: string): Promise<number> {
+    const fed = await this.ctx.federations.get(federationId);
+    try {
+      return this.ctx.federations.configOf(fed).plan.maxSites;
+    } catch {
+      return 10_000;
+    }
+  }
+
   private async onConnection(socket: Socket): Promise<void> {
     const address = this.guard.address(socket.request);
     const refuse = (code: string, message: string) => {
@@ -366,9 +379,8 @@ export class AgentGateway {
         await repo.update({ id: site.id }, { lastSeenAt: new Date() });
         // Logged in: off the unauthenticated count, and the message limits of its federation.
         this.release.get(socket.conn)?.();
-        const fed = await this.ctx.federations.get(site.federationId);
         (socket.client as unknown as { decoder: LimitedDecoder }).decoder.setLimits(
-          agentLimits(Number((fed.plan as { maxSites?: number }).maxSites ?? 100)),
+          agentLimits(await this.maxSitesOf(site.federationId)),
         );
         const session: AgentSession = {
           siteId: site.id,

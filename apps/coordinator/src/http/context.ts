@@ -11,7 +11,6 @@ import {
   ApiTokenEntity,
   AuditEventEntity,
   CheckpointEntity,
-  FederationEntity,
   MetricEntity,
   RoundEntity,
 } from '../db/entities';
@@ -58,7 +57,7 @@ export class CoordinatorContext {
     this.failures = new FailureLimiter(boundary.failures);
     this.checkpoints = new CheckpointStore(blobDir, db.dataSource.getRepository(CheckpointEntity));
     this.tokens = new ApiTokenService(db.dataSource.getRepository(ApiTokenEntity));
-    this.federations = new FederationService(db.dataSource.getRepository(FederationEntity));
+    this.federations = new FederationService(db.dataSource);
     this.tokenAdmin = new TokenAdmin(this.tokens, this.federations);
     this.scope = new TokenScope(this.federations, db.dataSource);
     this.audit = new AuditLog(db.dataSource.getRepository(AuditEventEntity));

@@ -5,6 +5,7 @@ import {
   Header,
   Inject,
   Param,
+  Patch,
   Post,
   Put,
   Query,
@@ -37,17 +38,8 @@ const b64 = (bytes: number) =>
       return new Uint8Array(buf);
     });
 
-const createFederation = z
-  .object({
-    name: z.string(),
-    task: z.object({ source: z.string().min(1), target: z.string().min(1) }).optional(),
-    modelConfig: z.record(z.string(), z.unknown()).optional(),
-    plan: z.record(z.string(), z.unknown()).optional(),
-    serverOptimizer: z.record(z.string(), z.unknown()).optional(),
-    secagg: z.record(z.string(), z.unknown()).optional(),
-    dp: z.record(z.string(), z.unknown()).optional(),
-  })
-  .strict();
+/** A new federation: its name and any sections of its configuration (libs/protocol FederationConfig). */
+const createFederation = z.looseObject({ name: z.string() });
 
 @ApiTags('health')
 @Controller()
@@ -174,7 +166,7 @@ export class FederationsController {
   async create(@Body() body: unknown, @Req() req: ApiRequest) {
     const input = createFederation.parse(body);
     await this.ctx.scope.requireUnscoped(req.auth, 'creating a federation');
-    const fed = await this.ctx.federations.create(input);
+    const fed = await this.ctx.federations.create(input, req.auth?.id ?? null);
     noteAudit(req, { target: fed.id, detail: { name: fed.name } });
     return fed;
   }
@@ -190,6 +182,26 @@ export class FederationsController {
   @Roles('researcher')
   get(@Param('id') id: string, @Req() req: ApiRequest) {
     return this.federation(req, id);
+  }
+
+  @Patch(':id')
+  @Roles('admin')
+  @ApiOperation({
+    summary:
+      'Change the configuration between rounds: any sections and fields (they merge into the current ones); a new version',
+  })
+  async update(@Param('id') id: string, @Body() body: unknown, @Req() req: ApiRequest) {
+    const fed = await this.federation(req, id);
+    const updated = await this.ctx.federations.updateConfig(fed.id, body, req.auth?.id ?? null);
+    noteAudit(req, { target: fed.id, detail: { version: updated.configVersion } });
+    return updated;
+  }
+
+  @Get(':id/config-versions')
+  @Roles('researcher')
+  @ApiOperation({ summary: "Every version of the federation's configuration, oldest first" })
+  async configVersions(@Param('id') id: string, @Req() req: ApiRequest) {
+    return this.ctx.federations.versions((await this.federation(req, id)).id);
   }
 
   @Post(':id/enrollment-tokens')
@@ -222,7 +234,8 @@ export class FederationsController {
     if (await this.ctx.federations.hasCompletedRounds(fed.id)) throw refuse();
     const { sha256, size } = await this.ctx.checkpoints.putStream(req, {
       maxBytes: this.ctx.boundary.body.model,
-      validate: (bytes) => validateFederationModel(bytes, fed.modelConfig, 'the uploaded model'),
+      validate: (bytes) =>
+        validateFederationModel(bytes, this.ctx.federations.configOf(fed).model, 'the uploaded model'),
       meta: { federationId: fed.id },
     });
     if (!(await this.ctx.federations.setInitialCheckpoint(fed.id, sha256))) throw refuse();

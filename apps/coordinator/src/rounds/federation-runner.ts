@@ -1,26 +1,36 @@
+import type { FederationConfig } from '@fedsynth/protocol';
+import { FederationConfigError } from '@fedsynth/protocol';
 import { FederationEntity } from '../db/entities';
 import type { CoordinatorContext } from '../http/context';
 import { ensureModelBackend } from '../model-backend';
 import type { RoundEngine } from './round-engine';
 
+/** How the runner paces rounds. */
+export interface RunnerOptions {
+  intervalMs: number;
+  /** Wait after a failed round before the federation's next. */
+  retrySeconds: number;
+  /** Rounds in progress at once, over all federations (each federation runs one at a time). */
+  maxConcurrentRounds?: number;
+}
+
 /**
- * Keeps running federations training: one round after another while a federation is running and
- * has a global model; pausing or stopping takes effect between rounds. A failed round (too few
- * sites online, too few survivors) is recorded by the engine and the next one starts after
- * `retrySeconds`.
+ * Keeps running federations training, side by side: every federation that is running, has no
+ * round in progress and is not waiting out a failure gets its next round, up to a global cap of
+ * rounds at once. A federation whose stored configuration no longer parses is paused with the
+ * reason (an admin mends it with PATCH and resumes); nothing one federation does stops the others.
  */
 export class FederationRunner {
   private timer: NodeJS.Timeout | null = null;
   private busy = false;
   private stopped = false;
+  private readonly inFlight = new Map<string, Promise<void>>();
+  private readonly lastFailure = new Map<string, number>();
 
   constructor(
     private readonly ctx: CoordinatorContext,
     private readonly engine: RoundEngine,
-    private readonly opts: { intervalMs: number; retrySeconds: number } = {
-      intervalMs: 2000,
-      retrySeconds: 30,
-    },
+    private readonly opts: RunnerOptions = { intervalMs: 2000, retrySeconds: 30 },
   ) {}
 
   start(): void {
@@ -28,53 +38,77 @@ export class FederationRunner {
     this.timer = setInterval(() => void this.tick(), this.opts.intervalMs);
   }
 
+  /** Resolves when the rounds in progress have ended. */
+  async idle(): Promise<void> {
+    await Promise.allSettled(this.inFlight.values());
+  }
+
+  /** Stops starting rounds and waits for the ones in progress. */
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     while (this.busy) await new Promise((r) => setTimeout(r, 50));
+    await this.idle();
   }
 
   /**
    * A running federation without a global model gets a freshly initialized one from its model
    * config (seeded by the federation id, so it can be reproduced), unless an admin uploaded one.
    */
-  private async initializeModel(f: FederationEntity): Promise<void> {
+  private async initializeModel(f: FederationEntity, config: FederationConfig): Promise<void> {
     await ensureModelBackend();
     const { createInitialModel } = await import('@fedsynth/diffusion');
-    const mc = f.modelConfig as { size?: number; channels?: number[]; numResBlocks?: number };
-    const plan = f.plan as { prediction?: string; schedule?: string };
     const seed = Number.parseInt(f.id.replace(/-/g, '').slice(0, 8), 16) >>> 0;
     const bytes = await createInitialModel({
-      size: Number(mc.size ?? 64),
-      channels: mc.channels ?? [32, 64, 80],
-      numResBlocks: Number(mc.numResBlocks ?? 2),
-      prediction: (plan.prediction ?? 'sample') as 'sample',
-      schedule: (plan.schedule ?? 'cosine') as 'cosine',
+      size: config.model.size,
+      channels: config.model.channels,
+      numResBlocks: config.model.numResBlocks,
+      prediction: config.plan.prediction,
+      schedule: config.plan.schedule,
       seed,
     });
     const sha = await this.ctx.checkpoints.put(bytes, { federationId: f.id });
-    await this.ctx.federations.setCheckpoint(f.id, sha);
-    f.currentCheckpoint = sha;
+    if (!(await this.ctx.federations.setInitialCheckpoint(f.id, sha))) return;
     console.log(
       `federation "${f.name}": initialized the global model from its model config (${sha.slice(0, 12)}, ${bytes.length} bytes)`,
     );
   }
 
-  private readonly lastFailure = new Map<string, number>();
+  /** A federation's next round, from start to end; failures are remembered for the retry wait. */
+  private async runOne(f: FederationEntity, config: FederationConfig): Promise<void> {
+    try {
+      if (!f.currentCheckpoint) await this.initializeModel(f, config);
+      const r = await this.engine.runRound(f.id);
+      if (r.stage !== 'completed') this.lastFailure.set(f.id, Date.now());
+    } catch (err) {
+      this.lastFailure.set(f.id, Date.now());
+      console.error(`federation "${f.name}": ${(err as Error).message}`);
+    }
+  }
 
-  /** One pass: run a round of the first running federation that is due. */
+  /** One pass: start a round for every running federation that is due, up to the cap. */
   async tick(): Promise<void> {
     if (this.busy || this.stopped) return;
     this.busy = true;
     try {
       const feds = await this.ctx.db.dataSource.getRepository(FederationEntity).findBy({ status: 'running' });
+      const cap = this.opts.maxConcurrentRounds ?? 4;
       for (const f of feds) {
-        if (!f.currentCheckpoint) await this.initializeModel(f);
-        const failedAt = this.lastFailure.get(f.id) ?? 0;
-        if (Date.now() - failedAt < this.opts.retrySeconds * 1000) continue;
-        const r = await this.engine.runRound(f.id);
-        if (r.stage !== 'completed') this.lastFailure.set(f.id, Date.now());
-        break;
+        if (this.inFlight.size >= cap) break;
+        if (this.inFlight.has(f.id)) continue;
+        if (Date.now() - (this.lastFailure.get(f.id) ?? 0) < this.opts.retrySeconds * 1000) continue;
+        let config: FederationConfig;
+        try {
+          config = this.ctx.federations.configOf(f);
+        } catch (err) {
+          if (!(err instanceof FederationConfigError)) throw err;
+          const reason = `its configuration is invalid: ${err.problems.join('; ')}`;
+          if (await this.ctx.federations.haltWithReason(f.id, 'paused', reason))
+            console.error(`federation "${f.name}" paused: ${reason}`);
+          continue;
+        }
+        const run = this.runOne(f, config).finally(() => this.inFlight.delete(f.id));
+        this.inFlight.set(f.id, run);
       }
     } catch (err) {
       console.error(`round runner: ${(err as Error).message}`);

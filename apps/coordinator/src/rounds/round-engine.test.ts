@@ -213,6 +213,7 @@ for (const [label, open] of DATABASES) {
       });
       const sockets = await Promise.all(keys.map((kp, k) => start(url, kp, deltaOf(k), 1)));
       await runner.tick();
+      await runner.idle();
       for (const s of sockets) s.disconnect();
       const all = await rounds.find({ where: { federationId: fedId }, order: { number: 'ASC' } });
       expect(all.map((r) => r.stage)).toEqual([
@@ -237,7 +238,7 @@ for (const [label, open] of DATABASES) {
 
     it('stops waiting for sites when the federation is paused, and SIGTERM-style abort records the round', async () => {
       const feds = db.dataSource.getRepository(FederationEntity);
-      await feds.update({ id: fedId }, { plan: { minSites: 3, waitSeconds: 60 } });
+      await ctx.federations.updateConfig(fedId, { plan: { minSites: 3, waitSeconds: 60 } });
       const t = Date.now();
       const pending = engine.runRound(fedId);
       await new Promise((r) => setTimeout(r, 300));
@@ -260,13 +261,12 @@ for (const [label, open] of DATABASES) {
       await second;
       const after = await db.dataSource.getRepository(RoundEntity).findOneByOrFail({ id: aborted.id });
       expect(after.stage).toBe('aborted');
-      await feds.update({ id: fedId }, { status: 'running', plan: { minSites: 3, waitSeconds: 1 } });
+      await feds.update({ id: fedId }, { status: 'running' });
+      await ctx.federations.updateConfig(fedId, { plan: { minSites: 3, waitSeconds: 1 } });
     }, 30_000);
 
     it('draws ceil(fraction x online) sites per round', async () => {
-      await db.dataSource
-        .getRepository(FederationEntity)
-        .update({ id: fedId }, { plan: { minSites: 3, waitSeconds: 1, fraction: 0.5 } });
+      await ctx.federations.updateConfig(fedId, { plan: { minSites: 3, waitSeconds: 1, fraction: 0.5 } });
       const sockets = await Promise.all(keys.map((kp, k) => start(url, kp, deltaOf(k), 1)));
       const rec = await engine.runRound(fedId);
       for (const s of sockets) s.disconnect();

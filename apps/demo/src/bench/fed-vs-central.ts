@@ -103,7 +103,7 @@ export async function main(argv: string[]): Promise<void> {
       try {
         await fed.startCoordinator();
         const f = await fed.createFederation('fed-vs-central', {
-          modelConfig: { size, channels: [16, 32, 64], numResBlocks: 1 },
+          model: { size, channels: [16, 32, 64], numResBlocks: 1 },
           plan: { localSteps: steps, batchSize: batch, lr, ...plan, minSites: sites, waitSeconds: 300 },
           secagg: { clip: 0.1, levels: 65536, maxWeight: 100_000 },
         });
