@@ -114,11 +114,16 @@ export async function federationWithSites(
   target: Target,
   name: string,
   n: number,
-  settings: { plan?: Record<string, unknown>; secagg?: Record<string, unknown> } = {},
+  settings: {
+    plan?: Record<string, unknown>;
+    secagg?: Record<string, unknown>;
+    [section: string]: unknown;
+  } = {},
 ): Promise<{ federationId: string; sites: { kp: nacl.SignKeyPair; siteId: string; name: string }[] }> {
   const f = await http(target, 'POST', '/api/federations', {
     body: {
       name,
+      ...settings,
       ...tinyFederation(
         { minSites: 3, waitSeconds: 60, ...settings.plan },
         { threatModel: 'honest-but-curious', ...settings.secagg },

@@ -69,6 +69,12 @@ const SERVE_FLAGS: Record<string, FlagSpec> = {
     description: 'wait after a failed round before the next',
     default: '30',
   },
+  'max-concurrent-rounds': {
+    type: 'string',
+    valueName: 'n',
+    description: 'rounds in progress at once over all federations (each federation runs one at a time)',
+    default: '4',
+  },
   'max-model-mb': {
     type: 'string',
     valueName: 'n',
@@ -329,6 +335,7 @@ async function serve(v: Record<string, string | boolean | undefined>): Promise<n
   const runner = new FederationRunner(ctx, engine, {
     intervalMs: 1000,
     retrySeconds: numFlag(v, 'retry-seconds', 0, 86_400, 30),
+    maxConcurrentRounds: numFlag(v, 'max-concurrent-rounds', 1, 1000, 4),
   });
   const drive = async () => {
     const aborted = await engine.recover();
