@@ -101,6 +101,9 @@ export interface RoundRecord {
   number: number;
   stage: string;
   participants: { index: number; siteId: string }[] | null;
+  /** The round's secure-aggregation graph, neighbours per site and threshold. */
+  secagg: { graph: 'complete' | 'harary'; neighbours: number; threshold: number } | null;
+  configVersion: number | null;
   dropouts: { siteId: string; stage: string }[] | null;
   error: string | null;
   startedAt: string;

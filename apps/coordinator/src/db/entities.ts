@@ -87,6 +87,12 @@ export class RoundEntity {
   @Column({ name: 'checkpoint_in', type: 'text' }) checkpointIn!: string;
   /** The version of the federation's configuration the round ran with. */
   @Column({ name: 'config_version', type: 'integer', nullable: true }) configVersion!: number | null;
+  /** The round's secure-aggregation graph and threshold. */
+  @Column({ type: 'jsonb', nullable: true }) secagg!: {
+    graph: 'complete' | 'harary';
+    neighbours: number;
+    threshold: number;
+  } | null;
   @Column({ name: 'checkpoint_out', type: 'text', nullable: true }) checkpointOut!: string | null;
   @Column({ type: 'text', nullable: true }) error!: string | null;
   @Column({ name: 'started_at', type: 'timestamptz' }) startedAt!: Date;

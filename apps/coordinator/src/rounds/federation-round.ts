@@ -185,7 +185,14 @@ export async function runFederationRound(deps: RoundDeps, federationId: string):
       },
     });
     active.secure = secure;
-    await record.participants(participants.map((p) => ({ index: p.index, siteId: p.siteId })));
+    await record.participants(
+      participants.map((p) => ({ index: p.index, siteId: p.siteId })),
+      {
+        graph: graph.kind,
+        neighbours: graph.kind === 'harary' ? graph.neighbours : participants.length - 1,
+        threshold: secAgg.threshold,
+      },
+    );
     const start = {
       federationId: fed.id,
       roundNumber: record.row.number,

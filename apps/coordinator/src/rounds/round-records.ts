@@ -41,9 +41,9 @@ export class RoundRecord {
     await this.persist(extra);
   }
 
-  /** Records the participants once they are chosen. */
-  participants(list: { index: number; siteId: string }[]): Promise<void> {
-    return this.persist({ participants: list });
+  /** Records the participants and the secure-aggregation graph once they are chosen. */
+  participants(list: { index: number; siteId: string }[], secagg: RoundEntity['secagg']): Promise<void> {
+    return this.persist({ participants: list, secagg });
   }
 
   async fail(reason: string, bytes: { bytesIn: number; bytesOut: number }): Promise<void> {

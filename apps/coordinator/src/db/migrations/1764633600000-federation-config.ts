@@ -5,7 +5,7 @@ import type { MigrationInterface, QueryRunner } from 'typeorm';
  * a version: every change makes a new version, kept in federation_config_versions, and each round
  * records the version it ran with. The earlier columns are carried over with the keys that moved
  * (plan.fedProxMu -> strategy.proxMu, secagg.stageSeconds -> plan.stageSeconds, secagg.graph: the
- * complete graph); anything else is kept as it was, so a setting that was accepted but never valid
+ * complete graph); rounds also record their secure-aggregation graph and threshold. Anything else is kept as it was, so a setting that was accepted but never valid
  * now fails to load and pauses its federation with the reason instead of failing rounds.
  */
 export class FederationConfig1764633600000 implements MigrationInterface {
@@ -39,12 +39,12 @@ export class FederationConfig1764633600000 implements MigrationInterface {
     await q.query(
       'INSERT INTO federation_config_versions (federation_id, version, config) SELECT id, 1, config FROM federations',
     );
-    await q.query('ALTER TABLE rounds ADD COLUMN config_version integer');
+    await q.query('ALTER TABLE rounds ADD COLUMN config_version integer, ADD COLUMN secagg jsonb');
     await q.query('UPDATE rounds SET config_version = 1');
   }
 
   async down(q: QueryRunner): Promise<void> {
-    await q.query('ALTER TABLE rounds DROP COLUMN IF EXISTS config_version');
+    await q.query('ALTER TABLE rounds DROP COLUMN IF EXISTS config_version, DROP COLUMN IF EXISTS secagg');
     await q.query('DROP TABLE IF EXISTS federation_config_versions');
     await q.query(`ALTER TABLE federations
       ADD COLUMN task jsonb, ADD COLUMN model_config jsonb, ADD COLUMN plan jsonb,
