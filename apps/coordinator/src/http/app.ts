@@ -11,19 +11,16 @@ import {
 import { APP_FILTER, APP_GUARD, NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import { AuditModule } from '../audit/audit.module';
+import { AuthModule } from '../auth/auth.module';
+import { CheckpointsModule } from '../checkpoints/checkpoints.module';
+import { FederationsModule } from '../federations/federations.module';
+import { HealthModule } from '../health/health.module';
+import { SitesModule } from '../sites/sites.module';
 import { auditTrail } from './audit-trail';
 import { RolesGuard } from './auth';
 import { apiBoundary } from './boundary';
 import { CoordinatorContext } from './context';
-import {
-  AuditController,
-  CheckpointsController,
-  FederationsController,
-  HealthController,
-  MeController,
-  SitesController,
-  TokensController,
-} from './controllers';
 import { HttpErrorFilter } from './error-filter';
 import { securityHeaders } from './security-headers';
 
@@ -37,26 +34,25 @@ class AuditFlush implements BeforeApplicationShutdown {
   }
 }
 
+/**
+ * The REST API: a module per domain (health, auth and tokens, federations, checkpoints, sites, the
+ * audit trail), sharing the one CoordinatorContext, with the role guard and the error filter for
+ * every route.
+ */
 @Module({})
 class CoordinatorModule {
   static forRoot(ctx: CoordinatorContext): DynamicModule {
     return {
       module: CoordinatorModule,
-      controllers: [
-        HealthController,
-        MeController,
-        TokensController,
-        FederationsController,
-        CheckpointsController,
-        SitesController,
-        AuditController,
-      ],
+      global: true,
+      imports: [HealthModule, AuthModule, FederationsModule, CheckpointsModule, SitesModule, AuditModule],
       providers: [
         { provide: CoordinatorContext, useValue: ctx },
         { provide: APP_GUARD, useClass: RolesGuard },
         { provide: APP_FILTER, useClass: HttpErrorFilter },
         AuditFlush,
       ],
+      exports: [CoordinatorContext],
     };
   }
 }

@@ -43,12 +43,42 @@ describe('coordinator HTTP API', () => {
     const m = await call('GET', '/metrics');
     expect(m.text).toMatch(/fedsynth_uptime_seconds \d+/);
     expect(m.text).toMatch(/fedsynth_connected_sites 0/);
+    expect(m.text).toMatch(/# TYPE fedsynth_federations gauge/);
+    expect(m.text).toMatch(/fedsynth_process_resident_memory_bytes \d+/);
     const docs = await call('GET', '/api/docs');
     expect(docs.status).toBe(200);
     const spec = await call('GET', '/api/docs/openapi.json');
     expect(Object.keys(spec.json.paths as object)).toEqual(
       expect.arrayContaining(['/health', '/api/federations', '/api/enroll', '/api/federations/{id}/metrics']),
     );
+    // The federation body is the configuration schema itself: every section, unknown keys refused.
+    const paths = spec.json.paths as Record<
+      string,
+      Record<
+        string,
+        {
+          requestBody?: {
+            content: Record<
+              string,
+              { schema: { properties: Record<string, unknown>; additionalProperties?: boolean } }
+            >;
+          };
+        }
+      >
+    >;
+    const body = paths['/api/federations'].post.requestBody!.content['application/json'].schema;
+    expect(Object.keys(body.properties).sort()).toEqual([
+      'dp',
+      'model',
+      'name',
+      'plan',
+      'privacy',
+      'secagg',
+      'strategy',
+      'task',
+    ]);
+    expect(body.additionalProperties).toBe(false);
+    expect(paths['/api/federations/{id}'].patch).toBeDefined();
   });
 
   it('runs the admin and site flow with roles enforced and inputs validated', async () => {
