@@ -13,9 +13,10 @@ export default defineConfig({
     alias: [
       // Subpath entry points (e.g. '@fedsynth/diffusion/weights', free of tfjs) map to src/<name>.ts.
       {
-        find: /^@fedsynth\/(secure-agg|imaging|diffusion|protocol)\/([\w-]+)$/,
+        find: /^@fedsynth\/(secure-agg|imaging|diffusion|protocol|cli-kit)\/([\w-]+)$/,
         replacement: resolve(__dirname, 'libs/$1/src/$2.ts'),
       },
+      { find: /^@fedsynth\/cli-kit$/, replacement: pkg('libs/cli-kit') },
       { find: /^@fedsynth\/secure-agg$/, replacement: pkg('libs/secure-agg') },
       { find: /^@fedsynth\/imaging$/, replacement: pkg('libs/imaging') },
       { find: /^@fedsynth\/diffusion$/, replacement: pkg('libs/diffusion') },

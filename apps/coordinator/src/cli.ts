@@ -2,7 +2,7 @@ import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
-import { type FlagSpec, numFlag, parseFlags, runCli, UsageError, usage } from '@fedsynth/imaging';
+import { type FlagSpec, numFlag, parseFlags, runCli, UsageError, usage } from '@fedsynth/cli-kit';
 import { type AdminBackend, auditTable, databaseBackend, restBackend, tokenTable } from './admin-commands';
 import { MAX_AUDIT_PAGE } from './audit/audit-log';
 import { loadOrCreateCoordinatorIdentity } from './auth/coordinator-identity';

@@ -1,19 +1,14 @@
 import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { type FlagSpec, numFlag, parseFlags, runCli, UsageError, usage } from '@fedsynth/cli-kit';
 import {
   computeMetrics,
   ctGrey,
-  type FlagSpec,
   normalizeMr,
-  numFlag,
-  parseFlags,
   readNifti,
-  runCli,
   sideBySide,
   stretchGrey,
-  UsageError,
-  usage,
   writeNifti,
   writePhantomDataset,
   writePng,

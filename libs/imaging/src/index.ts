@@ -4,7 +4,6 @@
  */
 export { type AugmentOptions, augmentPair } from './augment';
 export { computeBodyMask, otsu } from './body-mask';
-export { type FlagSpec, numFlag, oneOf, parseFlags, runCli, UsageError, usage } from './cli-kit';
 export {
   checkDataset,
   type DataCheckReport,
@@ -51,6 +50,5 @@ export {
   writePhantomDataset,
 } from './phantom';
 export { encodePng, pngToHu, readPng, writePng } from './png';
-export { createProgress, type Progress } from './progress';
 export { gaussian, mulberry32, subSeed } from './rng';
 export { diagonalAffine, sameGeometry, spacingOf, type Volume, voxelCount, withData } from './volume';

@@ -1,7 +1,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type FlagSpec, numFlag, parseFlags, runCli, type SlicePair, usage } from '@fedsynth/imaging';
+import { createProgress, type FlagSpec, numFlag, parseFlags, runCli, usage } from '@fedsynth/cli-kit';
+import { type SlicePair } from '@fedsynth/imaging';
 import { LocalFederation, writeSitePhantoms } from '../local-federation';
 
 const FLAGS: Record<string, FlagSpec> = {
@@ -87,7 +88,7 @@ export async function main(argv: string[]): Promise<void> {
         seed: 1,
       });
       const sampler = new d.BatchSampler(train, batch, 1);
-      const bar = (await import('@fedsynth/imaging')).createProgress('central training', totalSteps);
+      const bar = createProgress('central training', totalSteps);
       for (let s = 0; s < totalSteps; s++) bar.tick(s + 1, { loss: trainer.step(sampler.next()).loss });
       bar.done();
       const centralBytes = await d.encodeModel(model, { size: String(size), ...plan });

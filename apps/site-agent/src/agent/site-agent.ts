@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createProgress } from '@fedsynth/imaging';
+import { createProgress } from '@fedsynth/cli-kit';
 import {
   type EvaluationReport,
   type Message,

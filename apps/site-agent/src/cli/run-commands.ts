@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, statfsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { createProgress } from '@fedsynth/cli-kit';
 import { enroll, keyFingerprint, readEnrollment } from '../agent/enrollment';
 import { loadDiffusion } from '../agent/local-training';
 import { createLogger } from '../agent/logger';
@@ -298,7 +299,7 @@ const synthesizeCmd: Command = {
     );
     const { model: unet, metadata } = await d.loadModel(model);
     const mr = await imaging.readNifti(resolve(String(v.input)));
-    const bar = { p: null as ReturnType<typeof imaging.createProgress> | null };
+    const bar = { p: null as ReturnType<typeof createProgress> | null };
     const { ct } = d.synthesizeVolume(unet, mr, {
       size: Number(metadata.size ?? 64),
       prediction: (metadata.prediction as 'sample') ?? 'sample',
@@ -308,7 +309,7 @@ const synthesizeCmd: Command = {
       batch: 8,
       seed: 0,
       onStep: (done, total) => {
-        bar.p ??= imaging.createProgress(`synthesizing ${mr.dims[2]} slices (${info.backend})`, total);
+        bar.p ??= createProgress(`synthesizing ${mr.dims[2]} slices (${info.backend})`, total);
         bar.p.tick(done);
       },
     });

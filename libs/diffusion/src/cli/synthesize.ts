@@ -1,18 +1,20 @@
 import { resolve } from 'node:path';
 import {
-  computeBodyMask,
   createProgress,
   type FlagSpec,
-  normalizeMr,
   numFlag,
   oneOf,
   parseFlags,
-  readNifti,
-  resize2d,
   runCli,
   UsageError,
-  unitToHu,
   usage,
+} from '@fedsynth/cli-kit';
+import {
+  computeBodyMask,
+  normalizeMr,
+  readNifti,
+  resize2d,
+  unitToHu,
   type Volume,
   writeNifti,
 } from '@fedsynth/imaging';

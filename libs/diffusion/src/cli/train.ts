@@ -11,7 +11,7 @@ import {
   runCli,
   UsageError,
   usage,
-} from '@fedsynth/imaging';
+} from '@fedsynth/cli-kit';
 import { type BackendChoice, selectBackend } from '../backend';
 import { decodeModel, encodeModel } from '../checkpoint';
 import { BatchSampler, loadSliceDataset } from '../data';

@@ -1,7 +1,6 @@
 import { resolve } from 'node:path';
-import { type FlagSpec, parseFlags, runCli, UsageError, usage } from '../cli-kit';
+import { createProgress, type FlagSpec, parseFlags, runCli, UsageError, usage } from '@fedsynth/cli-kit';
 import { checkDataset } from '../data-check';
-import { createProgress } from '../progress';
 
 const FLAGS: Record<string, FlagSpec> = {
   source: {

@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { type FlagSpec, parseFlags, runCli, UsageError, usage } from '../cli-kit';
+import { type FlagSpec, parseFlags, runCli, UsageError, usage } from '@fedsynth/cli-kit';
 import { computeMetrics } from '../metrics';
 import { readNifti } from '../nifti';
 

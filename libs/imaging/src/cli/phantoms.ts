@@ -1,7 +1,14 @@
 import { resolve } from 'node:path';
-import { type FlagSpec, numFlag, parseFlags, runCli, UsageError, usage } from '../cli-kit';
+import {
+  createProgress,
+  type FlagSpec,
+  numFlag,
+  parseFlags,
+  runCli,
+  UsageError,
+  usage,
+} from '@fedsynth/cli-kit';
 import { SITE_PROFILES, writePhantomDataset } from '../phantom';
-import { createProgress } from '../progress';
 
 const FLAGS: Record<string, FlagSpec> = {
   subjects: { type: 'string', valueName: 'n', description: 'number of subjects to write', default: '20' },
