@@ -11,39 +11,24 @@ export function createMetricsRegistry(ctx: CoordinatorContext): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'fedsynth_' });
   const ds = ctx.db.dataSource;
-  new Gauge({
-    name: 'fedsynth_rounds_total',
-    help: 'Rounds by final or current stage.',
-    labelNames: ['stage'],
-    registers: [registry],
-    async collect() {
-      this.reset();
-      for (const r of await ds.query('SELECT stage, count(*)::int AS n FROM rounds GROUP BY stage'))
-        this.set({ stage: r.stage }, r.n);
-    },
-  });
-  new Gauge({
-    name: 'fedsynth_sites',
-    help: 'Enrolled sites by status.',
-    labelNames: ['status'],
-    registers: [registry],
-    async collect() {
-      this.reset();
-      for (const r of await ds.query('SELECT status, count(*)::int AS n FROM sites GROUP BY status'))
-        this.set({ status: r.status }, r.n);
-    },
-  });
-  new Gauge({
-    name: 'fedsynth_federations',
-    help: 'Federations by status.',
-    labelNames: ['status'],
-    registers: [registry],
-    async collect() {
-      this.reset();
-      for (const r of await ds.query('SELECT status, count(*)::int AS n FROM federations GROUP BY status'))
-        this.set({ status: r.status }, r.n);
-    },
-  });
+  // Counts of rows by one column, read when scraped.
+  const countBy = (name: string, help: string, label: string, table: string) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: [label],
+      registers: [registry],
+      async collect() {
+        this.reset();
+        for (const r of await ds.query(
+          `SELECT ${label} AS k, count(*)::int AS n FROM ${table} GROUP BY ${label}`,
+        ))
+          this.set({ [label]: r.k }, r.n);
+      },
+    });
+  countBy('fedsynth_rounds_total', 'Rounds by final or current stage.', 'stage', 'rounds');
+  countBy('fedsynth_sites', 'Enrolled sites by status.', 'status', 'sites');
+  countBy('fedsynth_federations', 'Federations by status.', 'status', 'federations');
   new Gauge({
     name: 'fedsynth_round_bytes_total',
     help: 'Bytes received from and sent to sites in rounds.',
