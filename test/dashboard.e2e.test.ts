@@ -57,7 +57,11 @@ afterAll(async () => {
 describe('dashboard in headless Chromium', () => {
   it('an admin signs in, sees the sites online and the charts follow the rounds live', async () => {
     await fed.waitForRounds(federationId, 1, { timeoutMs: 180_000, maxFailures: 0 });
-    const page = await browser.newPage({ viewport: { width: 1400, height: 1500 } });
+    const page = await browser.newPage({
+      viewport: { width: 1400, height: 1500 },
+      // The copy buttons use navigator.clipboard; the test reads back what they copied.
+      permissions: ['clipboard-read', 'clipboard-write'],
+    });
     // The dashboard runs under its Content-Security-Policy without tripping it.
     const violations: string[] = [];
     page.on('console', (m) => {
@@ -138,6 +142,141 @@ describe('dashboard in headless Chromium', () => {
       headers: { authorization: `Bearer ${made}` },
     });
     expect(refused.status).toBe(401);
+
+    // Each round names the configuration version it ran with.
+    await page.waitForSelector('#rounds tr[data-round] td[data-config-version="1"] button');
+    expect(await page.textContent('#rounds tr[data-round] td[data-config-version="1"]')).toBe('v1');
+
+    // A federation from the form built from the configuration's JSON Schema: every field starts at
+    // its default, a union's kind chooses its fields, and the coordinator's problems land next to
+    // the fields they name.
+    const defaults = (
+      await fed.api<{ defaults: { plan: Record<string, unknown> } }>('GET', '/api/federation-config')
+    ).defaults;
+    await page.click('#new-federation');
+    const form = '#create-form';
+    const field = (f: string, path: string, control = 'input') => `${f} [data-field="${path}"] ${control}`;
+    await page.waitForSelector(field(form, 'plan.lr'));
+    expect(await page.inputValue(field(form, 'plan.localSteps'))).toBe(String(defaults.plan.localSteps));
+    expect(Number(await page.inputValue(field(form, 'plan.lr')))).toBe(defaults.plan.lr);
+    expect(await page.inputValue(field(form, 'plan.rounds'))).toBe(''); // null: empty
+    expect(await page.inputValue(field(form, 'plan.schedule', 'select'))).toBe(defaults.plan.schedule);
+    expect(await page.inputValue(field(form, 'model.channels'))).toBe('32, 64, 80');
+    expect(await page.isChecked(field(form, 'privacy.perSiteMetrics'))).toBe(true);
+    // Folded sections: strategy shows FedAvg's fields until FedAdam is chosen.
+    expect(await page.isVisible(field(form, 'strategy.kind', 'select'))).toBe(false);
+    await page.click(`${form} details[data-section="strategy"] > summary`);
+    expect(await page.inputValue(field(form, 'strategy.kind', 'select'))).toBe('fedavg');
+    expect(await page.$(field(form, 'strategy.beta2'))).toBeNull();
+    await page.selectOption(field(form, 'strategy.kind', 'select'), 'fedadam');
+    expect(Number(await page.inputValue(field(form, 'strategy.beta2')))).toBe(0.99);
+    await page.fill(field(form, 'strategy.lr'), '0.02');
+    // Two mistakes: a learning rate out of range, a Harary graph without its degree.
+    await page.fill('#create-name', 'from-the-form');
+    await page.fill(field(form, 'plan.lr'), '2');
+    await page.click(`${form} details[data-section="secagg"] > summary`);
+    await page.selectOption(field(form, 'secagg.graph.kind', 'select'), 'harary');
+    await page.click(`${form} button[type="submit"]`);
+    await page.waitForSelector(`${form} [data-field="plan.lr"].invalid .field-error`);
+    expect(await page.textContent(`${form} [data-field="plan.lr"] .field-error`)).toBe(
+      'lr must be in (0, 1)',
+    );
+    expect(await page.textContent(`${form} [data-field="secagg.graph.neighbours"] .field-error`)).toMatch(
+      /expected number/,
+    );
+    expect(await page.textContent(`${form} .form-error`)).toBe(''); // nothing unclaimed
+    expect(await page.$('#federations tr[data-federation="from-the-form"]')).toBeNull();
+    await page.screenshot({ path: join(ARTIFACTS, 'dashboard-create-invalid.png'), fullPage: true });
+    await page.fill(field(form, 'plan.lr'), '0.001');
+    await page.fill(field(form, 'secagg.graph.neighbours'), '4');
+    await page.click(`${form} button[type="submit"]`);
+    await page.waitForSelector('#federations tr[data-federation="from-the-form"]');
+    expect(await page.isVisible(form)).toBe(false);
+    type Config = {
+      plan: { lr: number; localSteps: number };
+      strategy: Record<string, unknown>;
+      secagg: { graph: Record<string, unknown> };
+    };
+    const made2 = await fed.api<{ id: string; config: Config; configVersion: number }>(
+      'GET',
+      '/api/federations/from-the-form',
+    );
+    expect(made2.configVersion).toBe(1);
+    expect(made2.config.plan.lr).toBe(0.001);
+    expect(made2.config.strategy).toEqual({
+      kind: 'fedadam',
+      lr: 0.02,
+      beta1: 0.9,
+      beta2: 0.99,
+      tau: 1e-3,
+      proxMu: 0,
+    });
+    expect(made2.config.secagg.graph).toEqual({ kind: 'harary', neighbours: 4 });
+
+    // The new federation is selected; its configuration is edited between rounds, the form filled
+    // with the current values and only what changed sent.
+    await page.waitForSelector('#fed-title:has-text("from-the-form")');
+    await page.click('#edit-config');
+    const edit = '#edit-form';
+    await page.waitForSelector(field(edit, 'plan.localSteps'));
+    expect(Number(await page.inputValue(field(edit, 'plan.lr')))).toBe(0.001);
+    await page.fill(field(edit, 'plan.localSteps'), '25');
+    const patch = page.waitForRequest((r) => r.method() === 'PATCH');
+    await page.click(`${edit} button[type="submit"]`);
+    expect((await patch).postDataJSON()).toEqual({ plan: { localSteps: 25 } });
+    const v2 = await page.waitForSelector('#config-versions tr[data-version="2"]');
+    expect(await v2.textContent()).toMatch(/v2 \(current\).*you.*plan\.localSteps: 50 → 25/);
+    expect(await page.textContent('#config-current')).toBe('version 2');
+    expect(await page.isVisible(edit)).toBe(false);
+    await v2.$eval('summary', (s) => (s as HTMLElement).click());
+    expect(await v2.$eval('pre', (p) => JSON.parse(p.textContent || '').plan.localSteps)).toBe(25);
+    expect(
+      (await fed.api<{ configVersion: number }>('GET', '/api/federations/from-the-form')).configVersion,
+    ).toBe(2);
+    // While a round runs the coordinator refuses (409); the form says so and keeps what was entered.
+    // The refusal is staged here: a real one depends on hitting a round.
+    await page.route(`**/api/federations/${made2.id}`, (route) =>
+      route.request().method() === 'PATCH'
+        ? route.fulfill({
+            status: 409,
+            contentType: 'application/json',
+            body: JSON.stringify({
+              code: 'ILLEGAL_TRANSITION',
+              message:
+                'federation "from-the-form" has a round running; change its configuration between rounds',
+            }),
+          })
+        : route.continue(),
+    );
+    await page.click('#edit-config');
+    await page.fill(field(edit, 'plan.batchSize'), '4');
+    await page.click(`${edit} button[type="submit"]`);
+    await page.waitForSelector(`${edit} .form-error:has-text("a round is running; try between rounds")`);
+    expect(await page.isVisible(edit)).toBe(true);
+    expect(await page.inputValue(field(edit, 'plan.batchSize'))).toBe('4');
+    await page.locator('#configuration').screenshot({ path: join(ARTIFACTS, 'dashboard-edit-refused.png') });
+    await page.unroute(`**/api/federations/${made2.id}`);
+    await page.click(`${edit} .cancel`);
+    expect(await page.$('#config-versions tr[data-version="3"]')).toBeNull();
+
+    // An enrollment token for a site of the selected federation: shown once, copied, then gone.
+    await page.fill('#enroll-site', 'hospital-9');
+    await page.click('#enroll-form button[type="submit"]');
+    await page.waitForSelector('#new-enroll:not([hidden])');
+    const enrollment = await page.inputValue('#enroll-token-value');
+    expect(enrollment).toMatch(/^fse_[\w-]{20,}$/);
+    expect(await page.textContent('#new-enroll')).toContain('site "hospital-9" of from-the-form');
+    expect(Date.parse(String(await page.textContent('#enroll-expiry')))).not.toBeNaN();
+    expect(await page.textContent('body')).not.toContain(enrollment);
+    await page.locator('#enrollment').screenshot({ path: join(ARTIFACTS, 'dashboard-enrollment.png') });
+    await page.click('#copy-enroll');
+    await page.waitForSelector('#enroll-copy-state:has-text("copied")');
+    expect(await page.evaluate(() => navigator.clipboard.readText())).toBe(enrollment);
+    await page.click('#dismiss-enroll');
+    expect(await page.isVisible('#new-enroll')).toBe(false);
+    expect(await page.inputValue('#enroll-token-value')).toBe('');
+    await page.waitForSelector('#audit tr[data-action="enrollment-token.create"]', { timeout: 10_000 });
+    await page.screenshot({ path: join(ARTIFACTS, 'dashboard-config.png'), fullPage: true });
     expect(violations).toEqual([]);
     await page.close();
   }, 300_000);
@@ -162,6 +301,17 @@ describe('dashboard in headless Chromium', () => {
     expect(await page.isVisible('#sites')).toBe(false);
     expect(await page.isVisible('#tokens')).toBe(false);
     expect(await page.isVisible('#audit')).toBe(false);
+    // Nor the configuration's controls: no create form, no edit form, versions or enrollment tokens.
+    for (const sel of [
+      '#new-federation',
+      '#create-form',
+      '#configuration',
+      '#edit-config',
+      '#enrollment',
+      '#enroll-form',
+      '#rounds td[data-config-version]',
+    ])
+      expect(await page.isVisible(sel), sel).toBe(false);
     expect(
       await page.$$eval(
         '#federations button',
