@@ -13,29 +13,39 @@ export function bodyUnread(req: IncomingMessage): boolean {
 }
 
 /** Bytes of a refused body read and thrown away after the answer, so the client sees it. */
-const LINGER_BYTES = 256 * 1024;
+const LINGER_BYTES = 64 * 1024;
 /** How long a connection with a refused body stays open after the answer. */
 const LINGER_MS = 2000;
 
 /**
- * After refusing a request whose body was not read: sends the answer, half-closes the connection
- * (no further requests on it) and reads and discards what the client is still sending, at most
- * 256 KiB for at most two seconds, until the client closes. Closing at once would make the kernel
- * reset the connection and the client could lose the answer; Node's own handling would read the
- * whole body (unbounded) to keep the connection.
+ * For a request refused before its body was read: reads and discards what the client is still
+ * sending, at most 64 KiB, so that a client which sends its whole body before reading the answer
+ * can finish a small one; past that the coordinator stops reading and TCP flow control holds the
+ * client back. Once the answer is out the connection is half-closed (no further requests on it)
+ * and destroyed two seconds later, or earlier when the client closes.
+ *
+ * The reader is attached before the answer is sent: a request nobody reads by then is "dumped"
+ * by Node when the answer finishes, which discards the rest of the body at full speed and without
+ * flow control for as long as the connection lives. Destroying the connection as soon as the
+ * allowance is spent would reset it while a busy client has not yet read the answer, and a reset
+ * discards what it had received.
  */
 function lingerThenClose(req: IncomingMessage, res: ServerResponse): void {
+  let left = LINGER_BYTES;
+  req.on('data', (d: Buffer) => {
+    left -= d.length;
+    if (left < 0) req.pause();
+  });
+  req.resume();
+  const socket = req.socket;
+  // The answer carries `Connection: close`, after which Node destroys the connection as soon as
+  // the answer is written (its destroySoon). With unread bytes still arriving that sends a reset,
+  // and a client that has not yet read the answer loses it; so this connection only half-closes
+  // there and is destroyed by the timer below or when the client closes.
+  Object.assign(socket, { destroySoon: () => socket.end() });
   res.once('finish', () => {
-    if (req.readableEnded) return;
-    const socket = req.socket;
-    let left = LINGER_BYTES;
     const timer = setTimeout(() => socket.destroy(), LINGER_MS);
     socket.once('close', () => clearTimeout(timer));
-    req.on('data', (d: Buffer) => {
-      left -= d.length;
-      if (left < 0) socket.destroy();
-    });
-    req.resume();
     socket.end();
   });
 }
@@ -61,6 +71,10 @@ export function sendError(
   for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
   res.setHeader('Content-Type', 'application/json; charset=utf-8');
   res.setHeader('Content-Length', Buffer.byteLength(body));
-  if (bodyUnread(req)) lingerThenClose(req, res);
+  if (bodyUnread(req)) {
+    // Tells the client not to send another request on this connection: it closes after this.
+    res.setHeader('Connection', 'close');
+    lingerThenClose(req, res);
+  }
   res.end(body);
 }
