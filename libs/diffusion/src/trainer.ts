@@ -87,10 +87,48 @@ export class Trainer {
     this.anchor.clear();
   }
 
-  /** One optimization step on a batch. Leaves no tensors behind. */
-  step(batch: Batch): StepResult {
-    const part = this.shardGrads(batch, this.optimizer.step, 0, batch.count, true);
+  /**
+   * One optimization step on a batch, its gradients accumulated over micro-batches of at most
+   * `microBatch` slices (default: the whole batch): the same update, with the activation memory of
+   * one micro-batch. Leaves no tensors behind.
+   */
+  step(batch: Batch, microBatch = batch.count): StepResult {
+    const part = this.shardGrads(batch, this.optimizer.step, 0, batch.count, true, microBatch);
     return this.applyGrads(part.grads, part.loss, part.mse);
+  }
+
+  /**
+   * Loss and gradients of rows [lo, hi) of a batch (see rangeGrads), computed `microBatch` rows at
+   * a time and summed; the FedProx term, which does not depend on the data, is added once.
+   */
+  shardGrads(
+    batch: Batch,
+    step: number,
+    lo: number,
+    hi: number,
+    includeProx: boolean,
+    microBatch = hi - lo,
+  ): { loss: number; mse: number; grads: Record<string, tf.Tensor> } {
+    if (!(Number.isInteger(microBatch) && microBatch >= 1))
+      throw new RangeError(`micro-batch must be a positive integer, got ${microBatch}`);
+    let acc: { loss: number; mse: number; grads: Record<string, tf.Tensor> } | null = null;
+    for (let a = lo; a < hi; a += microBatch) {
+      const part = this.rangeGrads(batch, step, a, Math.min(hi, a + microBatch), includeProx && a === lo);
+      if (!acc) {
+        acc = part;
+        continue;
+      }
+      for (const [name, g] of Object.entries(part.grads)) {
+        const prev = acc.grads[name];
+        acc.grads[name] = prev ? tf.add(prev, g) : tf.clone(g);
+        prev?.dispose();
+        g.dispose();
+      }
+      acc.loss += part.loss;
+      acc.mse += part.mse;
+    }
+    if (!acc) throw new RangeError(`shard [${lo}, ${hi}) is empty`);
+    return acc;
   }
 
   /**
@@ -99,7 +137,7 @@ export class Trainer {
    * randomness (timesteps, noise) is drawn for the whole batch from (seed, step) and sliced, so a
    * sharded step computes the same gradient as an unsharded one.
    */
-  shardGrads(
+  private rangeGrads(
     batch: Batch,
     step: number,
     lo: number,

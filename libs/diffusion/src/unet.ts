@@ -46,6 +46,15 @@ export class UNet {
   readonly config: UNetConfig;
   readonly specs: ParamSpec[];
   readonly params = new Map<string, tf.Variable>();
+  /**
+   * Recompute each residual and attention block's activations in the backward pass instead of
+   * keeping them (activation checkpointing): training memory falls to the blocks' inputs plus one
+   * block's internals, for about one more forward pass of compute. Gradients are unchanged.
+   */
+  checkpointing = false;
+  /** Parameter tensors that stand in for the variables while a checkpointed block runs. */
+  private bound: Map<string, tf.Tensor> | null = null;
+  private readonly blockParams = new Map<string, string[]>();
 
   constructor(config: UNetConfig = DEFAULT_UNET_CONFIG, seed = 0) {
     validateUNetConfig(config);
@@ -77,9 +86,56 @@ export class UNet {
   }
 
   private p(name: string): tf.Variable {
+    const b = this.bound?.get(name);
+    if (b) return b as tf.Variable;
     const v = this.params.get(name);
     if (!v) throw new Error(`unet: no parameter ${name}`);
     return v;
+  }
+
+  /** Names of the parameters of the block `name` (those under `name.`). */
+  private paramsOf(name: string): string[] {
+    let names = this.blockParams.get(name);
+    if (!names) {
+      names = this.specs.map((s) => s.name).filter((n) => n.startsWith(`${name}.`));
+      this.blockParams.set(name, names);
+    }
+    return names;
+  }
+
+  /**
+   * Runs block `name` (its output a function of `inputs` and its parameters), checkpointed when
+   * `checkpointing` is on: the forward pass keeps only the block's inputs; the backward pass runs
+   * the block again under its own gradient tape and returns the gradients of the inputs and of
+   * every parameter of the block.
+   */
+  private block(
+    name: string,
+    inputs: tf.Tensor[],
+    fn: (inputs: tf.Tensor[]) => tf.Tensor4D,
+  ): tf.Tensor4D {
+    if (!this.checkpointing) return fn(inputs);
+    const names = this.paramsOf(name);
+    const k = inputs.length;
+    const run = (all: tf.Tensor[]): tf.Tensor4D => {
+      const outer = this.bound;
+      this.bound = new Map(names.map((n, i) => [n, all[k + i]]));
+      try {
+        return fn(all.slice(0, k));
+      } finally {
+        this.bound = outer;
+      }
+    };
+    const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+      const save = args.pop() as tf.GradSaveFunc;
+      const all = args as tf.Tensor[];
+      save(all);
+      return {
+        value: tf.tidy(() => run(all)),
+        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => regrad(run, saved, dy),
+      };
+    });
+    return op(...inputs, ...names.map((n) => this.p(n))) as unknown as tf.Tensor4D;
   }
 
   private conv(name: string, x: tf.Tensor4D, stride = 1): tf.Tensor4D {
@@ -117,6 +173,14 @@ export class UNet {
       ? this.conv(`${name}.skip_connection`, x)
       : x;
     return skip.add(h) as tf.Tensor4D;
+  }
+
+  private resnetBlock(name: string, x: tf.Tensor4D, emb: tf.Tensor2D): tf.Tensor4D {
+    return this.block(name, [x, emb], ([h, e]) => this.resnet(name, h as tf.Tensor4D, e as tf.Tensor2D));
+  }
+
+  private attentionBlock(name: string, x: tf.Tensor4D): tf.Tensor4D {
+    return this.block(name, [x], ([h]) => this.attention(name, h as tf.Tensor4D));
   }
 
   private attention(name: string, x: tf.Tensor4D): tf.Tensor4D {
@@ -158,8 +222,8 @@ export class UNet {
       const skips: tf.Tensor4D[] = [h];
       for (let i = 0; i < L; i++) {
         for (let r = 0; r < c.numResBlocks; r++) {
-          h = this.resnet(`down_blocks.${i}.resnets.${r}`, h, emb);
-          if (c.attentionLevels[i]) h = this.attention(`down_blocks.${i}.attentions.${r}`, h);
+          h = this.resnetBlock(`down_blocks.${i}.resnets.${r}`, h, emb);
+          if (c.attentionLevels[i]) h = this.attentionBlock(`down_blocks.${i}.attentions.${r}`, h);
           skips.push(h);
         }
         if (i < L - 1) {
@@ -167,16 +231,16 @@ export class UNet {
           skips.push(h);
         }
       }
-      h = this.resnet('middle_block.resnet_1', h, emb);
-      h = this.attention('middle_block.attention', h);
-      h = this.resnet('middle_block.resnet_2', h, emb);
+      h = this.resnetBlock('middle_block.resnet_1', h, emb);
+      h = this.attentionBlock('middle_block.attention', h);
+      h = this.resnetBlock('middle_block.resnet_2', h, emb);
       const revAttn = [...c.attentionLevels].reverse();
       for (let u = 0; u < L; u++) {
         for (let r = 0; r < c.numResBlocks + 1; r++) {
           const skip = skips.pop()!;
           h = tf.concat([h, skip], 3) as tf.Tensor4D;
-          h = this.resnet(`up_blocks.${u}.resnets.${r}`, h, emb);
-          if (revAttn[u]) h = this.attention(`up_blocks.${u}.attentions.${r}`, h);
+          h = this.resnetBlock(`up_blocks.${u}.resnets.${r}`, h, emb);
+          if (revAttn[u]) h = this.attentionBlock(`up_blocks.${u}.attentions.${r}`, h);
         }
         if (u < L - 1) h = this.conv(`up_blocks.${u}.upsampler.postconv`, upsampleNearest2x(h));
       }
@@ -221,6 +285,22 @@ export class UNet {
   dispose(): void {
     for (const v of this.params.values()) v.dispose();
     this.params.clear();
+  }
+}
+
+/**
+ * Gradients of `run(inputs)` with respect to every input, for upstream gradient `dy`: the block is
+ * run again under a gradient tape of its own. The engine keeps one active tape, which a gradient
+ * computation started from inside the outer backward pass would replace and then clear; the outer
+ * tape is put back afterwards so the outer pass can still release what it saved.
+ */
+function regrad(run: (inputs: tf.Tensor[]) => tf.Tensor, inputs: tf.Tensor[], dy: tf.Tensor): tf.Tensor[] {
+  const state = (tf.engine() as unknown as { state: { activeTape: unknown } }).state;
+  const outer = state.activeTape;
+  try {
+    return tf.grads((...xs: tf.Tensor[]) => run(xs))(inputs, dy);
+  } finally {
+    state.activeTape = outer;
   }
 }
 
