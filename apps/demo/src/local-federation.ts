@@ -324,7 +324,8 @@ export class LocalFederation {
       process.execPath,
       [AGENT_BIN, 'run', '--state-dir', stateDir, '--log-format', 'json'],
       {
-        env: { ...process.env, ...this.opts.agentEnv },
+        // The sites share this machine: one training thread each unless told otherwise.
+        env: { FEDSYNTH_AGENT_TRAINING_THREADS: '1', ...process.env, ...this.opts.agentEnv },
         stdio: ['ignore', 'pipe', 'pipe'],
       },
     );

@@ -22,6 +22,18 @@ export { synthesizeVolume } from './cli/synthesize';
 export { conv2d, convGrads } from './conv';
 export { BatchSampler, loadSliceDataset, type SliceDataset, stackSlices } from './data';
 export { type EvalResult, evaluateSlices } from './evaluate';
+export {
+  describePlan,
+  estimatePeakBytes,
+  largestSize,
+  MemoryPlanError,
+  memoryBudget,
+  planSynthesis,
+  planTraining,
+  planTrainingRun,
+  type TrainingPlan,
+  trainingCapacity,
+} from './memory-plan';
 export { alphaTerms, type PredictionType, predictionTarget, toX0AndEps } from './objective';
 export { AdamOptimizer, DEFAULT_OPTIMIZER, type OptimizerConfig } from './optimizer';
 export { DataParallelTrainer } from './parallel';

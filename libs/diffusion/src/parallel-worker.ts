@@ -13,6 +13,7 @@ interface Init {
   unet: UNetConfig;
   trainer: Partial<TrainerConfig>;
   backend: BackendChoice;
+  checkpointing: boolean;
   weights: SharedArrayBuffer;
   grads: SharedArrayBuffer;
 }
@@ -23,6 +24,7 @@ interface Step {
   step: number;
   lo: number;
   hi: number;
+  microBatch?: number;
 }
 
 let model: UNet | undefined;
@@ -46,6 +48,7 @@ parentPort!.on('message', async (msg: Init | Step) => {
     if (msg.kind === 'init') {
       await selectBackend(msg.backend);
       model = new UNet(msg.unet);
+      model.checkpointing = msg.checkpointing;
       trainer = new Trainer(model, { ...msg.trainer, emaDecay: 0 });
       weights = new Float32Array(msg.weights);
       grads = new Float32Array(msg.grads);
@@ -54,7 +57,7 @@ parentPort!.on('message', async (msg: Init | Step) => {
     }
     if (!model || !trainer) throw new Error('worker used before init');
     loadWeights(model);
-    const part = trainer.shardGrads(msg.batch, msg.step, msg.lo, msg.hi, false);
+    const part = trainer.shardGrads(msg.batch, msg.step, msg.lo, msg.hi, false, msg.microBatch);
     let o = 0;
     for (const s of model.specs) {
       const n = s.shape.reduce((a, b) => a * b, 1);

@@ -36,13 +36,18 @@ export class DataParallelTrainer {
     private readonly pending: (Pending | null)[],
   ) {}
 
-  /** Starts `threads - 1` workers (default: one per available core) next to the main thread. */
+  /**
+   * Starts `threads - 1` workers (default: one per available core) next to the main thread. Each
+   * thread computes its share of a batch `microBatch` slices at a time (default: all at once),
+   * with checkpointed activations when `checkpointing` (see planTraining).
+   */
   static async create(
     model: UNet,
     config: Partial<TrainerConfig> = {},
-    opts: { threads?: number; backend?: BackendChoice } = {},
+    opts: { threads?: number; backend?: BackendChoice; microBatch?: number; checkpointing?: boolean } = {},
   ): Promise<DataParallelTrainer> {
     const trainer = new Trainer(model, config);
+    model.checkpointing = opts.checkpointing ?? false;
     const threads = Math.max(1, opts.threads ?? availableParallelism());
     const total = model.paramCount();
     const wsab = new SharedArrayBuffer(total * 4);
@@ -73,6 +78,7 @@ export class DataParallelTrainer {
         unet: model.config,
         trainer: config,
         backend,
+        checkpointing: model.checkpointing,
         weights: wsab,
         grads: gsab,
       });
@@ -90,8 +96,13 @@ export class DataParallelTrainer {
         p?.reject(e);
       });
     }
-    return new DataParallelTrainer(trainer, workers, new Float32Array(wsab), grads, pending);
+    const parallel = new DataParallelTrainer(trainer, workers, new Float32Array(wsab), grads, pending);
+    parallel.microBatch = opts.microBatch;
+    return parallel;
   }
+
+  /** Slices per pass in each thread (undefined: its whole share of the batch). */
+  private microBatch: number | undefined;
 
   /** Threads taking part in each step, the main thread included. */
   get threads(): number {
@@ -101,7 +112,7 @@ export class DataParallelTrainer {
   /** One optimization step of the whole batch, its rows split across the threads. */
   async step(batch: Batch): Promise<StepResult> {
     const model = this.trainer.model;
-    if (this.workers.length === 0 || batch.count < 2) return this.trainer.step(batch);
+    if (this.workers.length === 0 || batch.count < 2) return this.trainer.step(batch, this.microBatch);
     let o = 0;
     for (const s of model.specs) {
       const data = model.params.get(s.name)!.dataSync() as Float32Array;
@@ -115,10 +126,17 @@ export class DataParallelTrainer {
       (w, i) =>
         new Promise<{ loss: number; mse: number }>((resolve, reject) => {
           this.pending[i] = { resolve, reject };
-          w.postMessage({ kind: 'step', batch, step, lo: bounds[i + 1], hi: bounds[i + 2] });
+          w.postMessage({
+            kind: 'step',
+            batch,
+            step,
+            lo: bounds[i + 1],
+            hi: bounds[i + 2],
+            microBatch: this.microBatch,
+          });
         }),
     );
-    const mine = this.trainer.shardGrads(batch, step, bounds[0], bounds[1], true);
+    const mine = this.trainer.shardGrads(batch, step, bounds[0], bounds[1], true, this.microBatch);
     const others = await Promise.all(results);
     let loss = mine.loss;
     let mse = mine.mse;

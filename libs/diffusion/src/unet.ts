@@ -109,12 +109,10 @@ export class UNet {
    * the block again under its own gradient tape and returns the gradients of the inputs and of
    * every parameter of the block.
    */
-  private block(
-    name: string,
-    inputs: tf.Tensor[],
-    fn: (inputs: tf.Tensor[]) => tf.Tensor4D,
-  ): tf.Tensor4D {
-    if (!this.checkpointing) return fn(inputs);
+  private block(name: string, inputs: tf.Tensor[], fn: (inputs: tf.Tensor[]) => tf.Tensor4D): tf.Tensor4D {
+    // In a tidy of its own, so that without a gradient tape (synthesis, evaluation) only the
+    // block's output outlives it.
+    if (!this.checkpointing) return tf.tidy(() => fn(inputs));
     const names = this.paramsOf(name);
     const k = inputs.length;
     const run = (all: tf.Tensor[]): tf.Tensor4D => {
@@ -126,16 +124,7 @@ export class UNet {
         this.bound = outer;
       }
     };
-    const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
-      const save = args.pop() as tf.GradSaveFunc;
-      const all = args as tf.Tensor[];
-      save(all);
-      return {
-        value: tf.tidy(() => run(all)),
-        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => regrad(run, saved, dy),
-      };
-    });
-    return op(...inputs, ...names.map((n) => this.p(n))) as unknown as tf.Tensor4D;
+    return checkpoint([...inputs, ...names.map((n) => this.p(n))], run) as tf.Tensor4D;
   }
 
   private conv(name: string, x: tf.Tensor4D, stride = 1): tf.Tensor4D {
@@ -183,21 +172,31 @@ export class UNet {
     return this.block(name, [x], ([h]) => this.attention(name, h as tf.Tensor4D));
   }
 
+  /**
+   * Multi-head self-attention, one head at a time: the [tokens x tokens] matrices of one head are
+   * alive at once (in a tidy, or a checkpoint of their own when training checkpointed), which at
+   * 256 px (4096 tokens in the middle block) is 64 MiB per copy and slice, where all five heads
+   * of the default network at once were 320 MiB.
+   */
   private attention(name: string, x: tf.Tensor4D): tf.Tensor4D {
     const [b, hh, ww, c] = x.shape;
     const heads = c / this.config.numHeadChannels;
     const d = this.config.numHeadChannels;
     const n = hh * ww;
     const h = this.norm(`${name}.norm`, x).reshape([b * n, c]) as tf.Tensor2D;
-    const split = (t: tf.Tensor2D) => t.reshape([b, n, heads, d]).transpose([0, 2, 1, 3]) as tf.Tensor4D;
-    const q = split(this.linear(`${name}.attn.to_q`, h));
+    const split = (t: tf.Tensor2D) => t.reshape([b, n, c]) as tf.Tensor3D;
+    // The 1/sqrt(d) scale on q (n x d) rather than on the scores (n x n).
+    const q = split(this.linear(`${name}.attn.to_q`, h).mul(1 / Math.sqrt(d)));
     const k = split(this.linear(`${name}.attn.to_k`, h));
     const v = split(this.linear(`${name}.attn.to_v`, h));
-    const att = tf.softmax(tf.matMul(q, k, false, true).mul(1 / Math.sqrt(d)));
-    const o = tf
-      .matMul(att, v)
-      .transpose([0, 2, 1, 3])
-      .reshape([b * n, c]) as tf.Tensor2D;
+    const head = ([qh, kh, vh]: tf.Tensor[]) =>
+      tf.matMul(tf.softmax(tf.matMul(qh as tf.Tensor3D, kh as tf.Tensor3D, false, true)), vh as tf.Tensor3D);
+    const outs: tf.Tensor[] = [];
+    for (let j = 0; j < heads; j++) {
+      const part = [q, k, v].map((t) => t.slice([0, 0, j * d], [b, n, d]));
+      outs.push(this.checkpointing ? checkpoint(part, head) : tf.tidy(() => head(part)));
+    }
+    const o = (heads === 1 ? outs[0] : tf.concat(outs, 2)).reshape([b * n, c]) as tf.Tensor2D;
     return this.linear(`${name}.attn.out_proj`, o).reshape([b, hh, ww, c]).add(x) as tf.Tensor4D;
   }
 
@@ -286,6 +285,23 @@ export class UNet {
     for (const v of this.params.values()) v.dispose();
     this.params.clear();
   }
+}
+
+/**
+ * `run(inputs)`, checkpointed: the forward pass keeps only the inputs; the backward pass runs it
+ * again under its own gradient tape (see regrad) and returns the gradients of every input.
+ */
+function checkpoint(inputs: tf.Tensor[], run: (inputs: tf.Tensor[]) => tf.Tensor): tf.Tensor {
+  const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const save = args.pop() as tf.GradSaveFunc;
+    const all = args as tf.Tensor[];
+    save(all);
+    return {
+      value: tf.tidy(() => run(all)),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => regrad(run, saved, dy),
+    };
+  });
+  return op(...inputs);
 }
 
 /**

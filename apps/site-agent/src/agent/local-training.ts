@@ -1,3 +1,5 @@
+import { availableParallelism } from 'node:os';
+import type { BackendName } from '@fedsynth/diffusion';
 import { listSubjects, type SlicePair } from '@fedsynth/imaging';
 import type { Message } from '@fedsynth/protocol';
 
@@ -7,6 +9,10 @@ type TrainingPlan = Message<'round.start'>['plan'];
 export interface SiteLimits {
   maxLocalSteps: number;
   maxBatch: number;
+  /** Data-parallel training threads (default: every core). */
+  trainingThreads?: number;
+  /** Tensor memory per training thread in MiB (default: planned). */
+  memoryMb?: number;
 }
 
 /** Local data of a site at one model size: training and validation slices, split by subject. */
@@ -25,6 +31,10 @@ export interface LocalUpdate {
   steps: number;
   batchSize: number;
   ms: number;
+  /** Threads that trained, and slices per pass in each (micro-batches when fewer than its share). */
+  threads: number;
+  microBatch: number;
+  checkpointing: boolean;
 }
 
 /** Figures of a model on the validation split (mean over slices, weighted by body voxels). */
@@ -91,8 +101,10 @@ export function effectivePlan(plan: TrainingPlan, limits: SiteLimits): { steps: 
 
 /**
  * Trains the global model on local slices for the plan's steps and returns local - global in the
- * canonical flat order (tensors sorted by name, as the coordinator flattens the checkpoint). Yields
- * to the event loop between steps, so the connection stays alive while training runs.
+ * canonical flat order (tensors sorted by name, as the coordinator flattens the checkpoint). Every
+ * step uses all the site's training threads (data-parallel, the same update as one thread) and
+ * micro-batches where the memory planner says a thread's share does not fit at once. Yields to
+ * the event loop between steps, so the connection stays alive while training runs.
  */
 export async function trainLocally(opts: {
   checkpoint: Uint8Array;
@@ -100,27 +112,44 @@ export async function trainLocally(opts: {
   limits: SiteLimits;
   data: LocalData;
   seed: number;
+  backend: BackendName;
+  onPlan?: (line: string) => void;
   onStep?: (step: number, total: number, loss: number) => void;
 }): Promise<LocalUpdate> {
   const d = loadDiffusion();
   const t0 = Date.now();
   const { steps, batch } = effectivePlan(opts.plan, opts.limits);
   const { model, arrays: globalArrays } = d.decodeModel(opts.checkpoint, 'global model');
-  const trainer = new d.Trainer(model, {
-    prediction: opts.plan.prediction,
-    schedule: opts.plan.schedule,
-    optimizer: { ...d.DEFAULT_OPTIMIZER, lr: opts.plan.lr },
-    emaDecay: 0,
-    fedProxMu: opts.plan.fedProxMu,
-    seed: opts.seed,
-  });
+  let parallel: Awaited<ReturnType<typeof d.DataParallelTrainer.create>> | undefined;
   try {
-    if (opts.plan.fedProxMu > 0) trainer.setProxAnchor();
+    const threads = Math.max(1, Math.min(opts.limits.trainingThreads ?? availableParallelism(), batch));
+    const memory = d.planTrainingRun({
+      config: model.config,
+      size: opts.data.size,
+      batch,
+      backend: opts.backend,
+      threads,
+      budgetBytes: opts.limits.memoryMb === undefined ? undefined : opts.limits.memoryMb * 2 ** 20,
+    });
+    opts.onPlan?.(`${threads} thread${threads > 1 ? 's' : ''}; ${d.describePlan(memory)}`);
+    parallel = await d.DataParallelTrainer.create(
+      model,
+      {
+        prediction: opts.plan.prediction,
+        schedule: opts.plan.schedule,
+        optimizer: { ...d.DEFAULT_OPTIMIZER, lr: opts.plan.lr },
+        emaDecay: 0,
+        fedProxMu: opts.plan.fedProxMu,
+        seed: opts.seed,
+      },
+      { threads, backend: opts.backend, microBatch: memory.microBatch, checkpointing: memory.checkpointing },
+    );
+    if (opts.plan.fedProxMu > 0) parallel.trainer.setProxAnchor();
     const sampler = new d.BatchSampler(opts.data.train, batch, opts.seed);
     let lossSum = 0;
     const tail = Math.max(1, Math.ceil(steps / 4));
     for (let s = 0; s < steps; s++) {
-      const r = trainer.step(sampler.next());
+      const r = await parallel.step(sampler.next());
       if (s >= steps - tail) lossSum += r.loss;
       opts.onStep?.(s + 1, steps, r.loss);
       await yieldToEventLoop();
@@ -131,9 +160,18 @@ export async function trainLocally(opts: {
       throw new Error(`trained model has ${local.length} values, the global model ${base.length}`);
     const delta = new Float32Array(local.length);
     for (let i = 0; i < delta.length; i++) delta[i] = local[i] - base[i];
-    return { delta, loss: lossSum / tail, steps, batchSize: batch, ms: Date.now() - t0 };
+    return {
+      delta,
+      loss: lossSum / tail,
+      steps,
+      batchSize: batch,
+      ms: Date.now() - t0,
+      threads,
+      microBatch: memory.microBatch,
+      checkpointing: memory.checkpointing,
+    };
   } finally {
-    trainer.dispose?.();
+    await parallel?.dispose();
     model.dispose();
   }
 }

@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createProgress } from '@fedsynth/cli-kit';
+import type { BackendName } from '@fedsynth/diffusion';
 import {
   type EvaluationReport,
   type Message,
@@ -286,6 +287,8 @@ export class SiteAgent {
       limits,
       data,
       seed: (start.roundNumber * 7919 + (Date.now() % 7919)) >>> 0,
+      backend: this.opts.backend.backend as BackendName,
+      onPlan: (line) => log.info('training plan', { round: start.secAgg.roundId, plan: line }),
       onStep: (s, _t, loss) => {
         if (cancelled()) throw new Error('the round ended before local training finished');
         bar.tick(s, { loss });

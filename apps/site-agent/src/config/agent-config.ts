@@ -39,6 +39,10 @@ export const agentConfigSchema = z
     optOut: z.boolean().default(false),
     maxLocalSteps: z.number().int().positive().max(1_000_000).default(10_000),
     maxBatch: z.number().int().positive().max(1024).default(32),
+    /** Data-parallel training threads (default: every core of the machine). */
+    trainingThreads: z.number().int().positive().max(256).optional(),
+    /** Tensor memory per training thread in MiB (default: planned from the backend and the machine). */
+    memoryMb: z.number().int().min(16).max(16_777_216).optional(),
     modalities: z
       .object({
         source: z.string().min(1).default('mr'),
@@ -73,11 +77,13 @@ const ENV_KEYS: Record<string, keyof AgentConfig> = {
   FEDSYNTH_AGENT_OPT_OUT: 'optOut',
   FEDSYNTH_AGENT_MAX_LOCAL_STEPS: 'maxLocalSteps',
   FEDSYNTH_AGENT_MAX_BATCH: 'maxBatch',
+  FEDSYNTH_AGENT_TRAINING_THREADS: 'trainingThreads',
+  FEDSYNTH_AGENT_MEMORY_MB: 'memoryMb',
   FEDSYNTH_AGENT_CA_CERT: 'caCert',
   FEDSYNTH_AGENT_LOG_FORMAT: 'logFormat',
 };
 
-const NUMERIC = new Set<keyof AgentConfig>(['maxLocalSteps', 'maxBatch']);
+const NUMERIC = new Set<keyof AgentConfig>(['maxLocalSteps', 'maxBatch', 'trainingThreads', 'memoryMb']);
 const BOOLEAN = new Set<keyof AgentConfig>(['paused', 'optOut']);
 
 function coerce(key: keyof AgentConfig, raw: string, origin: string, problems: string[]): unknown {

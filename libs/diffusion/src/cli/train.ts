@@ -16,6 +16,7 @@ import { type BackendChoice, selectBackend } from '../backend';
 import { decodeModel, encodeModel } from '../checkpoint';
 import { BatchSampler, loadSliceDataset } from '../data';
 import { evaluateSlices } from '../evaluate';
+import { describePlan, MemoryPlanError, planTrainingRun } from '../memory-plan';
 import type { PredictionType } from '../objective';
 import { DataParallelTrainer } from '../parallel';
 import type { ScheduleName } from '../schedule';
@@ -102,6 +103,12 @@ const FLAGS: Record<string, FlagSpec> = {
     valueName: 'n',
     description: 'training threads (data-parallel; default: all cores)',
   },
+  'memory-mb': {
+    type: 'string',
+    valueName: 'MiB',
+    description:
+      'tensor memory per training thread (default: planned from the backend and this machine); a batch that does not fit is split into micro-batches with the same update',
+  },
   fresh: { type: 'boolean', description: 'start over even if a checkpoint of --out exists' },
 };
 const HELP = usage(
@@ -166,6 +173,22 @@ export async function main(argv: string[]): Promise<void> {
       await writeFile(historyPath, '');
     }
     const threads = numFlag(v, 'threads', 1, 256, availableParallelism());
+    const memoryMb = v['memory-mb'] === undefined ? undefined : numFlag(v, 'memory-mb', 16, 2 ** 24, 0);
+    let plan: ReturnType<typeof planTrainingRun>;
+    try {
+      plan = planTrainingRun({
+        config: model.config,
+        size,
+        batch,
+        backend: info.backend,
+        threads,
+        budgetBytes: memoryMb === undefined ? undefined : memoryMb * 2 ** 20,
+      });
+    } catch (err) {
+      if (err instanceof MemoryPlanError) throw new UsageError(`--size ${size}: ${err.message}`);
+      throw err;
+    }
+    process.stderr.write(`${describePlan(plan)}\n`);
     const parallel = await DataParallelTrainer.create(
       model,
       {
@@ -176,7 +199,7 @@ export async function main(argv: string[]): Promise<void> {
         l1Weight: numFlag(v, 'l1', 0, 100, 0.1, false),
         optimizer: { kind: 'adamw', lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 1e-4, clipNorm: 1 },
       },
-      { threads, backend: info.backend },
+      { threads, backend: info.backend, microBatch: plan.microBatch, checkpointing: plan.checkpointing },
     );
     const trainer = parallel.trainer;
     if (resumed) {
