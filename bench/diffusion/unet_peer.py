@@ -170,13 +170,18 @@ def main():
     model.load_state_dict(weights, strict=True)
     io = json.load(open(f"{work}/io.json"))
     b, size = io["batch"], io["size"]
-    x = torch.from_numpy(np.fromfile(f"{work}/x.f32", dtype="<f4").reshape(b, size, size, cfg["inChannels"])).permute(0, 3, 1, 2).contiguous()
+    # Parity on the slices fedsynth ran in one forward pass (all of the batch unless memory said fewer).
+    pb = io.get("parityBatch", b)
+    x = torch.from_numpy(np.fromfile(f"{work}/x.f32", dtype="<f4").reshape(pb, size, size, cfg["inChannels"])).permute(0, 3, 1, 2).contiguous()
     t = torch.tensor(io["t"], dtype=torch.int64)
-    ours = np.fromfile(f"{work}/y.f32", dtype="<f4").reshape(b, size, size, cfg["outChannels"])
+    ours = np.fromfile(f"{work}/y.f32", dtype="<f4").reshape(pb, size, size, cfg["outChannels"])
     with torch.no_grad():
         y = model(x, t).permute(0, 2, 3, 1).numpy()
     parity = float(np.abs(y - ours).max())
-    # One Adam step on the same batch shape, torch on its defaults (all cores).
+    # One Adam step on the whole batch, torch on its defaults (all cores).
+    if pb != b:
+        x = torch.randn(b, cfg["inChannels"], size, size)
+        t = torch.tensor([(i * 997) % 1000 for i in range(b)], dtype=torch.int64)
     opt = torch.optim.Adam(model.parameters(), lr=2e-4)
     target = torch.randn(b, cfg["outChannels"], size, size)
     times = []

@@ -23,11 +23,11 @@ import { unetLayout } from './unet-config';
  */
 const COEFFS = {
   /** A training step keeping every activation for the backward pass. */
-  train: [88.22, 70.64, 7.129, 6.787e6],
+  train: [31.19, 14.08, 6.904, 4.324e6],
   /** A training step with checkpointed blocks. */
-  checkpointed: [1.519, 110.4, 4.006, 3.258e6],
+  checkpointed: [4.328, 59.9, 4.358, 3.349e6],
   /** A forward pass without gradients (synthesis, evaluation). */
-  forward: [0.5808, 36.87, 0.7908, 1.204e5],
+  forward: [1.04, 23.2, 1.113, 1.274e5],
 } satisfies Record<string, [number, number, number, number]>;
 
 export type PassKind = keyof typeof COEFFS;

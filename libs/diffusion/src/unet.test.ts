@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeModel, encodeModel } from './checkpoint';
 import { randomizeWeights, TINY } from './testing';
 import { tf } from './tf';
-import { DEFAULT_UNET_CONFIG, UNet } from './unet';
+import { DEFAULT_UNET_CONFIG, UNet, upsampleNearest2x } from './unet';
 import { unetConfigFor, unetLayout } from './unet-config';
 
 beforeAll(async () => {
@@ -103,4 +103,43 @@ describe('UNet', () => {
 
 afterAll(() => {
   expect(tf.getBackend()).toBeDefined();
+});
+
+describe('upsampleNearest2x', () => {
+  it('repeats each value over a 2x2 block, and its gradient sums each block (hand-computed)', () => {
+    // x[0, i, j, k] = 100 i + 10 j + k
+    const x = tf.tensor4d(
+      Array.from({ length: 2 * 3 * 2 }, (_, n) => {
+        const k = n % 2;
+        const j = Math.floor(n / 2) % 3;
+        const i = Math.floor(n / 6);
+        return 100 * i + 10 * j + k;
+      }),
+      [1, 2, 3, 2],
+    );
+    const y = upsampleNearest2x(x);
+    expect(y.shape).toEqual([1, 4, 6, 2]);
+    const yv = y.arraySync() as number[][][][];
+    for (let i = 0; i < 4; i++)
+      for (let j = 0; j < 6; j++)
+        for (let k = 0; k < 2; k++)
+          expect(yv[0][i][j][k]).toBe(100 * Math.floor(i / 2) + 10 * Math.floor(j / 2) + k);
+    // d/dx sum(w * up(x)) with w[i, j, k] = i + j: each x gets the sum of w over its 2x2 block.
+    const w = tf.tensor4d(
+      Array.from({ length: 4 * 6 * 2 }, (_, n) => Math.floor(n / 12) + (Math.floor(n / 2) % 6)),
+      [1, 4, 6, 2],
+    );
+    const g = tf.grad((a: tf.Tensor) =>
+      upsampleNearest2x(a as tf.Tensor4D)
+        .mul(w)
+        .sum(),
+    )(x);
+    const gv = g.arraySync() as number[][][][];
+    for (let i = 0; i < 2; i++)
+      for (let j = 0; j < 3; j++) {
+        // rows 2i, 2i+1 and columns 2j, 2j+1: sum of (r + c) = 4 (2i + 2j) + 4
+        for (let k = 0; k < 2; k++) expect(gv[0][i][j][k]).toBe(8 * i + 8 * j + 4);
+      }
+    tf.dispose([x, y, w, g]);
+  });
 });

@@ -12,22 +12,25 @@ import { DEFAULT_UNET_CONFIG, type UNetConfig, unetConfigFor } from '../unet';
 
 /**
  * The default U-Net, the same with attention at its two lower levels (large attention matrices)
- * and with one residual block per level (more of the memory outside the blocks).
+ * and with one and three residual blocks per level (more or less of the memory in the blocks).
  */
 const NETWORKS: Record<PassKind, [UNetConfig, number][]> = (() => {
   const attentive = { ...DEFAULT_UNET_CONFIG, attentionLevels: [false, true, true] };
   const shallow = unetConfigFor(DEFAULT_UNET_CONFIG.channels, 1);
+  const deep = unetConfigFor(DEFAULT_UNET_CONFIG.channels, 3);
   const base = (sizes: number[]) => sizes.map((s) => [DEFAULT_UNET_CONFIG, s] as [UNetConfig, number]);
+  const variants = (a: number, b: number): [UNetConfig, number][] => [
+    [attentive, a],
+    [attentive, b],
+    [shallow, a],
+    [shallow, b],
+    [deep, a],
+    [deep, b],
+  ];
   return {
-    train: [...base([32, 64, 96, 128]), [attentive, 32], [attentive, 64], [shallow, 64], [shallow, 96]],
-    checkpointed: [
-      ...base([32, 64, 128, 256]),
-      [attentive, 64],
-      [attentive, 128],
-      [shallow, 64],
-      [shallow, 128],
-    ],
-    forward: [...base([32, 64, 128, 256]), [attentive, 64], [attentive, 128], [shallow, 64], [shallow, 128]],
+    train: [...base([32, 64, 96, 128]), ...variants(32, 64)],
+    checkpointed: [...base([32, 64, 128, 256]), ...variants(64, 128)],
+    forward: [...base([32, 64, 128, 256]), ...variants(64, 128)],
   };
 })();
 

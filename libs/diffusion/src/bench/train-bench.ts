@@ -1,17 +1,21 @@
 /**
- * One training step of the default U-Net (64x64, batch 8, Adam) on the selected backend, against the
- * same network in PyTorch on the same machine in the same run (bench/diffusion/unet_peer.py), plus
- * forward-pass parity on the same weights and input. Prints, last, one JSON object:
- * {backend, size, batch, params, stepMs, gflopsPerStep, gflopsPerSec, torchStepMs, ratio, parityMaxAbsDiff}.
- * Run: npm run bench:train  (installs Debian's python3-torch when it is missing and we are root).
+ * One training step of the default U-Net (64x64, batch 8, Adam; --size, --batch) on the selected
+ * backend with all cores, micro-batched and checkpointed as the memory planner decides, against
+ * the same network in PyTorch on the same machine in the same run (bench/diffusion/unet_peer.py),
+ * plus forward-pass parity on the same weights and input (as many slices as fit one pass). Prints,
+ * last, one JSON object: {backend, size, batch, params, threads, microBatch, checkpointing, stepMs,
+ * peakRssMiB, gflopsPerStep, gflopsPerSec, torchStepMs, ratio, parityMaxAbsDiff}.
+ * Run: npm run bench:train [-- --size 256 --batch 8]  (installs Debian's python3-torch when it is
+ * missing and we are root).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type BackendChoice, selectBackend } from '../backend';
 import { encodeModel } from '../checkpoint';
+import { memoryBudget, planSynthesis, planTrainingRun } from '../memory-plan';
 import { DataParallelTrainer } from '../parallel';
 import { tf } from '../tf';
 import { DEFAULT_UNET_CONFIG, parameterSpecs, UNet, type UNetConfig } from '../unet';
@@ -61,6 +65,8 @@ async function main(): Promise<void> {
       steps: { type: 'string', default: '5' },
       size: { type: 'string', default: '64' },
       batch: { type: 'string', default: '8' },
+      threads: { type: 'string' },
+      'memory-mb': { type: 'string' },
     },
   });
   const size = Number(values.size);
@@ -80,14 +86,34 @@ async function main(): Promise<void> {
       v.assign(r);
       r.dispose();
     }
-    const x = tf.randomNormal([batch, size, size, config.inChannels], 0, 1, 'float32', 5) as tf.Tensor4D;
-    const tArr = Array.from({ length: batch }, (_, i) => (i * 997) % 1000);
+    const threads = Number(values.threads ?? availableParallelism());
+    const plan = planTrainingRun({
+      config,
+      size,
+      batch,
+      backend: info.backend,
+      threads,
+      budgetBytes: values['memory-mb'] ? Number(values['memory-mb']) * 2 ** 20 : undefined,
+    });
+    // Parity on as many slices as one forward pass holds.
+    const parityBatch = planSynthesis(config, size, batch, memoryBudget(info.backend));
+    const x = tf.randomNormal(
+      [parityBatch, size, size, config.inChannels],
+      0,
+      1,
+      'float32',
+      5,
+    ) as tf.Tensor4D;
+    const tArr = Array.from({ length: parityBatch }, (_, i) => (i * 997) % 1000);
     const t = tf.tensor1d(tArr, 'int32');
     const y = model.apply(x, t);
     writeFileSync(join(work, 'model.safetensors'), await encodeModel(model));
     writeFileSync(join(work, 'x.f32'), Buffer.from((await x.data()).buffer));
     writeFileSync(join(work, 'y.f32'), Buffer.from((await y.data()).buffer));
-    writeFileSync(join(work, 'io.json'), JSON.stringify({ batch, size, t: tArr, torchSteps: steps }));
+    writeFileSync(
+      join(work, 'io.json'),
+      JSON.stringify({ batch, parityBatch, size, t: tArr, torchSteps: steps }),
+    );
     tf.dispose([x, t, y]);
     // Our training step: plain MSE and Adam, as the peer does.
     const trainer = await DataParallelTrainer.create(
@@ -106,7 +132,10 @@ async function main(): Promise<void> {
           clipNorm: 0,
         },
       },
-      { backend: info.backend },
+      { backend: info.backend, threads, microBatch: plan.microBatch, checkpointing: plan.checkpointing },
+    );
+    process.stderr.write(
+      `${threads} threads, ${plan.microBatch} of ${plan.batch} slices per pass${plan.checkpointing ? ', checkpointed' : ''}\n`,
     );
     const px = batch * size * size;
     const b = {
@@ -124,8 +153,8 @@ async function main(): Promise<void> {
     }
     times.sort((a, c) => a - c);
     const stepMs = times[times.length >> 1];
-    const threads = trainer.threads;
     await trainer.dispose();
+    const peakRssMiB = Math.round(process.resourceUsage().maxRSS / 1024);
     model.dispose();
     const peer = resolve(__dirname, '..', '..', '..', '..', 'bench', 'diffusion', 'unet_peer.py');
     const torch = JSON.parse(execFileSync(PY, [peer, work], { encoding: 'utf8' }).trim().split('\n').pop()!);
@@ -137,7 +166,10 @@ async function main(): Promise<void> {
         batch,
         params: new UNet(config).paramCount(),
         threads,
+        microBatch: plan.microBatch,
+        checkpointing: plan.checkpointing,
         stepMs: Math.round(stepMs),
+        peakRssMiB,
         gflopsPerStep: Number(gflopsPerStep.toFixed(2)),
         gflopsPerSec: Number((gflopsPerStep / (stepMs / 1000)).toFixed(2)),
         torchStepMs: Math.round(torch.torchStepMs),
