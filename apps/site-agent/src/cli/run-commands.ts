@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, statfsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createProgress } from '@fedsynth/cli-kit';
 import { enroll, keyFingerprint, readEnrollment } from '../agent/enrollment';
@@ -329,6 +330,48 @@ interface Check {
   detail: string;
 }
 
+/** Memory of the first CUDA GPU in bytes (nvidia-smi), or undefined. */
+function gpuMemoryBytes(): number | undefined {
+  try {
+    const mib = Number(
+      execFileSync('nvidia-smi', ['--query-gpu=memory.total', '--format=csv,noheader,nounits'], {
+        encoding: 'utf8',
+        timeout: 10_000,
+      }).split('\n')[0],
+    );
+    return Number.isFinite(mib) && mib > 0 ? mib * 2 ** 20 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * What this machine can train with the default U-Net, by the memory planner: slices per pass at
+ * common sizes (larger batches are accumulated over passes) and the largest size at all.
+ */
+function trainingCapacityLine(
+  d: ReturnType<typeof loadDiffusion>,
+  backend: Parameters<typeof d.memoryBudget>[0],
+  config: AgentConfig | null,
+  deviceBytes: number | undefined,
+): string {
+  const threads = config?.trainingThreads ?? availableParallelism();
+  const budget = config?.memoryMb
+    ? config.memoryMb * 2 ** 20
+    : d.memoryBudget(backend, { threads, deviceBytes });
+  const sizes = d
+    .trainingCapacity(d.DEFAULT_UNET_CONFIG, budget)
+    .map(
+      (c) =>
+        `${c.size} px: ${c.maxBatch ? `${c.maxBatch} slice${c.maxBatch > 1 ? 's' : ''} per pass${c.checkpointing ? ' (checkpointed)' : ''}` : 'does not fit'}`,
+    );
+  const largest = d.largestSize(d.DEFAULT_UNET_CONFIG, 1, budget, 'checkpointed');
+  return (
+    `${Math.round(budget / 2 ** 20)} MiB per training thread x ${threads} thread${threads > 1 ? 's' : ''}; default U-Net: ` +
+    `${sizes.join(', ')}; largest size ${largest ?? 'none'} px (batches beyond a pass are accumulated)`
+  );
+}
+
 const doctorCmd: Command = {
   name: 'doctor',
   summary: 'check backend, device, data, coordinator, clock and disk',
@@ -384,6 +427,7 @@ const doctorCmd: Command = {
         gpu || !cuda ? true : 'warn',
         `${info.backend}: ${info.device}${gpu ? '' : `\n      ${d.GPU_HINT}`}`,
       );
+      add('memory', true, trainingCapacityLine(d, info.backend, config, gpuMemoryBytes()));
     } catch (err) {
       add('backend', false, (err as Error).message);
     }
