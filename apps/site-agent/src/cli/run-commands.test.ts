@@ -97,7 +97,9 @@ describe('fedsynth-agent and the site data', () => {
     expect(r.out).toContain(`full report: fedsynth-data check ${dataDir}\n`);
     // What this machine can train, from the memory planner: the wasm heap caps a thread at 3 GiB,
     // where a 512 px slice of the default U-Net does not fit.
-    expect(r.out).toMatch(/ok {4}memory {8}\d+ MiB per training thread x \d+ threads?; default U-Net: 64 px: \d+ slices? per pass/);
+    expect(r.out).toMatch(
+      /ok {4}memory {8}\d+ MiB per training thread x \d+ threads?; default U-Net: 64 px: \d+ slices? per pass/,
+    );
     expect(r.out).toMatch(/512 px: does not fit; largest size \d+ px/);
   });
 });

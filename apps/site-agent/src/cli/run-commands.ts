@@ -301,13 +301,17 @@ const synthesizeCmd: Command = {
     const { model: unet, metadata } = await d.loadModel(model);
     const mr = await imaging.readNifti(resolve(String(v.input)));
     const bar = { p: null as ReturnType<typeof createProgress> | null };
+    const size = Number(metadata.size ?? 64);
+    // As many slices per model call as this backend's memory holds (up to 32).
+    const batch = d.planSynthesis(unet.config, size, 32, d.memoryBudget(info.backend));
+    const t0 = Date.now();
     const { ct } = d.synthesizeVolume(unet, mr, {
-      size: Number(metadata.size ?? 64),
+      size,
       prediction: (metadata.prediction as 'sample') ?? 'sample',
       schedule: (metadata.schedule as 'cosine') ?? 'cosine',
       steps,
       samples: 1,
-      batch: 8,
+      batch,
       seed: 0,
       onStep: (done, total) => {
         bar.p ??= createProgress(`synthesizing ${mr.dims[2]} slices (${info.backend})`, total);
@@ -318,7 +322,14 @@ const synthesizeCmd: Command = {
     await imaging.writeNifti(resolve(String(v.out)), { ...mr, data: ct }, { datatype: 'int16' });
     unet.dispose();
     process.stdout.write(
-      `${JSON.stringify({ out: resolve(String(v.out)), model, slices: mr.dims[2], steps })}\n`,
+      `${JSON.stringify({
+        out: resolve(String(v.out)),
+        model,
+        slices: mr.dims[2],
+        steps,
+        batch,
+        seconds: Number(((Date.now() - t0) / 1000).toFixed(1)),
+      })}\n`,
     );
     return 0;
   },

@@ -55,6 +55,10 @@ describe('fedsynth-train and fedsynth-synthesize', () => {
     await trainMain([...common, '--steps', '4']);
     expect(process.exitCode, io.err.join('')).toBe(0);
     expect(io.err.join('')).toMatch(/resuming .*model\.safetensors at step 2/);
+    // The memory planner's decision is printed before training.
+    expect(io.err.join('')).toMatch(
+      /memory: \d+ of \d+ slices per pass.*about \d+ MiB of \d+ MiB per thread/,
+    );
     const history = (await readFile(`${model}.history.jsonl`, 'utf8'))
       .trim()
       .split('\n')
@@ -76,6 +80,15 @@ describe('fedsynth-train and fedsynth-synthesize', () => {
       'wasm',
     ]);
     expect(process.exitCode, io.err.join('')).toBe(0);
+    // The 32 px phantom goes through the 16 px model resampled; the time is printed.
+    const result = JSON.parse(io.out[io.out.length - 1]);
+    expect(result).toMatchObject({ slices: 6, steps: 2, resampled: true });
+    expect(result.batch).toBeGreaterThanOrEqual(1);
+    expect(result.seconds).toBeGreaterThan(0);
+    expect(io.err.join('')).toMatch(
+      /6 slices of 32x32, resampled to the model's 16 px, \d+ per pass, 2 DDIM steps/,
+    );
+    expect(io.err.join('')).toMatch(/synthesized 6 slices in \d+\.\d s/);
     const [mr, sct, mask] = await Promise.all([
       readNifti(input),
       readNifti(out),

@@ -20,6 +20,7 @@ import {
 } from '@fedsynth/imaging';
 import { type BackendChoice, selectBackend } from '../backend';
 import { loadModel } from '../checkpoint';
+import { memoryBudget, planSynthesis } from '../memory-plan';
 import type { PredictionType } from '../objective';
 import { ddimSample, modelDenoiser } from '../sampler';
 import { makeSchedule, type ScheduleName } from '../schedule';
@@ -45,7 +46,12 @@ const FLAGS: Record<string, FlagSpec> = {
     valueName: 'file',
     description: 'also write the per-voxel spread of the samples (HU), needs --samples >= 2',
   },
-  batch: { type: 'string', valueName: 'n', description: 'slices per model call', default: '8' },
+  batch: {
+    type: 'string',
+    valueName: 'n|auto',
+    description: 'slices per model call (auto: as many as the memory planner fits, up to 32)',
+    default: 'auto',
+  },
   backend: {
     type: 'string',
     valueName: 'name',
@@ -57,7 +63,7 @@ const FLAGS: Record<string, FlagSpec> = {
 const HELP = usage(
   'fedsynth-synthesize',
   '--model M --input mr.nii.gz --out sct.nii.gz [flags]',
-  'Synthesizes a CT (HU) from an MRI volume slice by slice with DDIM, writing a NIfTI with the\ninput geometry.',
+  'Synthesizes a CT (HU) from an MRI volume slice by slice with DDIM, writing a NIfTI with the\ninput geometry. Slices whose larger side equals the model size are used as they are (padded to\nsquare); others are resampled to the model size and back. Prints one JSON line with the time.',
   FLAGS,
 );
 
@@ -155,13 +161,26 @@ export async function main(argv: string[]): Promise<void> {
     const size = Number(metadata.size ?? 64);
     if (!Number.isInteger(size) || size < 8)
       throw new Error(`${v.model}: metadata size "${metadata.size}" is not a valid input size`);
+    // Slices per model call: what fits this backend's memory, and no more than asked.
+    const fits = planSynthesis(model.config, size, 32, memoryBudget(info.backend));
+    const asked = v.batch === undefined || v.batch === 'auto' ? fits : numFlag(v, 'batch', 1, 1024, 8);
+    const batch = Math.min(asked, fits);
+    if (batch < asked)
+      process.stderr.write(
+        `--batch ${asked}: ${batch} slices of ${size} px fit in memory at once; using ${batch}\n`,
+      );
+    const resampled = Math.max(mr.dims[0], mr.dims[1]) !== size;
+    process.stderr.write(
+      `${mr.dims[2]} slices of ${mr.dims[0]}x${mr.dims[1]}, ${resampled ? `resampled to the model's ${size} px` : `at the model's native ${size} px`}, ${batch} per pass, ${steps} DDIM steps\n`,
+    );
+    const t0 = Date.now();
     const { ct, spread } = synthesizeVolume(model, mr, {
       size,
       prediction: (metadata.prediction as PredictionType) ?? 'v',
       schedule: (metadata.schedule as ScheduleName) ?? 'cosine',
       steps,
       samples,
-      batch: numFlag(v, 'batch', 1, 1024, 8),
+      batch,
       seed: numFlag(v, 'seed', 0, 2 ** 31 - 1, 0),
       mask,
       onStep: (d, t) => {
@@ -171,11 +190,23 @@ export async function main(argv: string[]): Promise<void> {
       },
     });
     bar?.done();
+    const seconds = (Date.now() - t0) / 1000;
+    process.stderr.write(`synthesized ${mr.dims[2]} slices in ${seconds.toFixed(1)} s\n`);
     await writeNifti(resolve(String(v.out)), { ...mr, data: ct }, { datatype: 'int16' });
     if (v.uncertainty && spread)
       await writeNifti(resolve(String(v.uncertainty)), { ...mr, data: spread }, { datatype: 'float32' });
     process.stdout.write(
-      `${JSON.stringify({ out: resolve(String(v.out)), slices: mr.dims[2], steps, samples, modelSteps: total })}\n`,
+      `${JSON.stringify({
+        out: resolve(String(v.out)),
+        slices: mr.dims[2],
+        steps,
+        samples,
+        modelSteps: total,
+        batch,
+        resampled,
+        seconds: Number(seconds.toFixed(1)),
+        secondsPerSlice: Number((seconds / mr.dims[2]).toFixed(3)),
+      })}\n`,
     );
     model.dispose();
     return 0;
