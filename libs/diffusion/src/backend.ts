@@ -1,3 +1,4 @@
+import { cudaInfo, describeCuda } from './gpu-info';
 import { tf } from './tf';
 
 /** Backends in the order `auto` tries them. */
@@ -39,6 +40,15 @@ async function activate(name: BackendName): Promise<string | null> {
     );
     if (missing) return missing;
     if (!(await tf.setBackend('tensorflow'))) return 'the tensorflow backend did not initialize';
+    if (name === 'tensorflow-gpu') {
+      // tfjs-node-gpu falls back to the CPU silently when libtensorflow finds no usable GPU.
+      const usingGpu = (tf.backend() as unknown as { isUsingGpuDevice?: boolean }).isUsingGpuDevice;
+      if (usingGpu === false)
+        return (
+          `@tensorflow/tfjs-node-gpu is installed but TensorFlow found no GPU (${describeCuda(cudaInfo())}): ` +
+          'check that nvidia-smi sees the GPU and that the CUDA 11.2+ and cuDNN 8 libraries are on LD_LIBRARY_PATH'
+        );
+    }
     return null;
   }
   try {
@@ -52,7 +62,7 @@ async function activate(name: BackendName): Promise<string | null> {
 function describeDevice(name: BackendName): string {
   switch (name) {
     case 'tensorflow-gpu':
-      return 'CUDA GPU via libtensorflow (tfjs-node-gpu)';
+      return `${describeCuda(cudaInfo())}, via libtensorflow (tfjs-node-gpu)`;
     case 'tensorflow':
       return 'CPU via libtensorflow (tfjs-node)';
     case 'wasm': {

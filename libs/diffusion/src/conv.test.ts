@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { conv2d } from './conv';
+import { conv2d, hasNativeConvGradients } from './conv';
 import { tf } from './tf';
 
 function relErr(
@@ -58,12 +58,12 @@ async function ours(
   const x = tf.tensor4d(xv, xs as [number, number, number, number]);
   const w = tf.tensor4d(wv, ws as [number, number, number, number]);
   const f = (a: tf.Tensor, b: tf.Tensor) =>
-    conv2d(a as tf.Tensor4D, b as tf.Tensor4D, stride, pad)
+    conv2d(a as tf.Tensor4D, b as tf.Tensor4D, stride, pad, 'forward-only')
       .square()
       .sum();
   const before = tf.memory().numTensors;
   const [gx, gw] = tf.grads(f)([x, w]);
-  const y = conv2d(x, w, stride, pad);
+  const y = conv2d(x, w, stride, pad, 'forward-only');
   const out = { y: await y.data(), gx: await gx.data(), gw: await gw.data() };
   tf.dispose([gx, gw, y]);
   expect(tf.memory().numTensors).toBe(before);
@@ -103,4 +103,26 @@ describe('conv2d with forward-only gradients', () => {
       }
     });
   }
+
+  it('uses the backend gradient kernels where it has them (cpu) and forward convolutions where not (wasm)', async () => {
+    const kernelsOfGradient = async () => {
+      const x = tf.ones([1, 6, 6, 2]) as tf.Tensor4D;
+      const w = tf.ones([3, 3, 2, 2]) as tf.Tensor4D;
+      const prof = await tf.profile(() => {
+        tf.dispose(
+          tf.grads((a: tf.Tensor, b: tf.Tensor) => conv2d(a as tf.Tensor4D, b as tf.Tensor4D).sum())([x, w]),
+        );
+      });
+      tf.dispose([x, w]);
+      return new Set(prof.kernels.map((k) => k.name));
+    };
+    await tf.setBackend('cpu');
+    expect(hasNativeConvGradients()).toBe(true);
+    expect(await kernelsOfGradient()).toContain('Conv2DBackpropFilter');
+    await tf.setBackend('wasm');
+    expect(hasNativeConvGradients()).toBe(false);
+    const wasm = await kernelsOfGradient();
+    expect(wasm).not.toContain('Conv2DBackpropFilter');
+    expect(wasm).toContain('Conv2D');
+  });
 });

@@ -1,24 +1,54 @@
 import { tf } from './tf';
 
+/** How conv2d computes its gradients: the backend's own kernels, or forward convolutions. */
+export type ConvGradients = 'auto' | 'native' | 'forward-only';
+
+const hasNative = new Map<string, boolean>();
+
+/**
+ * Whether the current backend has its own convolution gradient kernels (tfjs-node's libtensorflow
+ * with cuDNN on a GPU, webgpu, cpu); wasm has no Conv2DBackpropFilter.
+ */
+export function hasNativeConvGradients(): boolean {
+  const backend = tf.getBackend();
+  let has = hasNative.get(backend);
+  if (has === undefined) {
+    has =
+      tf.getKernel('Conv2DBackpropFilter', backend) !== undefined &&
+      tf.getKernel('Conv2DBackpropInput', backend) !== undefined;
+    hasNative.set(backend, has);
+  }
+  return has;
+}
+
 /**
  * 2D convolution (NHWC input, [k, k, in, out] filter) with symmetric zero padding `pad` and
  * stride, as PyTorch computes it (TensorFlow's 'same' pads stride-2 convolutions asymmetrically,
  * which would not match MONAI's weights).
  *
- * Its gradient is computed with forward convolutions only, so it works on every backend (wasm has
- * no Conv2DBackpropFilter, and its Conv2DBackpropInput is slow):
+ * Its gradient comes from the backend's own kernels where it has them (`auto`), else from forward
+ * convolutions only, which work on every backend (wasm has no Conv2DBackpropFilter, and its
+ * Conv2DBackpropInput is slow):
  * - dx: dy with zeros inserted between elements (stride > 1), convolved with the filter flipped in
  *   both spatial axes and its channels swapped;
  * - dw: the padded input with batch and channels exchanged, convolved with dy (zero-inserted) used
  *   as the filter, cropped to k x k.
  */
-export function conv2d(x: tf.Tensor4D, w: tf.Tensor4D, stride = 1, pad = 1): tf.Tensor4D {
+export function conv2d(
+  x: tf.Tensor4D,
+  w: tf.Tensor4D,
+  stride = 1,
+  pad = 1,
+  gradients: ConvGradients = 'auto',
+): tf.Tensor4D {
   const padding: [[number, number], [number, number], [number, number], [number, number]] = [
     [0, 0],
     [pad, pad],
     [pad, pad],
     [0, 0],
   ];
+  if (gradients === 'native' || (gradients === 'auto' && hasNativeConvGradients()))
+    return tf.conv2d(x, w, stride, padding);
   const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const [x4, w4, save] = args as [tf.Tensor4D, tf.Tensor4D, tf.GradSaveFunc];
     save([x4, w4]);

@@ -19,9 +19,11 @@ export {
   saveModel,
 } from './checkpoint';
 export { synthesizeVolume } from './cli/synthesize';
-export { conv2d, convGrads } from './conv';
+export { type ConvGradients, conv2d, convGrads, hasNativeConvGradients } from './conv';
 export { BatchSampler, loadSliceDataset, type SliceDataset, stackSlices } from './data';
 export { type EvalResult, evaluateSlices } from './evaluate';
+export { type CudaInfo, cudaInfo, describeCuda, type GpuInfo } from './gpu-info';
+export { groupNorm } from './group-norm';
 export {
   describePlan,
   estimatePeakBytes,

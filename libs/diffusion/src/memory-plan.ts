@@ -1,5 +1,6 @@
 import { freemem, totalmem } from 'node:os';
 import type { BackendName } from './backend';
+import { cudaInfo } from './gpu-info';
 import type { UNetConfig } from './unet-config';
 import { unetLayout } from './unet-config';
 
@@ -89,7 +90,7 @@ const HOST_USABLE = 0.6;
 /**
  * Bytes of tensor memory one training thread may use on this machine: the machine's share (60% of
  * its memory) split between the threads, and on wasm no more than 3 GiB of the thread's own 4 GiB
- * heap. GPU memory is not known here: pass it (e.g. from `nvidia-smi`) as `deviceBytes`.
+ * heap; on tensorflow-gpu 90% of the first GPU's memory (nvidia-smi, or `deviceBytes`).
  */
 export function memoryBudget(
   backend: BackendName,
@@ -97,7 +98,10 @@ export function memoryBudget(
 ): number {
   const host = (Math.max(freemem(), totalmem() * 0.5) * HOST_USABLE) / Math.max(1, opts.threads ?? 1);
   if (backend === 'wasm') return Math.min(WASM_HEAP * WASM_USABLE, host);
-  if (backend === 'tensorflow-gpu' && opts.deviceBytes) return opts.deviceBytes * 0.9;
+  if (backend === 'tensorflow-gpu') {
+    const device = opts.deviceBytes ?? (cudaInfo().gpus[0]?.memoryMiB ?? 0) * 2 ** 20;
+    if (device > 0) return device * 0.9;
+  }
   return host;
 }
 

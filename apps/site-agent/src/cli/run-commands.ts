@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, statfsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -341,21 +340,6 @@ interface Check {
   detail: string;
 }
 
-/** Memory of the first CUDA GPU in bytes (nvidia-smi), or undefined. */
-function gpuMemoryBytes(): number | undefined {
-  try {
-    const mib = Number(
-      execFileSync('nvidia-smi', ['--query-gpu=memory.total', '--format=csv,noheader,nounits'], {
-        encoding: 'utf8',
-        timeout: 10_000,
-      }).split('\n')[0],
-    );
-    return Number.isFinite(mib) && mib > 0 ? mib * 2 ** 20 : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 /**
  * What this machine can train with the default U-Net, by the memory planner: slices per pass at
  * common sizes (larger batches are accumulated over passes) and the largest size at all.
@@ -364,12 +348,9 @@ function trainingCapacityLine(
   d: ReturnType<typeof loadDiffusion>,
   backend: Parameters<typeof d.memoryBudget>[0],
   config: AgentConfig | null,
-  deviceBytes: number | undefined,
 ): string {
   const threads = config?.trainingThreads ?? availableParallelism();
-  const budget = config?.memoryMb
-    ? config.memoryMb * 2 ** 20
-    : d.memoryBudget(backend, { threads, deviceBytes });
+  const budget = config?.memoryMb ? config.memoryMb * 2 ** 20 : d.memoryBudget(backend, { threads });
   const sizes = d
     .trainingCapacity(d.DEFAULT_UNET_CONFIG, budget)
     .map(
@@ -419,17 +400,13 @@ const doctorCmd: Command = {
       add('identity key', false, (err as Error).message);
     }
     const d = loadDiffusion();
-    let cuda = false;
-    try {
-      const gpus = execFileSync('nvidia-smi', ['--query-gpu=name', '--format=csv,noheader'], {
-        encoding: 'utf8',
-        timeout: 10_000,
-      });
-      cuda = gpus.trim().length > 0;
-      add('cuda', true, `GPU: ${gpus.trim().split('\n').join(', ')}`);
-    } catch {
-      add('cuda', 'warn', 'no CUDA GPU found (nvidia-smi missing or failed): training runs on the CPU');
-    }
+    const cudaInfo = d.cudaInfo();
+    const cuda = cudaInfo.gpus.length > 0;
+    add(
+      'cuda',
+      cuda ? true : 'warn',
+      cuda ? `GPU: ${d.describeCuda(cudaInfo)}` : `${d.describeCuda(cudaInfo)}: training runs on the CPU`,
+    );
     try {
       const info = await d.selectBackend(config?.backend ?? 'auto');
       const gpu = info.backend === 'tensorflow-gpu';
@@ -438,7 +415,7 @@ const doctorCmd: Command = {
         gpu || !cuda ? true : 'warn',
         `${info.backend}: ${info.device}${gpu ? '' : `\n      ${d.GPU_HINT}`}`,
       );
-      add('memory', true, trainingCapacityLine(d, info.backend, config, gpuMemoryBytes()));
+      add('memory', true, trainingCapacityLine(d, info.backend, config));
     } catch (err) {
       add('backend', false, (err as Error).message);
     }
