@@ -1,18 +1,8 @@
 import { encodeModel, tf, UNet } from '@fedsynth/diffusion';
+import { TINY } from '@fedsynth/diffusion/testing';
 import type { SlicePair } from '@fedsynth/imaging';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type LocalData, trainLocally } from './local-training';
-
-const TINY = {
-  inChannels: 2,
-  outChannels: 1,
-  channels: [8, 16],
-  numResBlocks: 1,
-  attentionLevels: [false, true],
-  numHeadChannels: 8,
-  normNumGroups: 4,
-  normEps: 1e-6,
-};
 
 beforeAll(async () => {
   await tf.setBackend('wasm');
