@@ -1,5 +1,6 @@
 import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type FlagSpec, numFlag, parseFlags, runCli, UsageError, usage } from '@fedsynth/cli-kit';
 import {
@@ -219,7 +220,7 @@ export async function main(argv: string[]): Promise<void> {
       const mr = await readNifti(join(subject, 'mr.nii.gz'));
       const ct = await readNifti(join(subject, 'ct.nii.gz'));
       const mask = await readNifti(join(subject, 'mask.nii.gz'));
-      const { ct: sct } = d.synthesizeVolume(unet, mr, {
+      const { ct: sct } = await d.synthesizeVolume(unet, mr, {
         size: Number(metadata.size ?? size),
         prediction: (metadata.prediction ?? 'sample') as 'sample',
         schedule: (metadata.schedule ?? 'cosine') as 'cosine',
@@ -227,6 +228,8 @@ export async function main(argv: string[]): Promise<void> {
         samples: 1,
         batch: 8,
         seed: 0,
+        // The federation has stopped: every core is free.
+        threads: availableParallelism(),
       });
       unet.dispose();
       await writeNifti(join(out, 'synthetic-ct.nii.gz'), { ...mr, data: sct }, { datatype: 'int16' });

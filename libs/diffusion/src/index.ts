@@ -39,8 +39,10 @@ export {
 export { alphaTerms, type PredictionType, predictionTarget, toX0AndEps } from './objective';
 export { AdamOptimizer, DEFAULT_OPTIMIZER, type OptimizerConfig } from './optimizer';
 export { DataParallelTrainer } from './parallel';
+export { type ParallelSampleOptions, ParallelSampler } from './parallel-sampler';
 export { seededUniform } from './rng';
 export {
+  combineSamples,
   type Denoiser,
   ddimSample,
   ddpmSample,

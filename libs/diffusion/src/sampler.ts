@@ -22,12 +22,40 @@ export interface SampleOptions {
   batchSize?: number;
   /** Called after each denoising step of each batch. */
   onStep?: (done: number, total: number) => void;
+  /**
+   * Runs only the (sample, batch) pairs this returns true for, leaving the others' output zero
+   * (threads each take a share; see ParallelSampler). Every slice draws its noise from its own
+   * seed, so its result depends neither on which others run nor on the batch size.
+   */
+  only?: (sample: number, batch: number) => boolean;
 }
 
 /** The synthetic images (mean of the samples) and, with samples > 1, the per-pixel spread. */
 export interface SampleResult {
   mean: Float32Array;
   std?: Float32Array;
+  /** With `only`: each sample's images, zero outside the pairs that ran (to be merged). */
+  samples?: Float32Array[];
+}
+
+/** The seed of one slice of one sample of a sampling run with seed `seed`. */
+function taskSeed(seed: number, sample: number, slice: number): number {
+  let h = Math.imul(seed ^ 0x5bd1e995, 0x9e3779b1) >>> 0;
+  h = Math.imul(h ^ (sample + 1), 0x85ebca6b) >>> 0;
+  h = Math.imul(h ^ (slice + 1), 0xc2b2ae35) >>> 0;
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
+/** Mean and (k > 1) per-pixel standard deviation of k samples' images. */
+export function combineSamples(outs: Float32Array[]): SampleResult {
+  const k = outs.length;
+  const mean = new Float32Array(outs[0].length);
+  for (const o of outs) for (let i = 0; i < mean.length; i++) mean[i] += o[i] / k;
+  if (k === 1) return { mean };
+  const std = new Float32Array(mean.length);
+  for (const o of outs) for (let i = 0; i < std.length; i++) std[i] += (o[i] - mean[i]) ** 2 / (k - 1);
+  for (let i = 0; i < std.length; i++) std[i] = Math.sqrt(std[i]);
+  return { mean, std };
 }
 
 /** Evenly spaced timesteps from T-1 down to 0, `steps` of them (MONAI's DDIM spacing). */
@@ -52,32 +80,37 @@ function run(
   const batchSize = Math.max(1, opts.batchSize ?? 8);
   const ts = samplingTimesteps(opts.schedule.T, steps);
   const ac = opts.schedule.alphasCumprod;
-  const rnd = seededUniform(opts.seed ?? 0);
   const px = size * size;
   if (source.length !== count * px)
     throw new RangeError(
       `source holds ${source.length} values; ${count} slices of ${size}x${size} need ${count * px}`,
     );
   const outs = Array.from({ length: k }, () => new Float32Array(count * px));
-  const total = Math.ceil(count / batchSize) * k * steps;
+  const batches = Math.ceil(count / batchSize);
+  const mine = (s: number, j: number) => !opts.only || opts.only(s, j);
+  let total = 0;
+  for (let s = 0; s < k; s++) for (let j = 0; j < batches; j++) if (mine(s, j)) total += steps;
   let done = 0;
   for (let s = 0; s < k; s++) {
-    for (let start = 0; start < count; start += batchSize) {
+    for (let j = 0; j < batches; j++) {
+      if (!mine(s, j)) continue;
+      const start = j * batchSize;
       const n = Math.min(batchSize, count - start);
+      // Each slice's noise comes from its own seed: results do not depend on the batch size or on
+      // how the batches are shared between threads.
+      const rnds = Array.from({ length: n }, (_, z) => seededUniform(taskSeed(opts.seed ?? 0, s, start + z)));
+      const noise = (std: number) =>
+        tf.concat(
+          rnds.map((r) => tf.randomNormal([1, size, size, 1], 0, std, 'float32', Math.floor(r() * 2 ** 31))),
+          0,
+        ) as tf.Tensor4D;
       const cond = tf.tensor4d(source.subarray(start * px, (start + n) * px), [n, size, size, 1]);
-      let x = tf.randomNormal(
-        [n, size, size, 1],
-        0,
-        1,
-        'float32',
-        Math.floor(rnd() * 2 ** 31),
-      ) as tf.Tensor4D;
+      let x = tf.tidy(() => noise(1));
       for (let i = 0; i < ts.length; i++) {
         const t = ts[i];
         const prev = i + 1 < ts.length ? ts[i + 1] : -1;
         const abT = ac[t];
         const abPrev = prev >= 0 ? ac[prev] : 1;
-        const noiseSeed = Math.floor(rnd() * 2 ** 31);
         const next = tf.tidy(() => {
           const sa = tf.scalar(Math.sqrt(abT)).reshape([1, 1, 1, 1]) as tf.Tensor4D;
           const sb = tf.scalar(Math.sqrt(1 - abT)).reshape([1, 1, 1, 1]) as tf.Tensor4D;
@@ -93,7 +126,7 @@ function run(
           let out = x0
             .mul(Math.sqrt(abPrev))
             .add(eps.mul(Math.sqrt(Math.max(0, 1 - abPrev - sigma * sigma))));
-          if (sigma > 0 && prev >= 0) out = out.add(tf.randomNormal(x.shape, 0, sigma, 'float32', noiseSeed));
+          if (sigma > 0 && prev >= 0) out = out.add(noise(sigma));
           return out as tf.Tensor4D;
         });
         x.dispose();
@@ -105,13 +138,8 @@ function run(
       cond.dispose();
     }
   }
-  const mean = new Float32Array(count * px);
-  for (const o of outs) for (let i = 0; i < mean.length; i++) mean[i] += o[i] / k;
-  if (k === 1) return { mean };
-  const std = new Float32Array(count * px);
-  for (const o of outs) for (let i = 0; i < std.length; i++) std[i] += (o[i] - mean[i]) ** 2 / (k - 1);
-  for (let i = 0; i < std.length; i++) std[i] = Math.sqrt(std[i]);
-  return { mean, std };
+  if (opts.only) return { mean: outs[0], samples: outs };
+  return combineSamples(outs);
 }
 
 /** The model as a denoiser. */

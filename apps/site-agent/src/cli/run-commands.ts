@@ -304,7 +304,7 @@ const synthesizeCmd: Command = {
     // As many slices per model call as this backend's memory holds (up to 32).
     const batch = d.planSynthesis(unet.config, size, 32, d.memoryBudget(info.backend));
     const t0 = Date.now();
-    const { ct } = d.synthesizeVolume(unet, mr, {
+    const { ct } = await d.synthesizeVolume(unet, mr, {
       size,
       prediction: (metadata.prediction as 'sample') ?? 'sample',
       schedule: (metadata.schedule as 'cosine') ?? 'cosine',
@@ -312,6 +312,7 @@ const synthesizeCmd: Command = {
       samples: 1,
       batch,
       seed: 0,
+      threads: availableParallelism(),
       onStep: (done, total) => {
         bar.p ??= createProgress(`synthesizing ${mr.dims[2]} slices (${info.backend})`, total);
         bar.p.tick(done);

@@ -1,0 +1,153 @@
+import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import type { BackendChoice } from './backend';
+import { encodeModel } from './checkpoint';
+import type { PredictionType } from './objective';
+import { combineSamples, ddimSample, modelDenoiser, type SampleResult } from './sampler';
+import { makeSchedule, type ScheduleName } from './schedule';
+import { tf } from './tf';
+import type { UNet } from './unet';
+
+/** The compiled worker script (tests run from sources, so fall back to the build). */
+function workerScript(): string {
+  const here = join(__dirname, 'synthesis-worker.js');
+  if (existsSync(here)) return here;
+  const built = join(__dirname, '..', 'dist', 'synthesis-worker.js');
+  if (existsSync(built)) return built;
+  throw new Error('synthesis-worker.js not found: run `npm run build` first');
+}
+
+/** What a DDIM run needs, in a form that crosses to worker threads. */
+export interface ParallelSampleOptions {
+  schedule: ScheduleName;
+  timesteps?: number;
+  prediction: PredictionType;
+  steps: number;
+  eta?: number;
+  samples?: number;
+  seed?: number;
+  batchSize: number;
+  onStep?: (done: number, total: number) => void;
+}
+
+/**
+ * DDIM sampling on every core: the wasm backend runs on one thread in Node, so each extra core
+ * gets a worker with a replica of the model, and the (sample, batch) pairs of a run are dealt out
+ * round-robin. Each pair draws its noise from its own seed, so the result equals one thread's.
+ */
+export class ParallelSampler {
+  private constructor(
+    private readonly model: UNet,
+    private readonly workers: Worker[],
+  ) {}
+
+  /** Starts `threads - 1` workers (default: one per available core) next to the main thread. */
+  static async create(
+    model: UNet,
+    opts: { threads?: number; backend?: BackendChoice } = {},
+  ): Promise<ParallelSampler> {
+    const threads = Math.max(1, opts.threads ?? availableParallelism());
+    const workers: Worker[] = [];
+    if (threads > 1) {
+      const bytes = await encodeModel(model);
+      const backend = opts.backend ?? (tf.getBackend() as BackendChoice);
+      try {
+        for (let i = 1; i < threads; i++) {
+          const w = new Worker(workerScript());
+          workers.push(w);
+          await new Promise<void>((resolve, reject) => {
+            const onMsg = (m: { kind: string; message?: string }) => {
+              w.off('message', onMsg);
+              if (m.kind === 'ready') resolve();
+              else reject(new Error(`synthesis worker failed to start: ${m.message}`));
+            };
+            w.on('message', onMsg);
+            w.once('error', reject);
+            w.postMessage({ kind: 'init', model: bytes, backend });
+          });
+        }
+      } catch (err) {
+        await Promise.all(workers.map((w) => w.terminate()));
+        throw err;
+      }
+    }
+    return new ParallelSampler(model, workers);
+  }
+
+  get threads(): number {
+    return this.workers.length + 1;
+  }
+
+  /** DDIM sampling of `count` slices (see ddimSample), shared between the threads. */
+  async sample(
+    source: Float32Array,
+    count: number,
+    size: number,
+    o: ParallelSampleOptions,
+  ): Promise<SampleResult> {
+    const k = o.samples ?? 1;
+    const batches = Math.ceil(count / o.batchSize);
+    const total = k * batches * o.steps;
+    const W = this.threads;
+    let done = 0;
+    const tick = () => o.onStep?.(++done, total);
+    const fromWorkers = this.workers.map(
+      (w, i) =>
+        new Promise<Float32Array[]>((resolve, reject) => {
+          const onMsg = (m: { kind: string; samples?: Float32Array[]; message?: string }) => {
+            if (m.kind === 'step') return tick();
+            w.off('message', onMsg);
+            if (m.kind === 'done') resolve(m.samples!);
+            else reject(new Error(`synthesis worker ${i + 1}: ${m.message}`));
+          };
+          w.on('message', onMsg);
+          w.postMessage({
+            kind: 'run',
+            source,
+            count,
+            size,
+            schedule: o.schedule,
+            timesteps: o.timesteps ?? 1000,
+            prediction: o.prediction,
+            steps: o.steps,
+            eta: o.eta ?? 0,
+            samples: k,
+            seed: o.seed ?? 0,
+            batchSize: o.batchSize,
+            worker: i + 1,
+            workers: W,
+          });
+        }),
+    );
+    const own = ddimSample(modelDenoiser(this.model), source, count, size, {
+      schedule: makeSchedule(o.schedule, o.timesteps ?? 1000),
+      prediction: o.prediction,
+      steps: o.steps,
+      eta: o.eta ?? 0,
+      samples: k,
+      seed: o.seed ?? 0,
+      batchSize: o.batchSize,
+      only: (s, j) => (s * batches + j) % W === 0,
+      onStep: tick,
+    });
+    const merged = own.samples!;
+    const px = size * size;
+    const theirs = await Promise.all(fromWorkers);
+    theirs.forEach((outs, i) => {
+      for (let s = 0; s < k; s++)
+        for (let j = 0; j < batches; j++) {
+          if ((s * batches + j) % W !== i + 1) continue;
+          const lo = j * o.batchSize * px;
+          const hi = Math.min(count, (j + 1) * o.batchSize) * px;
+          merged[s].set(outs[s].subarray(lo, hi), lo);
+        }
+    });
+    return combineSamples(merged);
+  }
+
+  async dispose(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.terminate()));
+  }
+}
