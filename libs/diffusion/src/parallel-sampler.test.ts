@@ -1,4 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
+import { evaluateSlices, evaluateSlicesParallel } from './evaluate';
 import { ParallelSampler } from './parallel-sampler';
 import { ddimSample, modelDenoiser } from './sampler';
 import { makeSchedule } from './schedule';
@@ -42,6 +43,28 @@ describe('ParallelSampler', () => {
     for (let z = 0; z < count; z++) expect(Math.abs(two.std![z * size * size + 40])).toBeGreaterThan(0);
     expect(ticks.at(-1)).toBe(1);
     expect(ticks).toHaveLength(2 * 4 * 4);
+    model.dispose();
+  }, 60_000);
+
+  it('scores validation slices on two threads with the figures of one (evaluateSlicesParallel)', async () => {
+    const model = new UNet(TINY, 3);
+    randomizeWeights(model, 6, 0.1);
+    const size = 16;
+    const slices = Array.from({ length: 5 }, (_, k) => ({
+      subjectId: 's',
+      sliceIndex: k,
+      size,
+      source: Float32Array.from({ length: size * size }, (_, i) => Math.sin(i * 0.1 + k)),
+      target: Float32Array.from({ length: size * size }, (_, i) => Math.cos(i * 0.07 - k) * 0.8),
+      mask: Uint8Array.from({ length: size * size }, (_, i) => (i % 4 === 0 ? 0 : 1)),
+    }));
+    const opts = { prediction: 'v' as const, steps: 3, seed: 5, batchSize: 4 };
+    const one = evaluateSlices(model, slices, { ...opts, schedule: makeSchedule('cosine') });
+    const two = await evaluateSlicesParallel(model, slices, { ...opts, schedule: 'cosine', threads: 2 });
+    expect(one.slices).toBe(5);
+    expect(two.slices).toBe(5);
+    for (const k of ['mae', 'psnr', 'ssim'] as const)
+      expect(Math.abs(one[k] - two[k]) / Math.abs(one[k]), k).toBeLessThan(1e-6);
     model.dispose();
   }, 60_000);
 });

@@ -186,6 +186,8 @@ export async function evaluateLocally(opts: {
   data: (size: number) => Promise<LocalData>;
   maxSlices?: number;
   steps?: number;
+  /** Synthesis threads (default: every core). */
+  threads?: number;
 }): Promise<LocalEval> {
   const d = loadDiffusion();
   const { model, metadata } = d.decodeModel(opts.checkpoint, 'global model');
@@ -194,8 +196,9 @@ export async function evaluateLocally(opts: {
     const slices = evenlySpaced(data.val, opts.maxSlices ?? 16);
     if (slices.length === 0) return { mae: 0, psnr: 0, ssim: 0, count: 0 };
     await yieldToEventLoop();
-    const r = d.evaluateSlices(model, slices, {
-      schedule: d.makeSchedule((metadata.schedule ?? opts.fallback?.schedule ?? 'cosine') as 'cosine', 1000),
+    const r = await d.evaluateSlicesParallel(model, slices, {
+      threads: opts.threads ?? availableParallelism(),
+      schedule: (metadata.schedule ?? opts.fallback?.schedule ?? 'cosine') as 'cosine',
       prediction: (metadata.prediction ?? opts.fallback?.prediction ?? 'sample') as 'sample',
       steps: opts.steps ?? 10,
       seed: 1234,

@@ -338,6 +338,7 @@ export class SiteAgent {
       checkpoint: await model(),
       fallback: start.plan,
       data: (size) => this.data!.get(size),
+      threads: this.controls().trainingThreads,
     });
     await writeFile(join(this.modelsDir, 'latest'), `${m.modelHash}\n`);
     this.setStatus({
