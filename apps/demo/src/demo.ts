@@ -1,6 +1,5 @@
 import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type FlagSpec, numFlag, parseFlags, runCli, UsageError, usage } from '@fedsynth/cli-kit';
 import {
@@ -229,7 +228,7 @@ export async function main(argv: string[]): Promise<void> {
         batch: 8,
         seed: 0,
         // The federation has stopped: every core is free.
-        threads: availableParallelism(),
+        threads: d.defaultThreads(),
       });
       unet.dispose();
       await writeNifti(join(out, 'synthetic-ct.nii.gz'), { ...mr, data: sct }, { datatype: 'int16' });

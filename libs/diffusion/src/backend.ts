@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { cudaInfo, describeCuda } from './gpu-info';
 import { tf } from './tf';
 
@@ -99,4 +100,13 @@ export async function selectBackend(
   throw new Error(
     `backend ${choice} is not available: ${skipped.map((s) => s.reason).join('; ')}${choice.startsWith('tensorflow') ? `; ${GPU_HINT}` : ''}`,
   );
+}
+
+/**
+ * How many threads training and synthesis use by default on a backend: one per core on wasm and
+ * cpu, which run on one thread each in Node; one on the native backends, where libtensorflow
+ * already uses every core, or the GPU, which more sessions would only share.
+ */
+export function defaultThreads(backend: string = tf.getBackend()): number {
+  return backend === 'wasm' || backend === 'cpu' ? availableParallelism() : 1;
 }

@@ -7,6 +7,7 @@ export {
   type BackendChoice,
   type BackendInfo,
   type BackendName,
+  defaultThreads,
   GPU_HINT,
   selectBackend,
 } from './backend';

@@ -1,8 +1,7 @@
 import { existsSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import type { BackendChoice } from './backend';
+import { type BackendChoice, defaultThreads } from './backend';
 import { encodeModel } from './checkpoint';
 import type { PredictionType } from './objective';
 import { combineSamples, ddimSample, modelDenoiser, type SampleResult } from './sampler';
@@ -48,7 +47,7 @@ export class ParallelSampler {
     model: UNet,
     opts: { threads?: number; backend?: BackendChoice } = {},
   ): Promise<ParallelSampler> {
-    const threads = Math.max(1, opts.threads ?? availableParallelism());
+    const threads = Math.max(1, opts.threads ?? defaultThreads());
     const workers: Worker[] = [];
     if (threads > 1) {
       const bytes = await encodeModel(model);

@@ -1,8 +1,7 @@
 import { existsSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import type { BackendChoice } from './backend';
+import { type BackendChoice, defaultThreads } from './backend';
 import { tf } from './tf';
 import { type Batch, type StepResult, Trainer, type TrainerConfig } from './trainer';
 import type { UNet } from './unet';
@@ -48,7 +47,7 @@ export class DataParallelTrainer {
   ): Promise<DataParallelTrainer> {
     const trainer = new Trainer(model, config);
     model.checkpointing = opts.checkpointing ?? false;
-    const threads = Math.max(1, opts.threads ?? availableParallelism());
+    const threads = Math.max(1, opts.threads ?? defaultThreads());
     const total = model.paramCount();
     const wsab = new SharedArrayBuffer(total * 4);
     const workers: Worker[] = [];

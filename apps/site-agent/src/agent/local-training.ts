@@ -1,4 +1,3 @@
-import { availableParallelism } from 'node:os';
 import type { BackendName } from '@fedsynth/diffusion';
 import { listSubjects, type SlicePair } from '@fedsynth/imaging';
 import type { Message } from '@fedsynth/protocol';
@@ -9,7 +8,7 @@ type TrainingPlan = Message<'round.start'>['plan'];
 export interface SiteLimits {
   maxLocalSteps: number;
   maxBatch: number;
-  /** Data-parallel training threads (default: every core). */
+  /** Data-parallel training threads (default: defaultThreads of the backend). */
   trainingThreads?: number;
   /** Tensor memory per training thread in MiB (default: planned). */
   memoryMb?: number;
@@ -122,7 +121,7 @@ export async function trainLocally(opts: {
   const { model, arrays: globalArrays } = d.decodeModel(opts.checkpoint, 'global model');
   let parallel: Awaited<ReturnType<typeof d.DataParallelTrainer.create>> | undefined;
   try {
-    const threads = Math.max(1, Math.min(opts.limits.trainingThreads ?? availableParallelism(), batch));
+    const threads = Math.max(1, Math.min(opts.limits.trainingThreads ?? d.defaultThreads(), batch));
     const memory = d.planTrainingRun({
       config: model.config,
       size: opts.data.size,
@@ -186,7 +185,7 @@ export async function evaluateLocally(opts: {
   data: (size: number) => Promise<LocalData>;
   maxSlices?: number;
   steps?: number;
-  /** Synthesis threads (default: every core). */
+  /** Synthesis threads (default: defaultThreads of the backend). */
   threads?: number;
 }): Promise<LocalEval> {
   const d = loadDiffusion();
@@ -197,7 +196,7 @@ export async function evaluateLocally(opts: {
     if (slices.length === 0) return { mae: 0, psnr: 0, ssim: 0, count: 0 };
     await yieldToEventLoop();
     const r = await d.evaluateSlicesParallel(model, slices, {
-      threads: opts.threads ?? availableParallelism(),
+      threads: opts.threads ?? d.defaultThreads(),
       schedule: (metadata.schedule ?? opts.fallback?.schedule ?? 'cosine') as 'cosine',
       prediction: (metadata.prediction ?? opts.fallback?.prediction ?? 'sample') as 'sample',
       steps: opts.steps ?? 10,

@@ -1,5 +1,4 @@
 import { existsSync, readFileSync, statfsSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createProgress } from '@fedsynth/cli-kit';
 import { enroll, keyFingerprint, readEnrollment } from '../agent/enrollment';
@@ -312,7 +311,7 @@ const synthesizeCmd: Command = {
       samples: 1,
       batch,
       seed: 0,
-      threads: availableParallelism(),
+      threads: d.defaultThreads(),
       onStep: (done, total) => {
         bar.p ??= createProgress(`synthesizing ${mr.dims[2]} slices (${info.backend})`, total);
         bar.p.tick(done);
@@ -350,7 +349,8 @@ function trainingCapacityLine(
   backend: Parameters<typeof d.memoryBudget>[0],
   config: AgentConfig | null,
 ): string {
-  const threads = config?.trainingThreads ?? availableParallelism();
+  const threads =
+    config?.trainingThreads ?? d.defaultThreads(backend === 'tensorflow-gpu' ? 'tensorflow' : backend);
   const budget = config?.memoryMb ? config.memoryMb * 2 ** 20 : d.memoryBudget(backend, { threads });
   const sizes = d
     .trainingCapacity(d.DEFAULT_UNET_CONFIG, budget)

@@ -39,7 +39,7 @@ export const agentConfigSchema = z
     optOut: z.boolean().default(false),
     maxLocalSteps: z.number().int().positive().max(1_000_000).default(10_000),
     maxBatch: z.number().int().positive().max(1024).default(32),
-    /** Data-parallel training threads (default: every core of the machine). */
+    /** Data-parallel training and evaluation threads (default: every core on wasm, 1 on the native backends). */
     trainingThreads: z.number().int().positive().max(256).optional(),
     /** Tensor memory per training thread in MiB (default: planned from the backend and the machine). */
     memoryMb: z.number().int().min(16).max(16_777_216).optional(),

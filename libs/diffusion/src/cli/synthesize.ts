@@ -1,4 +1,3 @@
-import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import {
   createProgress,
@@ -19,7 +18,7 @@ import {
   type Volume,
   writeNifti,
 } from '@fedsynth/imaging';
-import { type BackendChoice, selectBackend } from '../backend';
+import { type BackendChoice, defaultThreads, selectBackend } from '../backend';
 import { loadModel } from '../checkpoint';
 import { memoryBudget, planSynthesis } from '../memory-plan';
 import type { PredictionType } from '../objective';
@@ -63,7 +62,8 @@ const FLAGS: Record<string, FlagSpec> = {
   threads: {
     type: 'string',
     valueName: 'n',
-    description: 'synthesis threads (default: all cores; the same result as one)',
+    description:
+      'synthesis threads (default: all cores on wasm and cpu, 1 on the native backends; the same result as one)',
   },
 };
 const HELP = usage(
@@ -193,7 +193,7 @@ export async function main(argv: string[]): Promise<void> {
       `${mr.dims[2]} slices of ${mr.dims[0]}x${mr.dims[1]}, ${resampled ? `resampled to the model's ${size} px` : `at the model's native ${size} px`}, up to ${batch} per pass, ${steps} DDIM steps\n`,
     );
     const t0 = Date.now();
-    const threads = numFlag(v, 'threads', 1, 256, availableParallelism());
+    const threads = numFlag(v, 'threads', 1, 256, defaultThreads(info.tfjsBackend));
     const {
       ct,
       spread,

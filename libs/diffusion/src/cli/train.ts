@@ -1,6 +1,5 @@
 import { existsSync } from 'node:fs';
 import { appendFile, readFile, rename, writeFile } from 'node:fs/promises';
-import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import {
   createProgress,
@@ -12,7 +11,7 @@ import {
   UsageError,
   usage,
 } from '@fedsynth/cli-kit';
-import { type BackendChoice, selectBackend } from '../backend';
+import { type BackendChoice, defaultThreads, selectBackend } from '../backend';
 import { decodeModel, encodeModel } from '../checkpoint';
 import { BatchSampler, loadSliceDataset } from '../data';
 import { evaluateSlices } from '../evaluate';
@@ -101,7 +100,8 @@ const FLAGS: Record<string, FlagSpec> = {
   threads: {
     type: 'string',
     valueName: 'n',
-    description: 'training threads (data-parallel; default: all cores)',
+    description:
+      'training threads (data-parallel; default: all cores on wasm and cpu, 1 on the native backends)',
   },
   'memory-mb': {
     type: 'string',
@@ -172,7 +172,7 @@ export async function main(argv: string[]): Promise<void> {
       model = new UNet(config, seed);
       await writeFile(historyPath, '');
     }
-    const threads = numFlag(v, 'threads', 1, 256, availableParallelism());
+    const threads = numFlag(v, 'threads', 1, 256, defaultThreads(info.tfjsBackend));
     const memoryMb = v['memory-mb'] === undefined ? undefined : numFlag(v, 'memory-mb', 16, 2 ** 24, 0);
     let plan: ReturnType<typeof planTrainingRun>;
     try {
