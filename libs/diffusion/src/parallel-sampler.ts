@@ -32,9 +32,11 @@ export interface ParallelSampleOptions {
 }
 
 /**
- * DDIM sampling on every core: the wasm backend runs on one thread in Node, so each extra core
- * gets a worker with a replica of the model, and the (sample, batch) pairs of a run are dealt out
- * round-robin. Each pair draws its noise from its own seed, so the result equals one thread's.
+ * DDIM sampling on every core: the wasm backend runs on one thread in Node, so with `threads` > 1
+ * each thread is a worker with a replica of the model, the (sample, batch) pairs of a run are
+ * dealt out round-robin, and the calling thread stays free (progress, sockets) while they run.
+ * Each slice draws its noise from its own seed, so the result equals one thread's. With one
+ * thread it samples on the calling thread.
  */
 export class ParallelSampler {
   private constructor(
@@ -42,7 +44,7 @@ export class ParallelSampler {
     private readonly workers: Worker[],
   ) {}
 
-  /** Starts `threads - 1` workers (default: one per available core) next to the main thread. */
+  /** Starts `threads` workers when `threads` > 1 (default: defaultThreads of the backend). */
   static async create(
     model: UNet,
     opts: { threads?: number; backend?: BackendChoice } = {},
@@ -53,7 +55,7 @@ export class ParallelSampler {
       const bytes = await encodeModel(model);
       const backend = opts.backend ?? (tf.getBackend() as BackendChoice);
       try {
-        for (let i = 1; i < threads; i++) {
+        for (let i = 0; i < threads; i++) {
           const w = new Worker(workerScript());
           workers.push(w);
           await new Promise<void>((resolve, reject) => {
@@ -76,7 +78,7 @@ export class ParallelSampler {
   }
 
   get threads(): number {
-    return this.workers.length + 1;
+    return Math.max(1, this.workers.length);
   }
 
   /** DDIM sampling of `count` slices (see ddimSample), shared between the threads. */
@@ -89,55 +91,57 @@ export class ParallelSampler {
     const k = o.samples ?? 1;
     const batches = Math.ceil(count / o.batchSize);
     const total = k * batches * o.steps;
-    const W = this.threads;
     let done = 0;
     const tick = () => o.onStep?.(++done, total);
-    const fromWorkers = this.workers.map(
-      (w, i) =>
-        new Promise<Float32Array[]>((resolve, reject) => {
-          const onMsg = (m: { kind: string; samples?: Float32Array[]; message?: string }) => {
-            if (m.kind === 'step') return tick();
-            w.off('message', onMsg);
-            if (m.kind === 'done') resolve(m.samples!);
-            else reject(new Error(`synthesis worker ${i + 1}: ${m.message}`));
-          };
-          w.on('message', onMsg);
-          w.postMessage({
-            kind: 'run',
-            source,
-            count,
-            size,
-            schedule: o.schedule,
-            timesteps: o.timesteps ?? 1000,
-            prediction: o.prediction,
-            steps: o.steps,
-            eta: o.eta ?? 0,
-            samples: k,
-            seed: o.seed ?? 0,
-            batchSize: o.batchSize,
-            worker: i + 1,
-            workers: W,
-          });
-        }),
+    if (this.workers.length === 0)
+      return ddimSample(modelDenoiser(this.model), source, count, size, {
+        schedule: makeSchedule(o.schedule, o.timesteps ?? 1000),
+        prediction: o.prediction,
+        steps: o.steps,
+        eta: o.eta ?? 0,
+        samples: k,
+        seed: o.seed ?? 0,
+        batchSize: o.batchSize,
+        onStep: tick,
+      });
+    const W = this.workers.length;
+    const theirs = await Promise.all(
+      this.workers.map(
+        (w, i) =>
+          new Promise<Float32Array[]>((resolve, reject) => {
+            const onMsg = (m: { kind: string; samples?: Float32Array[]; message?: string }) => {
+              if (m.kind === 'step') return tick();
+              w.off('message', onMsg);
+              if (m.kind === 'done') resolve(m.samples!);
+              else reject(new Error(`synthesis worker ${i + 1}: ${m.message}`));
+            };
+            w.on('message', onMsg);
+            w.postMessage({
+              kind: 'run',
+              source,
+              count,
+              size,
+              schedule: o.schedule,
+              timesteps: o.timesteps ?? 1000,
+              prediction: o.prediction,
+              steps: o.steps,
+              eta: o.eta ?? 0,
+              samples: k,
+              seed: o.seed ?? 0,
+              batchSize: o.batchSize,
+              worker: i,
+              workers: W,
+            });
+          }),
+      ),
     );
-    const own = ddimSample(modelDenoiser(this.model), source, count, size, {
-      schedule: makeSchedule(o.schedule, o.timesteps ?? 1000),
-      prediction: o.prediction,
-      steps: o.steps,
-      eta: o.eta ?? 0,
-      samples: k,
-      seed: o.seed ?? 0,
-      batchSize: o.batchSize,
-      only: (s, j) => (s * batches + j) % W === 0,
-      onStep: tick,
-    });
-    const merged = own.samples!;
+    // Each worker's images hold its own pairs; put them together.
+    const merged = Array.from({ length: k }, () => new Float32Array(count * size * size));
     const px = size * size;
-    const theirs = await Promise.all(fromWorkers);
     theirs.forEach((outs, i) => {
       for (let s = 0; s < k; s++)
         for (let j = 0; j < batches; j++) {
-          if ((s * batches + j) % W !== i + 1) continue;
+          if ((s * batches + j) % W !== i) continue;
           const lo = j * o.batchSize * px;
           const hi = Math.min(count, (j + 1) * o.batchSize) * px;
           merged[s].set(outs[s].subarray(lo, hi), lo);
