@@ -4,7 +4,7 @@ import { Worker } from 'node:worker_threads';
 import { type BackendChoice, defaultThreads } from './backend';
 import { encodeModel } from './checkpoint';
 import type { PredictionType } from './objective';
-import { combineSamples, ddimSample, modelDenoiser, type SampleResult } from './sampler';
+import { combineSamples, ddimSample, modelDenoiser, type SampleOptions, type SampleResult } from './sampler';
 import { makeSchedule, type ScheduleName } from './schedule';
 import { tf } from './tf';
 import type { UNet } from './unet';
@@ -18,7 +18,46 @@ function workerScript(): string {
   throw new Error('synthesis-worker.js not found: run `npm run build` first');
 }
 
-/** What a DDIM run needs, in a form that crosses to worker threads. */
+/** A DDIM run's settings as plain data, which crosses to worker threads. */
+export interface RunSettings {
+  source: Float32Array;
+  count: number;
+  size: number;
+  schedule: ScheduleName;
+  timesteps: number;
+  prediction: PredictionType;
+  steps: number;
+  eta: number;
+  samples: number;
+  seed: number;
+  batchSize: number;
+}
+
+/** ddimSample's options for a run's settings. */
+export function sampleOptions(r: RunSettings): SampleOptions & { batchSize: number } {
+  return {
+    schedule: makeSchedule(r.schedule, r.timesteps),
+    prediction: r.prediction,
+    steps: r.steps,
+    eta: r.eta,
+    samples: r.samples,
+    seed: r.seed,
+    batchSize: r.batchSize,
+  };
+}
+
+/** Whether worker `worker` of `workers` runs the (sample, batch) pair: dealt out round-robin. */
+export function ownsPair(
+  sample: number,
+  batch: number,
+  batches: number,
+  worker: number,
+  workers: number,
+): boolean {
+  return (sample * batches + batch) % workers === worker;
+}
+
+/** What a DDIM run needs from its caller. */
 export interface ParallelSampleOptions {
   schedule: ScheduleName;
   timesteps?: number;
@@ -93,15 +132,22 @@ export class ParallelSampler {
     const total = k * batches * o.steps;
     let done = 0;
     const tick = () => o.onStep?.(++done, total);
+    const run: RunSettings = {
+      source,
+      count,
+      size,
+      schedule: o.schedule,
+      timesteps: o.timesteps ?? 1000,
+      prediction: o.prediction,
+      steps: o.steps,
+      eta: o.eta ?? 0,
+      samples: k,
+      seed: o.seed ?? 0,
+      batchSize: o.batchSize,
+    };
     if (this.workers.length === 0)
       return ddimSample(modelDenoiser(this.model), source, count, size, {
-        schedule: makeSchedule(o.schedule, o.timesteps ?? 1000),
-        prediction: o.prediction,
-        steps: o.steps,
-        eta: o.eta ?? 0,
-        samples: k,
-        seed: o.seed ?? 0,
-        batchSize: o.batchSize,
+        ...sampleOptions(run),
         onStep: tick,
       });
     const W = this.workers.length;
@@ -116,22 +162,7 @@ export class ParallelSampler {
               else reject(new Error(`synthesis worker ${i + 1}: ${m.message}`));
             };
             w.on('message', onMsg);
-            w.postMessage({
-              kind: 'run',
-              source,
-              count,
-              size,
-              schedule: o.schedule,
-              timesteps: o.timesteps ?? 1000,
-              prediction: o.prediction,
-              steps: o.steps,
-              eta: o.eta ?? 0,
-              samples: k,
-              seed: o.seed ?? 0,
-              batchSize: o.batchSize,
-              worker: i,
-              workers: W,
-            });
+            w.postMessage({ kind: 'run', ...run, worker: i, workers: W });
           }),
       ),
     );
@@ -141,7 +172,7 @@ export class ParallelSampler {
     theirs.forEach((outs, i) => {
       for (let s = 0; s < k; s++)
         for (let j = 0; j < batches; j++) {
-          if ((s * batches + j) % W !== i) continue;
+          if (!ownsPair(s, j, batches, i, W)) continue;
           const lo = j * o.batchSize * px;
           const hi = Math.min(count, (j + 1) * o.batchSize) * px;
           merged[s].set(outs[s].subarray(lo, hi), lo);

@@ -5,9 +5,8 @@
 import { parentPort } from 'node:worker_threads';
 import { type BackendChoice, selectBackend } from './backend';
 import { decodeModel } from './checkpoint';
-import type { PredictionType } from './objective';
+import { ownsPair, type RunSettings, sampleOptions } from './parallel-sampler';
 import { ddimSample, modelDenoiser } from './sampler';
-import { makeSchedule, type ScheduleName } from './schedule';
 import type { UNet } from './unet';
 
 interface Init {
@@ -16,19 +15,8 @@ interface Init {
   backend: BackendChoice;
 }
 
-interface Run {
+interface Run extends RunSettings {
   kind: 'run';
-  source: Float32Array;
-  count: number;
-  size: number;
-  schedule: ScheduleName;
-  timesteps: number;
-  prediction: PredictionType;
-  steps: number;
-  eta: number;
-  samples: number;
-  seed: number;
-  batchSize: number;
   worker: number;
   workers: number;
 }
@@ -46,14 +34,8 @@ parentPort!.on('message', async (msg: Init | Run) => {
     if (!model) throw new Error('worker used before init');
     const batches = Math.ceil(msg.count / msg.batchSize);
     const r = ddimSample(modelDenoiser(model), msg.source, msg.count, msg.size, {
-      schedule: makeSchedule(msg.schedule, msg.timesteps),
-      prediction: msg.prediction,
-      steps: msg.steps,
-      eta: msg.eta,
-      samples: msg.samples,
-      seed: msg.seed,
-      batchSize: msg.batchSize,
-      only: (s, j) => (s * batches + j) % msg.workers === msg.worker,
+      ...sampleOptions(msg),
+      only: (s, j) => ownsPair(s, j, batches, msg.worker, msg.workers),
       onStep: () => parentPort!.postMessage({ kind: 'step' }),
     });
     parentPort!.postMessage({ kind: 'done', samples: r.samples });
