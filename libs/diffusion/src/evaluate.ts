@@ -29,10 +29,14 @@ export interface EvalResult {
  * Synthesizes CT for validation slices with DDIM and scores them the SynthRAD2023 way per slice
  * (2D), averaging MAE, PSNR and SSIM over slices weighted by body voxels.
  */
-export function evaluateSlices(model: UNet, slices: SlicePair[], opts: EvalOptions): EvalResult {
+export async function evaluateSlices(
+  model: UNet,
+  slices: SlicePair[],
+  opts: EvalOptions,
+): Promise<EvalResult> {
   if (slices.length === 0) throw new Error('no validation slices');
   const b = stackSlices(slices);
-  const { mean } = ddimSample(modelDenoiser(model), b.source, b.count, b.size, {
+  const { mean } = await ddimSample(modelDenoiser(model), b.source, b.count, b.size, {
     schedule: opts.schedule,
     prediction: opts.prediction,
     steps: opts.steps ?? 25,

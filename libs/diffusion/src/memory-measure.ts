@@ -26,9 +26,9 @@ export async function measurePeakBytes(
   const trainer = kind === 'forward' ? null : new Trainer(model, { emaDecay: 0 });
   try {
     const base = tf.memory().numBytes;
-    const prof = await tf.profile(() => {
+    const prof = await tf.profile(async () => {
       if (trainer) {
-        const part = trainer.shardGrads(batch, 0, 0, slices, false);
+        const part = await trainer.shardGrads(batch, 0, 0, slices, false);
         tf.dispose(Object.values(part.grads));
       } else {
         tf.tidy(() => {

@@ -61,7 +61,7 @@ describe('memory planner', () => {
     expect(planSynthesis(c, 256, 16, 3 * 1024 * MiB)).toBe(5);
   });
 
-  it('trains one step of the default U-Net at 128 px, batch 8, on wasm within a 1 GiB plan', () => {
+  it('trains one step of the default U-Net at 128 px, batch 8, on wasm within a 1 GiB plan', async () => {
     const plan = planTraining(DEFAULT_UNET_CONFIG, 128, 8, 1024 * MiB);
     expect(plan.checkpointing).toBe(true);
     expect(plan.microBatch).toBeGreaterThanOrEqual(1);
@@ -76,7 +76,7 @@ describe('memory planner', () => {
       source: Float32Array.from({ length: 8 * px }, (_, i) => Math.sin(i * 0.001)),
       target: Float32Array.from({ length: 8 * px }, (_, i) => Math.cos(i * 0.002)),
     };
-    const r = trainer.step(batch, plan.microBatch);
+    const r = await trainer.step(batch, plan.microBatch);
     expect(Number.isFinite(r.loss)).toBe(true);
     expect(r.gradNorm).toBeGreaterThan(0);
     // The wasm heap (which only grows) stayed within the plan, far from its 4 GiB limit.

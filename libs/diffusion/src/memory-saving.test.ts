@@ -20,14 +20,18 @@ function batch(count: number, size: number): Batch {
 }
 
 /** Gradients of one step as plain arrays, by parameter name. */
-function gradients(checkpointing: boolean, microBatch: number, b: Batch): Map<string, Float32Array> {
+async function gradients(
+  checkpointing: boolean,
+  microBatch: number,
+  b: Batch,
+): Promise<Map<string, Float32Array>> {
   const model = new UNet(TINY, 5);
   randomizeWeights(model, 9);
   model.checkpointing = checkpointing;
   const trainer = new Trainer(model, { seed: 3, l1Weight: 0.5, emaDecay: 0, fedProxMu: 0.1 });
   trainer.setProxAnchor();
   const before = tf.memory().numTensors;
-  const part = trainer.shardGrads(b, 0, 0, b.count, true, microBatch);
+  const part = await trainer.shardGrads(b, 0, 0, b.count, true, microBatch);
   const out = new Map(Object.entries(part.grads).map(([n, g]) => [n, g.dataSync() as Float32Array]));
   tf.dispose(Object.values(part.grads));
   // Nothing of the forward or backward pass (recomputed blocks included) is left behind.
@@ -38,9 +42,9 @@ function gradients(checkpointing: boolean, microBatch: number, b: Batch): Map<st
 }
 
 describe('activation checkpointing and micro-batches', () => {
-  it('give the gradients of the plain full batch within 1e-5, for every parameter (attention included)', () => {
+  it('give the gradients of the plain full batch within 1e-5, for every parameter (attention included)', async () => {
     const b = batch(5, 16);
-    const plain = gradients(false, 5, b);
+    const plain = await gradients(false, 5, b);
     expect(plain.size).toBe(new UNet(TINY).specs.length);
     for (const [checkpointing, micro] of [
       [true, 5],
@@ -48,7 +52,7 @@ describe('activation checkpointing and micro-batches', () => {
       [true, 1],
       [true, 3],
     ] as const) {
-      const other = gradients(checkpointing, micro, b);
+      const other = await gradients(checkpointing, micro, b);
       let worst = 0;
       let largest = 0;
       for (const [name, g] of plain) {

@@ -32,12 +32,13 @@ export class AdamOptimizer {
   constructor(readonly config: OptimizerConfig) {}
 
   /** Applies one update; returns the global gradient norm before clipping. */
-  apply(params: Map<string, tf.Variable>, grads: Record<string, tf.Tensor>): number {
+  async apply(params: Map<string, tf.Variable>, grads: Record<string, tf.Tensor>): Promise<number> {
     const c = this.config;
     this.t += 1;
     const names = Object.keys(grads);
     const normT = tf.tidy(() => tf.sqrt(tf.addN(names.map((n) => grads[n].square().sum()))));
-    const norm = normT.dataSync()[0];
+    // Read asynchronously: the webgpu backend cannot read a GPU buffer synchronously in Node.
+    const norm = (await normT.data())[0];
     normT.dispose();
     const scale = c.clipNorm > 0 && norm > c.clipNorm ? c.clipNorm / norm : 1;
     const bc1 = 1 - c.beta1 ** this.t;

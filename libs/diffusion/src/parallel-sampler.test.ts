@@ -20,7 +20,7 @@ describe('ParallelSampler', () => {
     const source = Float32Array.from({ length: count * size * size }, (_, i) => Math.sin(i * 0.05));
     const common = { prediction: 'v' as const, steps: 4, eta: 0.5, samples: 2, seed: 9, batchSize: 2 };
     // Each slice draws its own noise: one thread in batches of 3 equals two threads in batches of 2.
-    const one = ddimSample(modelDenoiser(model), source, count, size, {
+    const one = await ddimSample(modelDenoiser(model), source, count, size, {
       ...common,
       batchSize: 3,
       schedule: makeSchedule('cosine'),
@@ -59,7 +59,7 @@ describe('ParallelSampler', () => {
       mask: Uint8Array.from({ length: size * size }, (_, i) => (i % 4 === 0 ? 0 : 1)),
     }));
     const opts = { prediction: 'v' as const, steps: 3, seed: 5, batchSize: 4 };
-    const one = evaluateSlices(model, slices, { ...opts, schedule: makeSchedule('cosine') });
+    const one = await evaluateSlices(model, slices, { ...opts, schedule: makeSchedule('cosine') });
     const two = await evaluateSlicesParallel(model, slices, { ...opts, schedule: 'cosine', threads: 2 });
     expect(one.slices).toBe(5);
     expect(two.slices).toBe(5);

@@ -57,12 +57,12 @@ parentPort!.on('message', async (msg: Init | Step) => {
     }
     if (!model || !trainer) throw new Error('worker used before init');
     loadWeights(model);
-    const part = trainer.shardGrads(msg.batch, msg.step, msg.lo, msg.hi, false, msg.microBatch);
+    const part = await trainer.shardGrads(msg.batch, msg.step, msg.lo, msg.hi, false, msg.microBatch);
     let o = 0;
     for (const s of model.specs) {
       const n = s.shape.reduce((a, b) => a * b, 1);
       const g = part.grads[s.name];
-      if (g) grads.set(g.dataSync() as Float32Array, o);
+      if (g) grads.set((await g.data()) as Float32Array, o);
       else grads.fill(0, o, o + n);
       o += n;
     }

@@ -26,7 +26,7 @@ describe('DataParallelTrainer', () => {
     const t2 = await DataParallelTrainer.create(multi, config, { threads: 2, backend: 'wasm' });
     expect(t2.threads).toBe(2);
     for (let s = 0; s < 2; s++) {
-      const a = t1.step(batch);
+      const a = await t1.step(batch);
       const b = await t2.step(batch);
       expect(Math.abs(a.loss - b.loss)).toBeLessThan(1e-5);
       expect(Math.abs(a.gradNorm - b.gradNorm) / a.gradNorm).toBeLessThan(1e-4);

@@ -114,7 +114,7 @@ export class DataParallelTrainer {
     if (this.workers.length === 0 || batch.count < 2) return this.trainer.step(batch, this.microBatch);
     let o = 0;
     for (const s of model.specs) {
-      const data = model.params.get(s.name)!.dataSync() as Float32Array;
+      const data = (await model.params.get(s.name)!.data()) as Float32Array;
       this.weights.set(data, o);
       o += data.length;
     }
@@ -135,7 +135,7 @@ export class DataParallelTrainer {
           });
         }),
     );
-    const mine = this.trainer.shardGrads(batch, step, bounds[0], bounds[1], true, this.microBatch);
+    const mine = await this.trainer.shardGrads(batch, step, bounds[0], bounds[1], true, this.microBatch);
     const others = await Promise.all(results);
     let loss = mine.loss;
     let mse = mine.mse;

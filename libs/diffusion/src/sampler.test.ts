@@ -40,16 +40,16 @@ function idealDenoiser(prediction: PredictionType): Denoiser {
 
 describe('samplers against the closed-form ideal denoiser', () => {
   for (const prediction of ['epsilon', 'v', 'sample'] as PredictionType[]) {
-    it(`DDIM (eta 0) and DDPM recover the data point with ${prediction} prediction`, () => {
+    it(`DDIM (eta 0) and DDPM recover the data point with ${prediction} prediction`, async () => {
       const source = new Float32Array(count * size * size);
-      const ddim = ddimSample(idealDenoiser(prediction), source, count, size, {
+      const ddim = await ddimSample(idealDenoiser(prediction), source, count, size, {
         schedule,
         prediction,
         steps: 20,
         seed: 3,
         batchSize: 8,
       });
-      const ddpm = ddpmSample(idealDenoiser(prediction), source, count, size, {
+      const ddpm = await ddpmSample(idealDenoiser(prediction), source, count, size, {
         schedule,
         prediction,
         steps: 50,
@@ -84,12 +84,12 @@ describe('samplers against the closed-form ideal denoiser', () => {
 });
 
 describe('samplers with the real model', () => {
-  it('are reproducible from the seed, return an uncertainty map for k samples, and leak no tensors', () => {
+  it('are reproducible from the seed, return an uncertainty map for k samples, and leak no tensors', async () => {
     const model = new UNet(TINY, 7);
     randomizeWeights(model, 2, 0.1);
     const source = Float32Array.from({ length: 2 * 16 * 16 }, (_, i) => Math.cos(i));
     const before = tf.memory().numTensors;
-    const a = ddimSample(modelDenoiser(model), source, 2, 16, {
+    const a = await ddimSample(modelDenoiser(model), source, 2, 16, {
       schedule,
       prediction: 'v',
       steps: 4,
@@ -98,7 +98,7 @@ describe('samplers with the real model', () => {
       eta: 0.5,
     });
     expect(tf.memory().numTensors).toBe(before);
-    const b = ddimSample(modelDenoiser(model), source, 2, 16, {
+    const b = await ddimSample(modelDenoiser(model), source, 2, 16, {
       schedule,
       prediction: 'v',
       steps: 4,
@@ -109,7 +109,7 @@ describe('samplers with the real model', () => {
     expect(Array.from(a.mean)).toEqual(Array.from(b.mean));
     expect(a.std).toBeDefined();
     expect(Math.max(...a.std!)).toBeGreaterThan(0);
-    const c = ddimSample(modelDenoiser(model), source, 2, 16, {
+    const c = await ddimSample(modelDenoiser(model), source, 2, 16, {
       schedule,
       prediction: 'v',
       steps: 4,
@@ -117,7 +117,7 @@ describe('samplers with the real model', () => {
     });
     expect(Array.from(c.mean)).not.toEqual(Array.from(a.mean));
     expect(c.std).toBeUndefined();
-    ddpmSample(modelDenoiser(model), source, 2, 16, { schedule, prediction: 'v', steps: 3, seed: 1 });
+    await ddpmSample(modelDenoiser(model), source, 2, 16, { schedule, prediction: 'v', steps: 3, seed: 1 });
     expect(tf.memory().numTensors).toBe(before);
     model.dispose();
   });

@@ -66,14 +66,14 @@ export function samplingTimesteps(T: number, steps: number): number[] {
   return Array.from({ length: steps }, (_, i) => (steps - 1 - i) * ratio);
 }
 
-function run(
+async function run(
   denoise: Denoiser,
   source: Float32Array,
   count: number,
   size: number,
   opts: SampleOptions,
   kind: 'ddim' | 'ddpm',
-): SampleResult {
+): Promise<SampleResult> {
   const steps = opts.steps ?? (kind === 'ddim' ? 25 : 100);
   const eta = kind === 'ddpm' ? 1 : (opts.eta ?? 0);
   const k = opts.samples ?? 1;
@@ -133,7 +133,8 @@ function run(
         x = next;
         opts.onStep?.(++done, total);
       }
-      outs[s].set(x.dataSync(), start * px);
+      // Read asynchronously: the webgpu backend cannot read a GPU buffer synchronously in Node.
+      outs[s].set(await x.data(), start * px);
       x.dispose();
       cond.dispose();
     }
@@ -157,7 +158,7 @@ export function ddimSample(
   count: number,
   size: number,
   opts: SampleOptions,
-): SampleResult {
+): Promise<SampleResult> {
   return run(denoise, source, count, size, opts, 'ddim');
 }
 
@@ -171,6 +172,6 @@ export function ddpmSample(
   count: number,
   size: number,
   opts: SampleOptions,
-): SampleResult {
+): Promise<SampleResult> {
   return run(denoise, source, count, size, opts, 'ddpm');
 }

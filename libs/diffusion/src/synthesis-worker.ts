@@ -33,7 +33,7 @@ parentPort!.on('message', async (msg: Init | Run) => {
     }
     if (!model) throw new Error('worker used before init');
     const batches = Math.ceil(msg.count / msg.batchSize);
-    const r = ddimSample(modelDenoiser(model), msg.source, msg.count, msg.size, {
+    const r = await ddimSample(modelDenoiser(model), msg.source, msg.count, msg.size, {
       ...sampleOptions(msg),
       only: (s, j) => ownsPair(s, j, batches, msg.worker, msg.workers),
       onStep: () => parentPort!.postMessage({ kind: 'step' }),

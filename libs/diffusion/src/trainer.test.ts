@@ -25,7 +25,7 @@ function batch(count: number, size: number): Batch {
 }
 
 describe('Trainer', () => {
-  it('lowers the loss over a few steps and leaves the tensor count unchanged after every step', () => {
+  it('lowers the loss over a few steps and leaves the tensor count unchanged after every step', async () => {
     const model = new UNet(TINY, 1);
     const trainer = new Trainer(model, {
       prediction: 'sample',
@@ -37,7 +37,7 @@ describe('Trainer', () => {
     const counts: number[] = [];
     const losses: number[] = [];
     for (let i = 0; i < 30; i++) {
-      losses.push(trainer.step(b).mse);
+      losses.push((await trainer.step(b)).mse);
       counts.push(tf.memory().numTensors);
     }
     expect(new Set(counts.slice(1)).size).toBe(1);
@@ -48,8 +48,8 @@ describe('Trainer', () => {
     model.dispose();
   });
 
-  it('keeps weights nearer the FedProx anchor as mu grows', () => {
-    const drift = (mu: number) => {
+  it('keeps weights nearer the FedProx anchor as mu grows', async () => {
+    const drift = async (mu: number) => {
       const model = new UNet(TINY, 2);
       const trainer = new Trainer(model, {
         prediction: 'epsilon',
@@ -68,7 +68,7 @@ describe('Trainer', () => {
       });
       const anchor = new Map([...model.params].map(([n, p]) => [n, p.dataSync().slice()]));
       trainer.setProxAnchor();
-      for (let i = 0; i < 8; i++) trainer.step(batch(2, 16));
+      for (let i = 0; i < 8; i++) await trainer.step(batch(2, 16));
       let d = 0;
       for (const [n, p] of model.params) {
         const a = anchor.get(n)!;
@@ -79,15 +79,15 @@ describe('Trainer', () => {
       model.dispose();
       return Math.sqrt(d);
     };
-    expect(drift(50)).toBeLessThan(drift(0) * 0.8);
+    expect(await drift(50)).toBeLessThan((await drift(0)) * 0.8);
   });
 
-  it('refuses a batch whose arrays do not match its shape', () => {
+  it('refuses a batch whose arrays do not match its shape', async () => {
     const model = new UNet(TINY, 1);
     const trainer = new Trainer(model);
-    expect(() =>
+    await expect(
       trainer.step({ count: 2, size: 16, source: new Float32Array(10), target: new Float32Array(512) }),
-    ).toThrow(/needs 512 values/);
+    ).rejects.toThrow(/needs 512 values/);
     trainer.dispose();
     model.dispose();
   });

@@ -92,8 +92,8 @@ export class Trainer {
    * `microBatch` slices (default: the whole batch): the same update, with the activation memory of
    * one micro-batch. Leaves no tensors behind.
    */
-  step(batch: Batch, microBatch = batch.count): StepResult {
-    const part = this.shardGrads(batch, this.optimizer.step, 0, batch.count, true, microBatch);
+  async step(batch: Batch, microBatch = batch.count): Promise<StepResult> {
+    const part = await this.shardGrads(batch, this.optimizer.step, 0, batch.count, true, microBatch);
     return this.applyGrads(part.grads, part.loss, part.mse);
   }
 
@@ -101,19 +101,25 @@ export class Trainer {
    * Loss and gradients of rows [lo, hi) of a batch (see rangeGrads), computed `microBatch` rows at
    * a time and summed; the FedProx term, which does not depend on the data, is added once.
    */
-  shardGrads(
+  async shardGrads(
     batch: Batch,
     step: number,
     lo: number,
     hi: number,
     includeProx: boolean,
     microBatch = hi - lo,
-  ): { loss: number; mse: number; grads: Record<string, tf.Tensor> } {
+  ): Promise<{ loss: number; mse: number; grads: Record<string, tf.Tensor> }> {
     if (!(Number.isInteger(microBatch) && microBatch >= 1))
       throw new RangeError(`micro-batch must be a positive integer, got ${microBatch}`);
     let acc: { loss: number; mse: number; grads: Record<string, tf.Tensor> } | null = null;
     for (let a = lo; a < hi; a += microBatch) {
-      const part = this.rangeGrads(batch, step, a, Math.min(hi, a + microBatch), includeProx && a === lo);
+      const part = await this.rangeGrads(
+        batch,
+        step,
+        a,
+        Math.min(hi, a + microBatch),
+        includeProx && a === lo,
+      );
       if (!acc) {
         acc = part;
         continue;
@@ -137,13 +143,13 @@ export class Trainer {
    * randomness (timesteps, noise) is drawn for the whole batch from (seed, step) and sliced, so a
    * sharded step computes the same gradient as an unsharded one.
    */
-  private rangeGrads(
+  private async rangeGrads(
     batch: Batch,
     step: number,
     lo: number,
     hi: number,
     includeProx: boolean,
-  ): { loss: number; mse: number; grads: Record<string, tf.Tensor> } {
+  ): Promise<{ loss: number; mse: number; grads: Record<string, tf.Tensor> }> {
     const { count: b, size } = batch;
     const px = size * size;
     if (batch.source.length !== b * px || batch.target.length !== b * px) {
@@ -200,15 +206,17 @@ export class Trainer {
     // variableGrads keys gradients by tfjs's variable names; map them back to parameter names.
     const named: Record<string, tf.Tensor> = {};
     for (const [name, v] of this.model.params) if (grads[v.name]) named[name] = grads[v.name];
-    const loss = value.dataSync()[0];
-    const mse = (mseKept as tf.Scalar | null)?.dataSync()[0] ?? loss;
+    // Read asynchronously: the webgpu backend cannot read a GPU buffer synchronously in Node.
+    const loss = (await value.data())[0];
+    const kept = mseKept as tf.Scalar | null;
+    const mse = kept ? (await kept.data())[0] : loss;
     tf.dispose([value, ...(mseKept ? [mseKept] : [])]);
     return { loss, mse, grads: named };
   }
 
   /** Applies summed shard gradients (disposing them): optimizer step, then EMA. */
-  applyGrads(grads: Record<string, tf.Tensor>, loss: number, mse: number): StepResult {
-    const gradNorm = this.optimizer.apply(this.model.params, grads);
+  async applyGrads(grads: Record<string, tf.Tensor>, loss: number, mse: number): Promise<StepResult> {
+    const gradNorm = await this.optimizer.apply(this.model.params, grads);
     tf.dispose(Object.values(grads));
     if (this.ema.size) {
       // EMA warm-up, min(decay, (1 + t) / (10 + t)): early averages do not drag the initial weights along.

@@ -44,7 +44,7 @@ export class SampleRenderer {
       const mask = Uint8Array.from(phantom.mask.data, (x) => (x > 0 ? 1 : 0));
       const mr = normalizeMr(phantom.mr.data, mask).data.subarray(z * px, (z + 1) * px);
       const source = resize2d(mr, nx, ny, size, size);
-      const { mean } = d.ddimSample(d.modelDenoiser(model), source, 1, size, {
+      const { mean } = await d.ddimSample(d.modelDenoiser(model), source, 1, size, {
         schedule: d.makeSchedule((metadata.schedule ?? 'cosine') as 'cosine', 1000),
         prediction: (metadata.prediction ?? 'sample') as 'sample',
         steps: 10,

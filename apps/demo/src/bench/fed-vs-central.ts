@@ -65,9 +65,9 @@ export async function main(argv: string[]): Promise<void> {
         train.push(...ds.train);
         val.push(...ds.val);
       }
-      const evaluate = (bytes: Uint8Array) => {
+      const evaluate = async (bytes: Uint8Array) => {
         const { model } = d.decodeModel(bytes, 'model');
-        const r = d.evaluateSlices(model, val, {
+        const r = await d.evaluateSlices(model, val, {
           schedule: d.makeSchedule(plan.schedule, 1000),
           prediction: plan.prediction,
           steps: 10,
@@ -89,12 +89,17 @@ export async function main(argv: string[]): Promise<void> {
       });
       const sampler = new d.BatchSampler(train, batch, 1);
       const bar = createProgress('central training', totalSteps);
-      for (let s = 0; s < totalSteps; s++) bar.tick(s + 1, { loss: trainer.step(sampler.next()).loss });
+      for (let s = 0; s < totalSteps; s++)
+        bar.tick(s + 1, { loss: (await trainer.step(sampler.next())).loss });
       bar.done();
       const centralBytes = await d.encodeModel(model, { size: String(size), ...plan });
       trainer.dispose();
       model.dispose();
-      const central = { ...evaluate(centralBytes), steps: totalSteps, seconds: (Date.now() - t0) / 1000 };
+      const central = {
+        ...(await evaluate(centralBytes)),
+        steps: totalSteps,
+        seconds: (Date.now() - t0) / 1000,
+      };
       log(`central: MAE ${central.mae.toFixed(1)} HU in ${central.seconds.toFixed(0)} s`);
 
       log(`federated: ${rounds} rounds x ${steps} steps x ${sites} sites ...`);
@@ -120,7 +125,7 @@ export async function main(argv: string[]): Promise<void> {
         const bytes = await fed.api<Uint8Array>('GET', `/api/checkpoints/${info.currentCheckpoint}`);
         const seconds = (Date.now() - t0) / 1000;
         await fed.stop();
-        federated = { ...evaluate(bytes), steps: totalSteps, seconds };
+        federated = { ...(await evaluate(bytes)), steps: totalSteps, seconds };
       } finally {
         fed.killAll();
       }

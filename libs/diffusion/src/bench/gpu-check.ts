@@ -57,7 +57,7 @@ function batchOf(count: number, size: number) {
 }
 
 /** Forward output and one step's gradients (by name) on the current backend. */
-function run(
+async function run(
   weights: NamedArray[],
   fwd: ReturnType<typeof input>,
   grad: ReturnType<typeof input>,
@@ -66,12 +66,15 @@ function run(
   const model = new UNet(DEFAULT_UNET_CONFIG);
   model.loadNamedArrays(weights);
   const slices = fwd.t.length;
-  const y = tf.tidy(() =>
-    model.apply(tf.tensor4d(fwd.x, [slices, size, size, 2]), tf.tensor1d(fwd.t, 'int32')).dataSync(),
-  ) as Float32Array;
+  const yT = tf.tidy(() =>
+    model.apply(tf.tensor4d(fwd.x, [slices, size, size, 2]), tf.tensor1d(fwd.t, 'int32')),
+  );
+  const y = (await yT.data()) as Float32Array;
+  yT.dispose();
   const trainer = new Trainer(model, { seed: 5, emaDecay: 0 });
-  const part = trainer.shardGrads(grad.batch, 0, 0, grad.batch.count, false);
-  const grads = new Map(Object.entries(part.grads).map(([n, g]) => [n, g.dataSync() as Float32Array]));
+  const part = await trainer.shardGrads(grad.batch, 0, 0, grad.batch.count, false);
+  const grads = new Map<string, Float32Array>();
+  for (const [n, g] of Object.entries(part.grads)) grads.set(n, (await g.data()) as Float32Array);
   tf.dispose(Object.values(part.grads));
   trainer.dispose();
   model.dispose();
@@ -103,15 +106,15 @@ function gradRelDiff(a: Map<string, Float32Array>, b: Map<string, Float32Array>)
   return worst;
 }
 
-function stepMs(size: number, batch: number, backend: BackendName) {
+async function stepMs(size: number, batch: number, backend: BackendName) {
   const plan = planTraining(DEFAULT_UNET_CONFIG, size, batch, memoryBudgetFor(backend));
   const model = new UNet(DEFAULT_UNET_CONFIG, 1);
   model.checkpointing = plan.checkpointing;
   const trainer = new Trainer(model, { emaDecay: 0 });
   const b = batchOf(batch, size);
-  trainer.step(b, plan.microBatch); // warm-up: kernels compiled, memory grown
+  await trainer.step(b, plan.microBatch); // warm-up: kernels compiled, memory grown
   const t0 = performance.now();
-  trainer.step(b, plan.microBatch);
+  await trainer.step(b, plan.microBatch);
   const ms = performance.now() - t0;
   trainer.dispose();
   model.dispose();
@@ -149,7 +152,7 @@ async function main(): Promise<void> {
   const fwd = input(2, 64);
   const grad = input(2, 32);
   log('reference: forward (2 x 64 px) and gradients (2 x 32 px) on the cpu backend ...');
-  const ref = run(weights, fwd, grad, 64);
+  const ref = await run(weights, fwd, grad, 64);
   const results: unknown[] = [];
   for (const name of String(values.backends).split(',') as BackendName[]) {
     let device = '';
@@ -161,12 +164,12 @@ async function main(): Promise<void> {
       continue;
     }
     log(`${name}: ${device}; parity ...`);
-    const got = run(weights, fwd, grad, 64);
+    const got = await run(weights, fwd, grad, 64);
     const steps = [];
     for (const size of sizes) {
       log(`${name}: one training step at ${size} px, batch ${batch} ...`);
       try {
-        steps.push(stepMs(size, batch, name));
+        steps.push(await stepMs(size, batch, name));
       } catch (err) {
         steps.push({ size, batch, error: (err as Error).message });
       }

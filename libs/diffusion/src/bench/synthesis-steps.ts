@@ -40,7 +40,7 @@ async function main(): Promise<void> {
   const results = [];
   for (const steps of String(values.steps).split(',').map(Number)) {
     const t0 = performance.now();
-    const r = evaluateSlices(model, slices, {
+    const r = await evaluateSlices(model, slices, {
       schedule: makeSchedule((metadata.schedule ?? 'cosine') as ScheduleName),
       prediction: (metadata.prediction ?? 'v') as PredictionType,
       steps,

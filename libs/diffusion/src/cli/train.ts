@@ -232,7 +232,7 @@ export async function main(argv: string[]): Promise<void> {
       // Score the EMA weights, then put the raw weights back.
       const raw = await model.toNamedArrays();
       trainer.applyEma();
-      const m = evaluateSlices(model, valSet, {
+      const m = await evaluateSlices(model, valSet, {
         schedule: trainer.schedule,
         prediction,
         steps: ddimSteps,
