@@ -84,8 +84,11 @@ export class AdamOptimizer {
       const m = state.m.get(n);
       const v = state.v.get(n);
       if (!m || !v) continue;
-      this.m.set(n, tf.variable(tf.tensor(m, p.shape), false));
-      this.v.set(n, tf.variable(tf.tensor(v, p.shape), false));
+      // tidy: the variables share the initial tensors' data, which would otherwise live on.
+      tf.tidy(() => {
+        this.m.set(n, tf.variable(tf.tensor(m, p.shape), false));
+        this.v.set(n, tf.variable(tf.tensor(v, p.shape), false));
+      });
     }
     this.t = state.step;
   }

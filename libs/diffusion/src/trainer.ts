@@ -72,7 +72,10 @@ export class Trainer {
     this.schedule = makeSchedule(this.config.schedule, this.config.timesteps);
     this.optimizer = new AdamOptimizer(this.config.optimizer);
     if (this.config.emaDecay > 0) {
-      for (const [n, p] of model.params) this.ema.set(n, tf.variable(p.clone(), false));
+      // tidy: each variable shares its clone's data, which would otherwise outlive the trainer.
+      tf.tidy(() => {
+        for (const [n, p] of model.params) this.ema.set(n, tf.variable(p.clone(), false));
+      });
     }
   }
 

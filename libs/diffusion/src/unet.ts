@@ -72,7 +72,10 @@ export class UNet {
         const bound = 1 / Math.sqrt(s.fanIn);
         for (let i = 0; i < n; i++) data[i] = (rnd() * 2 - 1) * bound;
       }
-      this.params.set(s.name, tf.variable(tf.tensor(data, s.shape), true));
+      // The variable shares the initial tensor's data; dispose the tensor or that data lives on.
+      const init = tf.tensor(data, s.shape);
+      this.params.set(s.name, tf.variable(init, true));
+      init.dispose();
     }
   }
 
