@@ -1,9 +1,13 @@
 import { availableParallelism } from 'node:os';
 import { cudaInfo, describeCuda } from './gpu-info';
 import { tf } from './tf';
+import { activateWebGpu, describeAdapter, webGpuAdapter } from './webgpu';
 
-/** Backends in the order `auto` tries them. */
-export const BACKENDS = ['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'] as const;
+/**
+ * Backends in the order `auto` tries them: CUDA through libtensorflow, then any GPU through WebGPU
+ * (a hardware adapter only), then the CPU (libtensorflow, WebAssembly, plain JavaScript).
+ */
+export const BACKENDS = ['tensorflow-gpu', 'webgpu', 'tensorflow', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKENDS)[number];
 export type BackendChoice = BackendName | 'auto';
 
@@ -19,8 +23,10 @@ export interface BackendInfo {
 
 /** How to enable the native backends, for messages and `doctor`. */
 export const GPU_HINT =
-  'to train on a CUDA GPU, install the native backend on that host: `npm install @tensorflow/tfjs-node-gpu@4.22.0` ' +
-  '(needs CUDA 11.2+ and cuDNN 8, and network access for its libtensorflow download); then use --backend tensorflow-gpu';
+  'to train on a GPU: with its Vulkan driver installed (libvulkan1 and the vendor driver), the webgpu backend ' +
+  '(optional dependencies webgpu and @tensorflow/tfjs-backend-webgpu, installed by npm) is taken by auto; ' +
+  'on a CUDA GPU, install the native backend: `npm install @tensorflow/tfjs-node-gpu@4.22.0` ' +
+  '(needs CUDA 11.2+ and cuDNN 8, and network access for its libtensorflow download), then use --backend tensorflow-gpu';
 
 function tryRequire(name: string): string | null {
   try {
@@ -34,7 +40,9 @@ function tryRequire(name: string): string | null {
   }
 }
 
-async function activate(name: BackendName): Promise<string | null> {
+async function activate(name: BackendName, auto: boolean): Promise<string | null> {
+  // `auto` passes over a software adapter (llvmpipe and the like), which is slower than wasm.
+  if (name === 'webgpu') return activateWebGpu({ allowSoftware: !auto });
   if (name === 'tensorflow-gpu' || name === 'tensorflow') {
     const missing = tryRequire(
       name === 'tensorflow-gpu' ? '@tensorflow/tfjs-node-gpu' : '@tensorflow/tfjs-node',
@@ -66,6 +74,10 @@ function describeDevice(name: BackendName): string {
       return `${describeCuda(cudaInfo())}, via libtensorflow (tfjs-node-gpu)`;
     case 'tensorflow':
       return 'CPU via libtensorflow (tfjs-node)';
+    case 'webgpu': {
+      const a = webGpuAdapter();
+      return `${a ? describeAdapter(a) : 'unknown adapter'}, via WebGPU (Dawn)`;
+    }
     case 'wasm': {
       const simd = tf.env().getBool('WASM_HAS_SIMD_SUPPORT');
       const threads = tf.env().getBool('WASM_HAS_MULTITHREAD_SUPPORT');
@@ -90,7 +102,7 @@ export async function selectBackend(
   const order: BackendName[] = choice === 'auto' ? [...BACKENDS] : [choice];
   const skipped: BackendInfo['skipped'] = [];
   for (const name of order) {
-    const problem = await activate(name);
+    const problem = await activate(name, choice === 'auto');
     if (problem === null) {
       await tf.ready();
       return { backend: name, tfjsBackend: tf.getBackend(), device: describeDevice(name), skipped };

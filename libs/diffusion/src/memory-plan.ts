@@ -86,11 +86,14 @@ const WASM_HEAP = 4 * 2 ** 30;
 const WASM_USABLE = 0.75;
 /** Share of the machine's memory that a native or cpu backend may use. */
 const HOST_USABLE = 0.6;
+/** What the webgpu backend may use on a GPU whose memory no driver reports (not NVIDIA). */
+const WEBGPU_UNKNOWN_DEVICE = 4 * 2 ** 30;
 
 /**
  * Bytes of tensor memory one training thread may use on this machine: the machine's share (60% of
  * its memory) split between the threads, and on wasm no more than 3 GiB of the thread's own 4 GiB
- * heap; on tensorflow-gpu 90% of the first GPU's memory (nvidia-smi, or `deviceBytes`).
+ * heap; on tensorflow-gpu and webgpu 90% of the first GPU's memory (nvidia-smi, or `deviceBytes`),
+ * and on webgpu without nvidia-smi at most 4 GiB.
  */
 export function memoryBudget(
   backend: BackendName,
@@ -98,9 +101,11 @@ export function memoryBudget(
 ): number {
   const host = (Math.max(freemem(), totalmem() * 0.5) * HOST_USABLE) / Math.max(1, opts.threads ?? 1);
   if (backend === 'wasm') return Math.min(WASM_HEAP * WASM_USABLE, host);
-  if (backend === 'tensorflow-gpu') {
+  if (backend === 'tensorflow-gpu' || backend === 'webgpu') {
     const device = opts.deviceBytes ?? (cudaInfo().gpus[0]?.memoryMiB ?? 0) * 2 ** 20;
     if (device > 0) return device * 0.9;
+    // WebGPU does not tell a GPU's memory; where no driver does either, assume a modest card.
+    if (backend === 'webgpu') return Math.min(host, WEBGPU_UNKNOWN_DEVICE);
   }
   return host;
 }

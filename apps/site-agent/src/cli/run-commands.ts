@@ -106,7 +106,7 @@ const runCmd: Command = {
     backend: {
       type: 'string',
       valueName: 'name',
-      description: 'auto, tensorflow-gpu, tensorflow, wasm or cpu (default: from agent.json)',
+      description: 'auto, tensorflow-gpu, webgpu, tensorflow, wasm or cpu (default: from agent.json)',
     },
     'log-format': { type: 'string', valueName: 'auto|pretty|json', description: 'log lines (default: auto)' },
     'training-window': {
@@ -273,7 +273,7 @@ const synthesizeCmd: Command = {
     backend: {
       type: 'string',
       valueName: 'name',
-      description: 'auto, tensorflow-gpu, tensorflow, wasm or cpu',
+      description: 'auto, tensorflow-gpu, webgpu, tensorflow, wasm or cpu',
     },
   },
   async run(v) {
@@ -410,7 +410,7 @@ const doctorCmd: Command = {
     );
     try {
       const info = await d.selectBackend(config?.backend ?? 'auto');
-      const gpu = info.backend === 'tensorflow-gpu';
+      const gpu = info.backend === 'tensorflow-gpu' || info.backend === 'webgpu';
       add(
         'backend',
         gpu || !cuda ? true : 'warn',

@@ -33,7 +33,7 @@ export const agentConfigSchema = z
     coordinatorUrl: z.url({ protocol: /^(https?|wss?)$/ }).optional(),
     dataDir: z.string().min(1).optional(),
     stateDir: z.string().min(1),
-    backend: z.enum(['auto', 'tensorflow-gpu', 'tensorflow', 'wasm', 'cpu']).default('auto'),
+    backend: z.enum(['auto', 'tensorflow-gpu', 'webgpu', 'tensorflow', 'wasm', 'cpu']).default('auto'),
     trainingWindow: windowSpec.default('always'),
     paused: z.boolean().default(false),
     optOut: z.boolean().default(false),

@@ -1,11 +1,11 @@
 /**
- * `npm run gpu-check`: on every backend that loads here (tensorflow-gpu, tensorflow, wasm; the cpu
+ * `npm run gpu-check`: on every backend that loads here (tensorflow-gpu, webgpu, tensorflow, wasm; the cpu
  * backend is the reference), checks a forward pass and a training step's gradients of the default
  * U-Net against the cpu backend on the same weights and input, and times training steps at 64, 128
  * and 256 px with the memory planner's micro-batches. Prints progress on stderr and, last, one
  * JSON object: {machine, reference, backends: [{backend, loaded, reason?, device, nativeConvGradients,
  * forwardMaxAbsDiff, gradMaxRelDiff, steps: [{size, batch, microBatch, checkpointing, stepMs}]}]}.
- * Flags: --sizes 64,128,256  --batch 8  --backends tensorflow-gpu,tensorflow,wasm
+ * Flags: --sizes 64,128,256  --batch 8  --backends tensorflow-gpu,webgpu,tensorflow,wasm
  */
 import { availableParallelism, cpus, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
@@ -135,7 +135,7 @@ async function main(): Promise<void> {
     options: {
       sizes: { type: 'string', default: '64,128,256' },
       batch: { type: 'string', default: '8' },
-      backends: { type: 'string', default: 'tensorflow-gpu,tensorflow,wasm' },
+      backends: { type: 'string', default: 'tensorflow-gpu,webgpu,tensorflow,wasm' },
     },
   });
   const sizes = String(values.sizes).split(',').map(Number);

@@ -55,7 +55,7 @@ const FLAGS: Record<string, FlagSpec> = {
   backend: {
     type: 'string',
     valueName: 'name',
-    description: 'auto, tensorflow-gpu, tensorflow, wasm or cpu',
+    description: 'auto, tensorflow-gpu, webgpu, tensorflow, wasm or cpu',
     default: 'auto',
   },
   seed: { type: 'string', valueName: 'n', description: 'random seed', default: '0' },
@@ -164,7 +164,7 @@ export async function main(argv: string[]): Promise<void> {
     const samples = numFlag(v, 'samples', 1, 64, 1);
     if (v.uncertainty && samples < 2) throw new UsageError('--uncertainty needs --samples 2 or more');
     const info = await selectBackend(
-      oneOf<BackendChoice>(v, 'backend', ['auto', 'tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'], 'auto'),
+      oneOf<BackendChoice>(v, 'backend', ['auto', 'tensorflow-gpu', 'webgpu', 'tensorflow', 'wasm', 'cpu'], 'auto'),
     );
     process.stderr.write(`backend: ${info.backend} (${info.device})\n`);
     const { model, metadata } = await loadModel(resolve(String(v.model)));

@@ -93,7 +93,7 @@ const FLAGS: Record<string, FlagSpec> = {
   backend: {
     type: 'string',
     valueName: 'name',
-    description: 'auto, tensorflow-gpu, tensorflow, wasm or cpu ($FEDSYNTH_BACKEND)',
+    description: 'auto, tensorflow-gpu, webgpu, tensorflow, wasm or cpu ($FEDSYNTH_BACKEND)',
     default: 'auto',
   },
   seed: { type: 'string', valueName: 'n', description: 'random seed', default: '0' },
@@ -148,7 +148,7 @@ export async function main(argv: string[]): Promise<void> {
     const backend = oneOf<BackendChoice>(
       v,
       'backend',
-      ['auto', 'tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'],
+      ['auto', 'tensorflow-gpu', 'webgpu', 'tensorflow', 'wasm', 'cpu'],
       'auto',
     );
     const info = await selectBackend(backend);
