@@ -51,4 +51,18 @@ export {
 } from './phantom';
 export { encodePng, pngToHu, readPng, writePng } from './png';
 export { gaussian, mulberry32, subSeed } from './rng';
+export {
+  conditionChannels,
+  DEFAULT_TASK,
+  formatTask,
+  type IntensityKind,
+  kindOf,
+  MAX_CONTEXT,
+  MODALITIES,
+  type Modality,
+  parseTask,
+  type TaskSpec,
+  taskModalities,
+  validateTask,
+} from './task';
 export { diagonalAffine, sameGeometry, spacingOf, type Volume, voxelCount, withData } from './volume';
