@@ -67,18 +67,19 @@ export class BatchSampler {
   next(): Batch {
     const size = this.slices[0].size;
     const px = size * size;
+    const ch = this.slices[0].channels ?? 1;
     const b = this.batchSize;
-    const source = new Float32Array(b * px);
+    const source = new Float32Array(b * px * ch);
     const target = new Float32Array(b * px);
     const mask = new Uint8Array(b * px);
     for (let i = 0; i < b; i++) {
       let p = this.slices[Math.floor(this.rnd() * this.slices.length)];
       if (this.augment) p = augmentPair(p, this.rnd);
-      source.set(p.source, i * px);
+      source.set(p.source, i * px * ch);
       target.set(p.target, i * px);
       mask.set(p.mask, i * px);
     }
-    return { count: b, size, source, target, mask };
+    return { count: b, size, source, target, mask, channels: ch };
   }
 }
 
@@ -86,15 +87,17 @@ export class BatchSampler {
 export function stackSlices(slices: SlicePair[]): Batch {
   const size = slices[0].size;
   const px = size * size;
+  const ch = slices[0].channels ?? 1;
   const out: Batch = {
     count: slices.length,
     size,
-    source: new Float32Array(slices.length * px),
+    channels: ch,
+    source: new Float32Array(slices.length * px * ch),
     target: new Float32Array(slices.length * px),
     mask: new Uint8Array(slices.length * px),
   };
   slices.forEach((s, i) => {
-    out.source.set(s.source, i * px);
+    out.source.set(s.source, i * px * ch);
     out.target.set(s.target, i * px);
     out.mask!.set(s.mask, i * px);
   });

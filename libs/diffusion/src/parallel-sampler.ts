@@ -31,6 +31,8 @@ export interface RunSettings {
   samples: number;
   seed: number;
   batchSize: number;
+  /** Condition channels per slice (the model's input channels less the noisy image). */
+  channels: number;
 }
 
 /** ddimSample's options for a run's settings. */
@@ -43,6 +45,7 @@ export function sampleOptions(r: RunSettings): SampleOptions & { batchSize: numb
     samples: r.samples,
     seed: r.seed,
     batchSize: r.batchSize,
+    channels: r.channels,
   };
 }
 
@@ -144,6 +147,7 @@ export class ParallelSampler {
       samples: k,
       seed: o.seed ?? 0,
       batchSize: o.batchSize,
+      channels: this.model.config.inChannels - 1,
     };
     if (this.workers.length === 0)
       return ddimSample(modelDenoiser(this.model), source, count, size, {

@@ -20,6 +20,8 @@ export interface SampleOptions {
   seed?: number;
   /** Slices per model call. */
   batchSize?: number;
+  /** Condition channels per slice in `source` (channel last); default 1. */
+  channels?: number;
   /** Called after each denoising step of each batch. */
   onStep?: (done: number, total: number) => void;
   /**
@@ -81,9 +83,10 @@ async function run(
   const ts = samplingTimesteps(opts.schedule.T, steps);
   const ac = opts.schedule.alphasCumprod;
   const px = size * size;
-  if (source.length !== count * px)
+  const ch = opts.channels ?? 1;
+  if (source.length !== count * px * ch)
     throw new RangeError(
-      `source holds ${source.length} values; ${count} slices of ${size}x${size} need ${count * px}`,
+      `source holds ${source.length} values; ${count} slices of ${size}x${size}${ch > 1 ? ` with ${ch} channels` : ''} need ${count * px * ch}`,
     );
   const outs = Array.from({ length: k }, () => new Float32Array(count * px));
   const batches = Math.ceil(count / batchSize);
@@ -104,7 +107,7 @@ async function run(
           rnds.map((r) => tf.randomNormal([1, size, size, 1], 0, std, 'float32', Math.floor(r() * 2 ** 31))),
           0,
         ) as tf.Tensor4D;
-      const cond = tf.tensor4d(source.subarray(start * px, (start + n) * px), [n, size, size, 1]);
+      const cond = tf.tensor4d(source.subarray(start * px * ch, (start + n) * px * ch), [n, size, size, ch]);
       let x = tf.tidy(() => noise(1));
       for (let i = 0; i < ts.length; i++) {
         const t = ts[i];

@@ -36,9 +36,12 @@ export const DEFAULT_TRAINER_CONFIG: TrainerConfig = {
 export interface Batch {
   count: number;
   size: number;
+  /** Condition images, count x size x size x channels (channel last). */
   source: Float32Array;
   target: Float32Array;
   mask?: Uint8Array;
+  /** Condition channels per slice (several source modalities, 2.5D neighbours); default 1. */
+  channels?: number;
 }
 
 /** Result of one optimization step. */
@@ -155,9 +158,16 @@ export class Trainer {
   ): Promise<{ loss: number; mse: number; grads: Record<string, tf.Tensor> }> {
     const { count: b, size } = batch;
     const px = size * size;
-    if (batch.source.length !== b * px || batch.target.length !== b * px) {
-      throw new RangeError(`batch of ${b} slices of ${size}x${size} needs ${b * px} values per image`);
+    const ch = batch.channels ?? 1;
+    if (batch.source.length !== b * px * ch || batch.target.length !== b * px) {
+      throw new RangeError(
+        `batch of ${b} slices of ${size}x${size} needs ${b * px} values per image (${b * px * ch} for ${ch} condition channels)`,
+      );
     }
+    if (ch + 1 !== this.model.config.inChannels)
+      throw new RangeError(
+        `the model reads ${this.model.config.inChannels - 1} condition channel(s), the batch has ${ch}`,
+      );
     if (!(lo >= 0 && hi <= b && hi > lo))
       throw new RangeError(`shard [${lo}, ${hi}) is outside the batch of ${b}`);
     // Randomness is a function of (seed, step), so a resumed run continues the same sequence.
@@ -175,7 +185,7 @@ export class Trainer {
     let mseKept: tf.Scalar | null = null;
     const { value, grads } = tf.tidy(() => {
       const x0 = tf.tensor4d(batch.target.subarray(lo * px, hi * px), [n, size, size, 1]);
-      const src = tf.tensor4d(batch.source.subarray(lo * px, hi * px), [n, size, size, 1]);
+      const src = tf.tensor4d(batch.source.subarray(lo * px * ch, hi * px * ch), [n, size, size, ch]);
       const mask = batch.mask
         ? tf.tensor4d(Float32Array.from(batch.mask.subarray(lo * px, hi * px)), [n, size, size, 1])
         : null;

@@ -112,8 +112,13 @@ export interface SlicePair {
   subjectId: string;
   sliceIndex: number;
   size: number;
-  /** Source image (MRI) normalized to [-1, 1], size*size, index x + size * y. */
+  /**
+   * Condition image(s) normalized to [-1, 1], size*size*channels, channel last: index
+   * (x + size * y) * channels + c (one channel, the MRI, for MRI -> CT).
+   */
   source: Float32Array;
+  /** Condition channels (source modalities times 2.5D neighbours); absent means 1. */
+  channels?: number;
   /** Target image (CT) clipped to [-1024, 3000] HU and mapped to [-1, 1]. */
   target: Float32Array;
   /** Body mask (1 inside). */

@@ -63,3 +63,58 @@ export function normalizeMr(
   }
   return { data: out, params: { lo, hi } };
 }
+
+/** The SUV that maps to 1 on the PET scale (FDG uptake in tumours rarely exceeds it). */
+export const SUV_MAX = 20;
+const LOG_SUV_MAX = Math.log1p(SUV_MAX);
+
+/** PET in SUV -> [-1, 1] on a log scale, log(1 + SUV) / log(1 + SUV_MAX), clipped. */
+export function suvToUnit(suv: Float32Array): Float32Array {
+  const out = new Float32Array(suv.length);
+  for (let i = 0; i < suv.length; i++) {
+    const v = Math.log1p(Math.max(0, suv[i])) / LOG_SUV_MAX;
+    out[i] = (v > 1 ? 1 : v) * 2 - 1;
+  }
+  return out;
+}
+
+/** [-1, 1] -> SUV, the inverse of suvToUnit on [0, SUV_MAX]. */
+export function unitToSuv(x: Float32Array): Float32Array {
+  const out = new Float32Array(x.length);
+  for (let i = 0; i < x.length; i++) {
+    const v = x[i] < -1 ? -1 : x[i] > 1 ? 1 : x[i];
+    out[i] = Math.expm1(((v + 1) / 2) * LOG_SUV_MAX);
+  }
+  return out;
+}
+
+/**
+ * A volume of one intensity kind -> the model's [-1, 1] scale: CT by the HU window, MR by its
+ * robust percentiles inside `mask`, PET (activity in Bq/mL) times `suvFactor` to SUV, then log scale.
+ */
+export function normalizeFor(
+  kind: 'ct' | 'mr' | 'pet',
+  data: Float32Array,
+  opts: { mask?: Uint8Array; suvFactor?: number } = {},
+): Float32Array {
+  if (kind === 'ct') return huToUnit(data);
+  if (kind === 'mr') return normalizeMr(data, opts.mask).data;
+  const f = opts.suvFactor;
+  if (!(f !== undefined && Number.isFinite(f) && f > 0))
+    throw new RangeError(
+      'PET needs the factor from activity (Bq/mL) to SUV: the patient weight and injected dose',
+    );
+  const suv = new Float32Array(data.length);
+  for (let i = 0; i < data.length; i++) suv[i] = data[i] * f;
+  return suvToUnit(suv);
+}
+
+/**
+ * The model's [-1, 1] scale -> what a reader of the output expects: HU for CT, SUV for PET, and for
+ * MR the normalized intensity in [0, 1] (the input's absolute scale is not recoverable).
+ */
+export function unitToNative(kind: 'ct' | 'mr' | 'pet', x: Float32Array): Float32Array {
+  if (kind === 'ct') return unitToHu(x);
+  if (kind === 'pet') return unitToSuv(x);
+  return Float32Array.from(x, (v) => ((v < -1 ? -1 : v > 1 ? 1 : v) + 1) / 2);
+}
