@@ -1,4 +1,4 @@
-import { readdir, readFile } from 'node:fs/promises';
+import { open, readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as dicomParser from 'dicom-parser';
 import { ImagingError } from './errors';
@@ -30,6 +30,7 @@ interface SliceInfo {
   file: string;
   seriesUid: string;
   seriesDescription: string;
+  modality: string;
   rows: number;
   cols: number;
   position: [number, number, number];
@@ -42,7 +43,11 @@ interface SliceInfo {
 /** A DICOM series found in a folder. */
 export interface DicomSeries {
   seriesInstanceUid: string;
+  /** SeriesDescription (0008,103E); '' when absent. */
   description: string;
+  /** Modality (0008,0060): 'MR', 'CT', 'PT', ...; '' when absent. */
+  modality: string;
+  /** The series' image files, sorted by path. */
   files: string[];
 }
 
@@ -74,6 +79,7 @@ function parseFile(file: string, bytes: Uint8Array): SliceInfo | null {
     file,
     seriesUid,
     seriesDescription: ds.string('x0008103e') ?? '',
+    modality: (ds.string('x00080060') ?? '').toUpperCase(),
     rows: ds.uint16('x00280010') ?? 0,
     cols: ds.uint16('x00280011') ?? 0,
     position: nums('x00200032', 3, 'ImagePositionPatient') as SliceInfo['position'],
@@ -84,43 +90,85 @@ function parseFile(file: string, bytes: Uint8Array): SliceInfo | null {
   };
 }
 
-async function collectFiles(dir: string): Promise<string[]> {
-  let entries: import('node:fs').Dirent[];
+/** Whether a file starts like a Part 10 DICOM file ("DICM" after the 128-byte preamble). */
+async function hasDicomMagic(file: string): Promise<boolean> {
+  const fh = await open(file, 'r');
   try {
-    entries = await readdir(dir, { withFileTypes: true });
-  } catch (err) {
-    throw new ImagingError(
-      'FILE_NOT_FOUND',
-      `${dir}: cannot read the DICOM folder (${(err as NodeJS.ErrnoException).code ?? err})`,
-      dir,
-    );
+    const head = Buffer.alloc(132);
+    const { bytesRead } = await fh.read(head, 0, 132, 0);
+    return bytesRead === 132 && head.toString('latin1', 128, 132) === 'DICM';
+  } finally {
+    await fh.close();
   }
-  const out: string[] = [];
-  for (const e of entries) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) out.push(...(await collectFiles(p)));
-    else if (e.isFile()) out.push(p);
-  }
-  return out.sort();
 }
 
-async function scan(dir: string): Promise<Map<string, SliceInfo[]>> {
-  const bySeries = new Map<string, SliceInfo[]>();
-  for (const file of await collectFiles(dir)) {
+/**
+ * The files under a folder, sorted, down to `maxDepth` levels of subfolders (0: the folder
+ * only). Symbolic links to files and folders are followed (each folder visited once); broken
+ * links are skipped.
+ */
+async function collectFiles(dir: string, maxDepth = Number.POSITIVE_INFINITY): Promise<string[]> {
+  const seen = new Set<string>();
+  const walk = async (d: string, depth: number): Promise<string[]> => {
+    let entries: import('node:fs').Dirent[];
+    try {
+      entries = await readdir(d, { withFileTypes: true });
+    } catch (err) {
+      throw new ImagingError(
+        'FILE_NOT_FOUND',
+        `${d}: cannot read the DICOM folder (${(err as NodeJS.ErrnoException).code ?? err})`,
+        d,
+      );
+    }
+    seen.add(await realpath(d));
+    const out: string[] = [];
+    for (const e of entries) {
+      const p = join(d, e.name);
+      let isDir = e.isDirectory();
+      let isFile = e.isFile();
+      if (e.isSymbolicLink()) {
+        const st = await stat(p).catch(() => undefined);
+        isDir = st?.isDirectory() ?? false;
+        isFile = st?.isFile() ?? false;
+        if (isDir && seen.has(await realpath(p))) continue;
+      }
+      if (isDir) {
+        if (depth < maxDepth) out.push(...(await walk(p, depth + 1)));
+      } else if (isFile) out.push(p);
+    }
+    return out;
+  };
+  return (await walk(dir, 0)).sort();
+}
+
+/** Slices grouped by series; `pick` keeps what the caller needs of each (so headers can be dropped). */
+async function scan<T>(dir: string, pick: (s: SliceInfo) => T, maxDepth?: number): Promise<Map<string, T[]>> {
+  const bySeries = new Map<string, T[]>();
+  for (const file of await collectFiles(dir, maxDepth)) {
+    if (!(await hasDicomMagic(file))) continue;
     const info = parseFile(file, new Uint8Array(await readFile(file)));
     if (!info) continue;
     const list = bySeries.get(info.seriesUid) ?? [];
-    list.push(info);
+    list.push(pick(info));
     bySeries.set(info.seriesUid, list);
   }
   return bySeries;
 }
 
-/** The image series in a folder (searched recursively), grouped by SeriesInstanceUID. */
-export async function listDicomSeries(dir: string): Promise<DicomSeries[]> {
-  return [...(await scan(dir))].map(([uid, slices]) => ({
+/**
+ * The image series in a folder, grouped by SeriesInstanceUID. Subfolders are searched
+ * recursively, down to `opts.maxDepth` levels (default: all); symbolic links are followed.
+ */
+export async function listDicomSeries(dir: string, opts: { maxDepth?: number } = {}): Promise<DicomSeries[]> {
+  const bySeries = await scan(
+    dir,
+    (s) => ({ file: s.file, description: s.seriesDescription, modality: s.modality }),
+    opts.maxDepth,
+  );
+  return [...bySeries].map(([uid, slices]) => ({
     seriesInstanceUid: uid,
-    description: slices[0].seriesDescription,
+    description: slices[0].description,
+    modality: slices[0].modality,
     files: slices.map((s) => s.file),
   }));
 }
@@ -183,7 +231,7 @@ function pixels(s: SliceInfo, out: Float32Array, offset: number): void {
  * SeriesInstanceUID to choose; otherwise the error lists them.
  */
 export async function readDicomSeries(dir: string, seriesInstanceUid?: string): Promise<Volume> {
-  const bySeries = await scan(dir);
+  const bySeries = await scan(dir, (s) => s);
   if (bySeries.size === 0) throw new ImagingError('DATASET_PROBLEM', `${dir}: no DICOM images found`, dir);
   let uid = seriesInstanceUid;
   if (!uid) {
@@ -255,4 +303,86 @@ export async function readDicomSeries(dir: string, seriesInstanceUid?: string): 
   }
   affine[15] = 1;
   return { data, dims: [nx, ny, nz], spacing: [colSpacing, rowSpacing, Math.hypot(...step)], affine };
+}
+
+/** What turns a PET image's activity concentration into SUV, as stored in one DICOM file. */
+export interface PetDicomTags {
+  file: string;
+  /** Modality (0008,0060). */
+  modality?: string;
+  /** PatientWeight (0010,1030), kg. */
+  patientWeightKg?: number;
+  /** RadionuclideTotalDose (0018,1074) of the first RadiopharmaceuticalInformationSequence item, Bq. */
+  radionuclideTotalDoseBq?: number;
+  /** RadionuclideHalfLife (0018,1075), s. */
+  radionuclideHalfLifeS?: number;
+  /** RadiopharmaceuticalStartTime (0018,1072), else the time of RadiopharmaceuticalStartDateTime (0018,1078). */
+  radiopharmaceuticalStartTime?: string;
+  /** SeriesTime (0008,0031). */
+  seriesTime?: string;
+  /** AcquisitionTime (0008,0032). */
+  acquisitionTime?: string;
+  /** DecayCorrection (0054,1102): START, ADMIN or NONE. */
+  decayCorrection?: string;
+  /** Units (0054,1001): BQML, CNTS, ... */
+  units?: string;
+}
+
+/**
+ * Reads the PET dose tags of one DICOM file (any uncompressed transfer syntax: explicit or
+ * implicit VR little endian, explicit big endian), including the first item of the
+ * RadiopharmaceuticalInformationSequence (0054,0016). Absent tags are left undefined.
+ */
+export async function readPetTags(file: string): Promise<PetDicomTags> {
+  let bytes: Uint8Array;
+  try {
+    bytes = new Uint8Array(await readFile(file));
+  } catch (err) {
+    throw new ImagingError(
+      'FILE_NOT_FOUND',
+      `${file}: cannot be read (${(err as NodeJS.ErrnoException).code ?? err})`,
+      file,
+    );
+  }
+  if (bytes.length < 132 || String.fromCharCode(bytes[128], bytes[129], bytes[130], bytes[131]) !== 'DICM')
+    throw new ImagingError('CORRUPT_FILE', `${file}: not a DICOM file (no "DICM" after the preamble)`, file);
+  let ds: dicomParser.DataSet;
+  try {
+    ds = dicomParser.parseDicom(bytes, { untilTag: 'x7fe00010' });
+  } catch (err) {
+    const msg = typeof err === 'string' ? err : ((err as Error)?.message ?? String(err));
+    throw new ImagingError('CORRUPT_FILE', `${file}: cannot be parsed as DICOM (${msg})`, file);
+  }
+  const str = (d: dicomParser.DataSet, tag: string) => {
+    const v = d.string(tag)?.trim();
+    return v ? v : undefined;
+  };
+  const num = (d: dicomParser.DataSet, tag: string, name: string) => {
+    const v = str(d, tag);
+    if (v === undefined) return undefined;
+    const x = Number(v.split('\\')[0]);
+    if (!Number.isFinite(x))
+      throw new ImagingError('CORRUPT_FILE', `${file}: ${name} (${tag}) is "${v}", not a number`, file);
+    return x;
+  };
+  const item = ds.elements.x00540016?.items?.[0]?.dataSet;
+  const startDateTime = item ? str(item, 'x00181078') : undefined;
+  const out: PetDicomTags = {
+    file,
+    modality: str(ds, 'x00080060')?.toUpperCase(),
+    patientWeightKg: num(ds, 'x00101030', 'PatientWeight'),
+    radionuclideTotalDoseBq: item ? num(item, 'x00181074', 'RadionuclideTotalDose') : undefined,
+    radionuclideHalfLifeS: item ? num(item, 'x00181075', 'RadionuclideHalfLife') : undefined,
+    radiopharmaceuticalStartTime:
+      (item ? str(item, 'x00181072') : undefined) ??
+      (startDateTime && startDateTime.length > 8
+        ? startDateTime.slice(8).replace(/[+-]\d{4}$/, '')
+        : undefined),
+    seriesTime: str(ds, 'x00080031'),
+    acquisitionTime: str(ds, 'x00080032'),
+    decayCorrection: str(ds, 'x00541102')?.toUpperCase(),
+    units: str(ds, 'x00541001')?.toUpperCase(),
+  };
+  for (const k of Object.keys(out) as (keyof PetDicomTags)[]) if (out[k] === undefined) delete out[k];
+  return out;
 }
