@@ -1,9 +1,10 @@
-import { mkdir } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ImagingError } from './errors';
 import { gaussianBlur3d } from './filters';
 import { writeNifti } from './nifti';
 import { gaussian, mulberry32, subSeed } from './rng';
+import { MODALITIES, type Modality } from './task';
 import { diagonalAffine, type Volume } from './volume';
 
 /** Tissue labels of the phantom label maps. */
@@ -235,23 +236,140 @@ export interface PhantomOptions {
   slices?: number;
 }
 
+/** The MR modalities of a phantom subject; `mr` is the profile's own spin echo. */
+export type MrModality = 'mr' | 't1' | 't2' | 'flair';
+
+/** Timing of an MR sequence, ms; `ti` (inversion time) for inversion recovery only. */
+export interface MrSequence {
+  kind: 'spin-echo' | 'inversion-recovery';
+  tr: number;
+  te: number;
+  ti?: number;
+}
+
+/** Standard timing of the weighted sequences, before the per-profile shift. */
+const STANDARD_SEQUENCES: Record<'t1' | 't2' | 'flair', MrSequence> = {
+  t1: { kind: 'spin-echo', tr: 500, te: 15 },
+  t2: { kind: 'spin-echo', tr: 4000, te: 100 },
+  flair: { kind: 'inversion-recovery', tr: 9000, te: 120 },
+};
+
+/** Largest relative shift of TR and TE between profiles. */
+const SEQUENCE_SHIFT = 0.08;
+
+/** The inversion-recovery magnitude signal |PD (1 - 2 exp(-TI/T1) + exp(-TR/T1)) exp(-TE/T2)|. */
+export function inversionRecovery(
+  t: TissueProps,
+  field: 1.5 | 3,
+  tr: number,
+  te: number,
+  ti: number,
+): number {
+  const k = field === 3 ? 1 : 0;
+  const t1 = t.t1[k];
+  return Math.abs(t.pd * (1 - 2 * Math.exp(-ti / t1) + Math.exp(-tr / t1)) * Math.exp(-te / t.t2[k]));
+}
+
+/** The inversion time that nulls a tissue of the given T1 at repetition time TR: T1 ln(2 / (1 + exp(-TR/T1))). */
+export function nullingTi(t1: number, tr: number): number {
+  return t1 * Math.log(2 / (1 + Math.exp(-tr / t1)));
+}
+
 /**
- * A random paired MRI / CT / body-mask phantom. The anatomy is drawn from `seed`; the MRI follows the
- * spin-echo signal equation of the profile's scanner with a smooth bias field and Rician noise; the
- * CT takes per-tissue HU with texture, partial-volume blur and noise.
+ * The sequence a profile's scanner runs for an MR modality. `mr` is the profile's own spin echo;
+ * `t1`, `t2` and `flair` take the standard timing (T1w TR 500 / TE 15, T2w 4000 / 100, FLAIR
+ * 9000 / 120 ms) shifted by up to +/-8 %, fixed per profile name, since sites set their protocols
+ * differently. FLAIR's inversion time nulls CSF at the profile's field strength.
  */
-export function generatePhantomPair(opts: PhantomOptions): {
-  mr: Volume;
-  ct: Volume;
+export function mrSequence(profileName: string, modality: MrModality): MrSequence {
+  const profile = profileOf(profileName);
+  if (modality === 'mr') return { kind: 'spin-echo', tr: profile.tr, te: profile.te };
+  const base = STANDARD_SEQUENCES[modality];
+  const rnd = mulberry32(subSeed(0, `sequence/${profileName}/${modality}`));
+  const shift = () => 1 + (rnd() - 0.5) * 2 * SEQUENCE_SHIFT;
+  const tr = Math.round(base.tr * shift());
+  const te = Math.round(base.te * shift());
+  if (base.kind === 'spin-echo') return { kind: 'spin-echo', tr, te };
+  const csfT1 = TISSUES[Tissue.Csf].t1[profile.fieldStrength === 3 ? 1 : 0];
+  return { kind: 'inversion-recovery', tr, te, ti: Math.round(nullingTi(csfT1, tr)) };
+}
+
+/** FDG standardized uptake value (activity / (injected dose / body weight)) per tissue. */
+export const PET_SUV: Record<Tissue, number> = {
+  [Tissue.Air]: 0,
+  [Tissue.Fat]: 0.5,
+  [Tissue.Muscle]: 1,
+  [Tissue.CorticalBone]: 0.7,
+  [Tissue.Marrow]: 1.5,
+  [Tissue.Csf]: 0.3,
+  [Tissue.GreyMatter]: 8,
+  [Tissue.WhiteMatter]: 3,
+  [Tissue.Lesion]: 12,
+};
+
+/** Urine, the pelvis phantom's water-like label: FDG is excreted by the kidneys, so the bladder is hot. */
+const URINE_SUV = 20;
+
+/** Spatial resolution of the PET scanner (FWHM, mm), in plane and through plane. */
+export const PET_FWHM_MM = 6;
+
+/**
+ * Effective detected counts per Bq of activity in a voxel over the scan (sensitivity, scan time and
+ * the reconstruction's noise amplification together): about 15 % voxel noise in white matter after
+ * the PET resolution blur, on any grid.
+ */
+const PET_COUNTS_PER_BQ = 0.006;
+
+/** The PET patient: body weight (kg) and injected FDG activity (Bq), the image decay corrected to the injection. */
+type SubjectDose = { weightKg: number; injectedDoseBq: number };
+
+/** Options of a multi-modality phantom subject: a phantom's options and the modalities to image. */
+export type PhantomSubjectOptions = PhantomOptions & { modalities: Modality[] };
+
+/** One phantom subject imaged with several modalities, all on one grid from one labelled anatomy. */
+export interface PhantomSubject {
+  volumes: Partial<Record<Modality, Volume>>;
   mask: Volume;
   labels: Uint8Array;
-} {
-  const profile = SITE_PROFILES[opts.profile];
+  /** The PET patient's weight (kg) and injected dose (Bq), present when `pet` was imaged. */
+  pet?: { weightKg: number; injectedDoseBq: number };
+}
+
+function profileOf(name: string): SiteProfile {
+  const profile = SITE_PROFILES[name];
   if (!profile)
     throw new ImagingError(
       'INVALID_ARGUMENT',
-      `unknown profile "${opts.profile}"; known: ${Object.keys(SITE_PROFILES).join(', ')}`,
+      `unknown profile "${name}"; known: ${Object.keys(SITE_PROFILES).join(', ')}`,
     );
+  return profile;
+}
+
+function checkModalities(modalities: unknown): Modality[] {
+  if (!Array.isArray(modalities) || modalities.length === 0)
+    throw new ImagingError('INVALID_ARGUMENT', 'modalities must list one or more modalities');
+  for (const m of modalities)
+    if (typeof m !== 'string' || !(MODALITIES as readonly string[]).includes(m))
+      throw new ImagingError('INVALID_ARGUMENT', `unknown modality "${m}"; known: ${MODALITIES.join(', ')}`);
+  return [...new Set(modalities as Modality[])];
+}
+
+/** The labelled anatomy of a subject on its voxel grid, shared by every modality. */
+interface PhantomGrid {
+  profile: SiteProfile;
+  anatomy: 'head' | 'pelvis';
+  dims: [number, number, number];
+  spacing: [number, number, number];
+  affine: Float64Array;
+  /** Majority tissue of each voxel. */
+  labels: Uint8Array;
+  /** The tissue at each voxel's 2x2 in-plane sub-samples (4 per voxel), for partial volume. */
+  sub: Uint8Array;
+  mask: Float32Array;
+}
+
+function phantomGrid(opts: PhantomOptions): PhantomGrid {
+  const profile = profileOf(opts.profile);
   if (!Number.isInteger(opts.size) || opts.size < 16 || opts.size > 1024)
     throw new ImagingError('INVALID_ARGUMENT', `size must be an integer in [16, 1024], got ${opts.size}`);
   const nz = opts.slices ?? Math.max(8, Math.round(opts.size / 4));
@@ -267,22 +385,12 @@ export function generatePhantomPair(opts: PhantomOptions): {
   const z0 = anatomy === 'head' ? -((nz - 1) * dz) / 2 - 10 + (rnd() - 0.5) * 20 : -((nz - 1) * dz) / 2;
   const n = nx * ny * nz;
   const labels = new Uint8Array(n);
-  // 2x2 in-plane supersampling: the partial-volume fraction of each tissue feeds MR and CT.
-  const mrSignal = new Float32Array(n);
-  const ctHu = new Float32Array(n);
-  const tex = gaussian(mulberry32(subSeed(opts.seed, 'texture')));
-  const k = profile.fieldStrength;
-  const signal: number[] = [];
-  for (let t = 0; t <= 8; t++) signal[t] = spinEcho(TISSUES[t as Tissue], k, profile.tr, profile.te);
-  let maxSignal = 0;
-  for (const s of signal) maxSignal = Math.max(maxSignal, s);
+  const sub = new Uint8Array(4 * n);
   for (let z = 0; z < nz; z++) {
     const wz = z0 + z * dz;
     for (let y = 0; y < ny; y++) {
       for (let x = 0; x < nx; x++) {
         const i = x + nx * (y + ny * z);
-        let s = 0;
-        let h = 0;
         const counts = new Uint8Array(9);
         for (let sy = 0; sy < 2; sy++) {
           for (let sx = 0; sx < 2; sx++) {
@@ -290,22 +398,73 @@ export function generatePhantomPair(opts: PhantomOptions): {
             const wy = (y + 0.25 + 0.5 * sy - ny / 2) * dx;
             const t = label(wx, wy, wz);
             counts[t]++;
-            s += signal[t];
-            h += TISSUES[t as Tissue].hu;
+            sub[4 * i + 2 * sy + sx] = t;
           }
         }
         let best = 0;
         for (let t = 1; t < 9; t++) if (counts[t] > counts[best]) best = t;
         labels[i] = best;
-        mrSignal[i] = s / 4;
-        ctHu[i] = h / 4 + TISSUES[best as Tissue].huTexture * tex();
       }
     }
   }
-  // MRI: acquisition blur for coarser resolution, bias field, Rician noise.
+  // Body mask: everything inside the outer skin, internal air included.
+  const mask = new Float32Array(n);
+  const bodyLabel =
+    anatomy === 'head' ? headLabeler(mulberry32(subSeed(opts.seed, 'anatomy-shape'))).label : label;
+  for (let z = 0; z < nz; z++) {
+    for (let y = 0; y < ny; y++) {
+      for (let x = 0; x < nx; x++) {
+        const i = x + nx * (y + ny * z);
+        mask[i] =
+          labels[i] !== Tissue.Air ||
+          insideBody(bodyLabel, (x + 0.5 - nx / 2) * dx, (y + 0.5 - ny / 2) * dx, z0 + z * dz, dx)
+            ? 1
+            : 0;
+      }
+    }
+  }
+  return {
+    profile,
+    anatomy,
+    dims: [nx, ny, nz],
+    spacing: [dx, dx, dz],
+    affine: diagonalAffine([dx, dx, dz], [-(nx / 2) * dx + dx / 2, -(ny / 2) * dx + dx / 2, z0]),
+    labels,
+    sub,
+    mask,
+  };
+}
+
+/** Per-voxel mean of a per-tissue value over the voxel's sub-samples (partial volume). */
+function partialVolume(g: PhantomGrid, value: readonly number[]): Float32Array {
+  const out = new Float32Array(g.labels.length);
+  for (let i = 0; i < out.length; i++) {
+    let s = 0;
+    for (let q = 0; q < 4; q++) s += value[g.sub[4 * i + q]];
+    out[i] = s / 4;
+  }
+  return out;
+}
+
+/**
+ * An MR image of the grid: per-tissue signal with partial volume, acquisition blur for coarser
+ * resolution, the profile's bias field (the receive coil's, the same for every sequence of the
+ * session) and Rician noise from its own stream, scaled so the brightest tissue is ~1000.
+ */
+function renderMr(
+  g: PhantomGrid,
+  seed: number,
+  signal: readonly number[],
+  noiseStream: string,
+): Float32Array {
+  const { profile } = g;
+  const [nx, ny, nz] = g.dims;
+  let maxSignal = 0;
+  for (const s of signal) maxSignal = Math.max(maxSignal, s);
+  const mrSignal = partialVolume(g, signal);
   const sigmaMr = profile.resolution < 1 ? (1 / profile.resolution - 1) * 1.2 : 0;
-  const mrBlurred = sigmaMr > 0 ? gaussianBlur3d(mrSignal, [nx, ny, nz], [sigmaMr, sigmaMr, 0]) : mrSignal;
-  const brnd = mulberry32(subSeed(opts.seed, 'bias'));
+  const mrBlurred = sigmaMr > 0 ? gaussianBlur3d(mrSignal, g.dims, [sigmaMr, sigmaMr, 0]) : mrSignal;
+  const brnd = mulberry32(subSeed(seed, 'bias'));
   const bias = Array.from({ length: 3 }, () => ({
     fx: 0.5 + brnd() * 1.5,
     fy: 0.5 + brnd() * 1.5,
@@ -313,10 +472,10 @@ export function generatePhantomPair(opts: PhantomOptions): {
     a: brnd(),
   }));
   const anorm = bias.reduce((a, b) => a + b.a, 0) || 1;
-  const noise = gaussian(mulberry32(subSeed(opts.seed, 'rician')));
+  const noise = gaussian(mulberry32(subSeed(seed, noiseStream)));
   const sigma = profile.noise * maxSignal;
   const gain = 1000 / maxSignal;
-  const mr = new Float32Array(n);
+  const mr = new Float32Array(mrSignal.length);
   for (let z = 0; z < nz; z++) {
     for (let y = 0; y < ny; y++) {
       for (let x = 0; x < nx; x++) {
@@ -331,39 +490,135 @@ export function generatePhantomPair(opts: PhantomOptions): {
       }
     }
   }
-  // CT: partial-volume blur (scanner PSF) and quantum noise.
-  const ctBlur = gaussianBlur3d(ctHu, [nx, ny, nz], [0.6, 0.6, 0.3]);
-  const cnoise = gaussian(mulberry32(subSeed(opts.seed, 'ct-noise')));
+  return mr;
+}
+
+/** Per-tissue signal of an MR sequence at a field strength. */
+function sequenceSignal(seq: MrSequence, field: 1.5 | 3): number[] {
+  const signal: number[] = [];
+  for (let t = 0; t <= 8; t++)
+    signal[t] =
+      seq.kind === 'spin-echo'
+        ? spinEcho(TISSUES[t as Tissue], field, seq.tr, seq.te)
+        : inversionRecovery(TISSUES[t as Tissue], field, seq.tr, seq.te, seq.ti ?? 0);
+  return signal;
+}
+
+/** CT: per-tissue HU with partial volume and texture, the scanner's blur and quantum noise. */
+function renderCt(g: PhantomGrid, seed: number): Float32Array {
+  const n = g.labels.length;
+  const tex = gaussian(mulberry32(subSeed(seed, 'texture')));
+  const ctHu = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    let h = 0;
+    for (let q = 0; q < 4; q++) h += TISSUES[g.sub[4 * i + q] as Tissue].hu;
+    ctHu[i] = h / 4 + TISSUES[g.labels[i] as Tissue].huTexture * tex();
+  }
+  const ctBlur = gaussianBlur3d(ctHu, g.dims, [0.6, 0.6, 0.3]);
+  const cnoise = gaussian(mulberry32(subSeed(seed, 'ct-noise')));
   const ct = new Float32Array(n);
   for (let i = 0; i < n; i++)
-    ct[i] = Math.max(-1024, Math.min(3071, Math.round(ctBlur[i] + profile.ctNoise * cnoise())));
-  // Body mask: everything inside the outer skin, internal air included.
-  const maskData = new Float32Array(n);
-  const bodyLabel =
-    anatomy === 'head' ? headLabeler(mulberry32(subSeed(opts.seed, 'anatomy-shape'))).label : label;
-  for (let z = 0; z < nz; z++) {
-    for (let y = 0; y < ny; y++) {
-      for (let x = 0; x < nx; x++) {
-        const i = x + nx * (y + ny * z);
-        maskData[i] =
-          labels[i] !== Tissue.Air ||
-          insideBody(bodyLabel, (x + 0.5 - nx / 2) * dx, (y + 0.5 - ny / 2) * dx, z0 + z * dz, dx)
-            ? 1
-            : 0;
-      }
+    ct[i] = Math.max(-1024, Math.min(3071, Math.round(ctBlur[i] + g.profile.ctNoise * cnoise())));
+  return ct;
+}
+
+/** The subject's body weight (60-90 kg, to 0.1 kg) and injected dose (250-400 MBq, to 0.1 MBq). */
+function petDose(seed: number): SubjectDose {
+  const rnd = mulberry32(subSeed(seed, 'pet-patient'));
+  const weightKg = Math.round((60 + 30 * rnd()) * 10) / 10;
+  const injectedDoseBq = Math.round((250 + 150 * rnd()) * 10) * 1e5;
+  return { weightKg, injectedDoseBq };
+}
+
+/** A Poisson draw: multiplication of uniforms for small means, the normal approximation above. */
+function poisson(lambda: number, uniform: () => number, normal: () => number): number {
+  if (!(lambda > 0)) return 0;
+  if (lambda >= 30) return Math.max(0, Math.round(lambda + Math.sqrt(lambda) * normal()));
+  const limit = Math.exp(-lambda);
+  let k = 0;
+  let p = uniform();
+  while (p > limit) {
+    k++;
+    p *= uniform();
+  }
+  return k;
+}
+
+/**
+ * FDG PET in Bq/mL: activity = SUV * dose / weight per tissue with partial volume, counting noise on
+ * the voxel's expected counts, then the scanner's resolution (FWHM PET_FWHM_MM), which also
+ * correlates the noise as a reconstruction does.
+ */
+function renderPet(g: PhantomGrid, seed: number, dose: SubjectDose): Float32Array {
+  const perSuv = dose.injectedDoseBq / (dose.weightKg * 1000);
+  const activity: number[] = [];
+  for (let t = 0; t <= 8; t++) activity[t] = PET_SUV[t as Tissue] * perSuv;
+  if (g.anatomy === 'pelvis') activity[Tissue.Csf] = URINE_SUV * perSuv;
+  const mean = partialVolume(g, activity);
+  const voxelMl = (g.spacing[0] * g.spacing[1] * g.spacing[2]) / 1000;
+  const countsPerActivity = voxelMl * PET_COUNTS_PER_BQ;
+  const uniform = mulberry32(subSeed(seed, 'pet-noise'));
+  const normal = gaussian(mulberry32(subSeed(seed, 'pet-noise-normal')));
+  const noisy = new Float32Array(mean.length);
+  for (let i = 0; i < mean.length; i++)
+    noisy[i] = poisson(mean[i] * countsPerActivity, uniform, normal) / countsPerActivity;
+  const sigmaMm = PET_FWHM_MM / (2 * Math.sqrt(2 * Math.LN2));
+  return gaussianBlur3d(noisy, g.dims, [
+    sigmaMm / g.spacing[0],
+    sigmaMm / g.spacing[1],
+    sigmaMm / g.spacing[2],
+  ]);
+}
+
+/**
+ * One phantom subject imaged with several modalities, all on one grid from the labelled anatomy
+ * that generatePhantomPair draws for the same options:
+ * - `mr`: the profile's spin echo, exactly generatePhantomPair's MRI;
+ * - `t1`, `t2`: T1- and T2-weighted spin echo, `flair`: inversion recovery with CSF nulled (timing
+ *   from mrSequence), each with the profile's bias field, Rician noise and resolution;
+ * - `pet`: FDG activity in Bq/mL from per-tissue SUV (PET_SUV), the patient's weight and injected
+ *   dose (drawn from the seed and returned as `pet`), at PET resolution with counting noise;
+ * - `ct`: generatePhantomPair's CT, in HU.
+ * Every modality draws its noise from its own stream, so a modality's image does not depend on
+ * which others are requested.
+ */
+export function generatePhantomSubject(opts: PhantomSubjectOptions): PhantomSubject {
+  const modalities = checkModalities(opts.modalities);
+  const g = phantomGrid(opts);
+  const volume = (data: Float32Array): Volume => ({
+    data,
+    dims: [...g.dims],
+    spacing: [...g.spacing],
+    affine: Float64Array.from(g.affine),
+  });
+  const volumes: Partial<Record<Modality, Volume>> = {};
+  let pet: SubjectDose | undefined;
+  for (const m of modalities) {
+    if (m === 'ct') volumes.ct = volume(renderCt(g, opts.seed));
+    else if (m === 'pet') {
+      pet = petDose(opts.seed);
+      volumes.pet = volume(renderPet(g, opts.seed, pet));
+    } else {
+      const signal = sequenceSignal(mrSequence(opts.profile, m), g.profile.fieldStrength);
+      volumes[m] = volume(renderMr(g, opts.seed, signal, m === 'mr' ? 'rician' : `rician-${m}`));
     }
   }
-  const affine = diagonalAffine([dx, dx, dz], [-(nx / 2) * dx + dx / 2, -(ny / 2) * dx + dx / 2, z0]);
-  const geo = {
-    dims: [nx, ny, nz] as [number, number, number],
-    spacing: [dx, dx, dz] as [number, number, number],
-  };
-  return {
-    mr: { data: mr, ...geo, affine },
-    ct: { data: ct, ...geo, affine: Float64Array.from(affine) },
-    mask: { data: maskData, ...geo, affine: Float64Array.from(affine) },
-    labels,
-  };
+  return { volumes, mask: volume(g.mask), labels: g.labels, ...(pet ? { pet } : {}) };
+}
+
+/**
+ * A random paired MRI / CT / body-mask phantom. The anatomy is drawn from `seed`; the MRI follows the
+ * spin-echo signal equation of the profile's scanner with a smooth bias field and Rician noise; the
+ * CT takes per-tissue HU with texture, partial-volume blur and noise.
+ */
+export function generatePhantomPair(opts: PhantomOptions): {
+  mr: Volume;
+  ct: Volume;
+  mask: Volume;
+  labels: Uint8Array;
+} {
+  const s = generatePhantomSubject({ ...opts, modalities: ['mr', 'ct'] });
+  return { mr: s.volumes.mr as Volume, ct: s.volumes.ct as Volume, mask: s.mask, labels: s.labels };
 }
 
 /** Internal air (sinus, rectum) lies inside the body: probe outwards in 4 directions for tissue. */
@@ -386,8 +641,10 @@ function insideBody(label: Labeler, x: number, y: number, z: number, step: numbe
 }
 
 /**
- * Writes `subjects` phantom subjects in the SynthRAD2023 layout: `<out>/<id>/mr.nii.gz`,
- * `ct.nii.gz` (int16 HU) and `mask.nii.gz`. Subject ids are `<profile>-<seed>-<k>` (zero-padded).
+ * Writes `subjects` phantom subjects in the SynthRAD2023 layout: `<out>/<id>/<modality>.nii.gz` for
+ * each of `modalities` (default mr and ct; CT as int16 HU, the others float32) and `mask.nii.gz`;
+ * with `pet`, also the BIDS-style sidecar `pet.json` (body weight, injected activity, units).
+ * Subject ids are `<profile>-<seed>-<k>` (zero-padded).
  */
 export async function writePhantomDataset(opts: {
   out: string;
@@ -397,26 +654,40 @@ export async function writePhantomDataset(opts: {
   size: number;
   slices?: number;
   anatomy?: 'head' | 'pelvis';
+  modalities?: Modality[];
   onProgress?: (done: number, total: number) => void;
 }): Promise<string[]> {
   if (!Number.isInteger(opts.subjects) || opts.subjects < 1)
     throw new ImagingError('INVALID_ARGUMENT', `subjects must be a positive integer, got ${opts.subjects}`);
+  const modalities = checkModalities(opts.modalities ?? ['mr', 'ct']);
   await mkdir(opts.out, { recursive: true });
   const ids: string[] = [];
   for (let k = 0; k < opts.subjects; k++) {
     const id = `${opts.profile}-${opts.seed}-${String(k).padStart(3, '0')}`;
     const dir = join(opts.out, id);
     await mkdir(dir, { recursive: true });
-    const p = generatePhantomPair({
+    const s = generatePhantomSubject({
       seed: subSeed(opts.seed, `${opts.profile}/${k}`),
       profile: opts.profile,
       size: opts.size,
       slices: opts.slices,
       anatomy: opts.anatomy,
+      modalities,
     });
-    await writeNifti(join(dir, 'mr.nii.gz'), p.mr, { datatype: 'float32' });
-    await writeNifti(join(dir, 'ct.nii.gz'), p.ct, { datatype: 'int16' });
-    await writeNifti(join(dir, 'mask.nii.gz'), p.mask, { datatype: 'int16' });
+    for (const m of modalities) {
+      const vol = s.volumes[m] as Volume;
+      await writeNifti(join(dir, `${m}.nii.gz`), vol, { datatype: m === 'ct' ? 'int16' : 'float32' });
+    }
+    await writeNifti(join(dir, 'mask.nii.gz'), s.mask, { datatype: 'int16' });
+    if (s.pet) {
+      const sidecar = {
+        BodyWeight: s.pet.weightKg,
+        InjectedRadioactivity: s.pet.injectedDoseBq / 1e6,
+        InjectedRadioactivityUnits: 'MBq',
+        Units: 'Bq/mL',
+      };
+      await writeFile(join(dir, 'pet.json'), `${JSON.stringify(sidecar, null, 2)}\n`);
+    }
     ids.push(id);
     opts.onProgress?.(k + 1, opts.subjects);
   }
