@@ -3,24 +3,47 @@ import { ImagingError } from './errors';
 /** The CT range the SynthRAD2023 protocol evaluates in: [-1024, 3000] HU, data range 4024. */
 export const HU_RANGE: readonly [number, number] = [-1024, 3000];
 
+/**
+ * The range MR and PET targets are scored in: the model's [-1, 1] scale mapped by (u + 1) / 2,
+ * data range 1.
+ */
+export const UNIT_RANGE: readonly [number, number] = [0, 1];
+
+/**
+ * Image-quality figures of a synthetic image against the real one, in the units of the range it
+ * was scored in, with the SynthRAD2023 protocol.
+ */
+export interface IntensityMetrics {
+  /** Mean absolute error inside the mask, on the values as given (no clipping). */
+  mae: number;
+  /** PSNR inside the mask on values clipped to the range, data range = its width, dB. */
+  psnr: number;
+  /**
+   * SSIM as scikit-image computes it (7-wide uniform window, K1 0.01, K2 0.03, sample covariance,
+   * data range = the range's width) on values clipped to the range with the outside of the mask
+   * set to its minimum, averaged over the mask after cropping 3 voxels at each border.
+   */
+  ssim: number;
+  /** Pearson correlation inside the mask. */
+  pearson: number;
+  /** Voxels inside the mask. */
+  voxels: number;
+}
+
 /** Image-quality figures of a synthetic CT against the real one (HU), SynthRAD2023 protocol. */
-export interface ImageMetrics {
+export interface ImageMetrics extends IntensityMetrics {
   /** Mean absolute error inside the mask, HU. */
   mae: number;
   /** PSNR inside the mask on values clipped to [-1024, 3000], data range 4024, dB. */
   psnr: number;
   /** SSIM as scikit-image computes it (7-wide uniform window, K1 0.01, K2 0.03, sample covariance), averaged over the mask. */
   ssim: number;
-  /** Pearson correlation inside the mask. */
-  pearson: number;
   /** MAE inside the mask where the reference is bone (> 200 HU). */
   maeBone: number;
   /** MAE inside the mask where the reference is soft tissue ([-200, 200] HU). */
   maeSoftTissue: number;
   /** MAE inside the mask where the reference is air or lung (< -200 HU). */
   maeAir: number;
-  /** Voxels inside the mask. */
-  voxels: number;
 }
 
 function check(pred: Float32Array, ref: Float32Array, dims: readonly number[], mask?: Uint8Array): void {
@@ -35,7 +58,12 @@ function check(pred: Float32Array, ref: Float32Array, dims: readonly number[], m
     throw new ImagingError('SHAPE_MISMATCH', `metrics: mask has ${mask.length} voxels, expected ${n}`);
 }
 
-const clip = (v: number) => (v < HU_RANGE[0] ? HU_RANGE[0] : v > HU_RANGE[1] ? HU_RANGE[1] : v);
+function checkRange(range: readonly [number, number]): void {
+  if (!(Number.isFinite(range[0]) && Number.isFinite(range[1]) && range[1] > range[0]))
+    throw new ImagingError('INVALID_ARGUMENT', `metrics: invalid intensity range [${range.join(', ')}]`);
+}
+
+const clipTo = (v: number, lo: number, hi: number) => (v < lo ? lo : v > hi ? hi : v);
 
 /** MAE inside the mask (all voxels without one), no clipping, as SynthRAD2023 computes it. */
 export function maskedMae(pred: Float32Array, ref: Float32Array, mask?: Uint8Array): number {
@@ -49,18 +77,28 @@ export function maskedMae(pred: Float32Array, ref: Float32Array, mask?: Uint8Arr
   return c ? s / c : Number.NaN;
 }
 
-/** PSNR inside the mask on clipped values with the fixed data range 4024. */
-export function maskedPsnr(pred: Float32Array, ref: Float32Array, mask?: Uint8Array): number {
+/**
+ * PSNR inside the mask on values clipped to `range` with its width as the data range (CT's
+ * [-1024, 3000] HU, data range 4024, unless told otherwise).
+ */
+export function maskedPsnr(
+  pred: Float32Array,
+  ref: Float32Array,
+  mask?: Uint8Array,
+  range: readonly [number, number] = HU_RANGE,
+): number {
+  checkRange(range);
+  const [lo, hi] = range;
   let se = 0;
   let c = 0;
   for (let i = 0; i < ref.length; i++) {
     if (mask && !mask[i]) continue;
-    const d = clip(ref[i]) - clip(pred[i]);
+    const d = clipTo(ref[i], lo, hi) - clipTo(pred[i], lo, hi);
     se += d * d;
     c++;
   }
-  const range = HU_RANGE[1] - HU_RANGE[0];
-  return c ? 10 * Math.log10((range * range) / (se / c)) : Number.NaN;
+  const width = hi - lo;
+  return c ? 10 * Math.log10((width * width) / (se / c)) : Number.NaN;
 }
 
 /**
@@ -128,16 +166,19 @@ function uniformFilter(
 /**
  * SSIM as scikit-image's `structural_similarity(gt, pred, data_range, win_size=7, K1=0.01, K2=0.03,
  * use_sample_covariance=True)` computes it on 2D (nz = 1) or 3D images given x-fastest, on the
- * SynthRAD2023 preparation: clip to [-1024, 3000], set voxels outside the mask to -1024, shift to
- * non-negative; the SSIM map is averaged after cropping 3 voxels at each border, over the mask
- * when one is given.
+ * SynthRAD2023 preparation: clip to `range` (CT's [-1024, 3000] HU unless told otherwise), set
+ * voxels outside the mask to the range's minimum, shift to non-negative; data range = the range's
+ * width; the SSIM map is averaged after cropping 3 voxels at each border, over the mask when one
+ * is given.
  */
 export function maskedSsim(
   pred: Float32Array,
   ref: Float32Array,
   dims: readonly number[],
   mask?: Uint8Array,
+  range: readonly [number, number] = HU_RANGE,
 ): number {
+  checkRange(range);
   const shape = dims.filter((d, i) => !(i === 2 && d === 1));
   const win = 7;
   for (const d of shape)
@@ -149,11 +190,11 @@ export function maskedSsim(
   const n = ref.length;
   const x = new Float64Array(n);
   const y = new Float64Array(n);
-  const lo = HU_RANGE[0];
+  const [lo, hi] = range;
   for (let i = 0; i < n; i++) {
     const inside = !mask || mask[i];
-    x[i] = (inside ? clip(ref[i]) : lo) - lo;
-    y[i] = (inside ? clip(pred[i]) : lo) - lo;
+    x[i] = (inside ? clipTo(ref[i], lo, hi) : lo) - lo;
+    y[i] = (inside ? clipTo(pred[i], lo, hi) : lo) - lo;
   }
   const tmp = new Float64Array(n);
   const ux = uniformFilter(x, shape, win, tmp);
@@ -167,7 +208,7 @@ export function maskedSsim(
   const uxy = uniformFilter(prod, shape, win, tmp);
   const np = win ** shape.length;
   const covNorm = np / (np - 1);
-  const R = HU_RANGE[1] - HU_RANGE[0];
+  const R = hi - lo;
   const C1 = (0.01 * R) ** 2;
   const C2 = (0.03 * R) ** 2;
   const pad = (win - 1) >> 1;
@@ -239,6 +280,27 @@ function bandMae(
   return c ? s / c : Number.NaN;
 }
 
+/** The figures every target gets (CT in HU, MR and PET normalized), scored in `range`. */
+function scoreInRange(
+  pred: Float32Array,
+  ref: Float32Array,
+  dimsIn: readonly number[],
+  mask: Uint8Array | undefined,
+  range: readonly [number, number],
+): IntensityMetrics {
+  const dims = dimsIn.length === 2 ? [dimsIn[0], dimsIn[1], 1] : [...dimsIn];
+  check(pred, ref, dims, mask);
+  let voxels = 0;
+  for (let i = 0; i < ref.length; i++) if (!mask || mask[i]) voxels++;
+  return {
+    mae: maskedMae(pred, ref, mask),
+    psnr: maskedPsnr(pred, ref, mask, range),
+    ssim: maskedSsim(pred, ref, dims, mask, range),
+    pearson: maskedPearson(pred, ref, mask),
+    voxels,
+  };
+}
+
 /**
  * All metrics of a synthetic CT (`pred`) against the reference CT (`ref`), both in HU, 2D (dims
  * [nx, ny] or [nx, ny, 1]) or 3D, optionally inside a body mask (non-zero = inside).
@@ -248,18 +310,28 @@ export function computeMetrics(
   ref: Float32Array,
   opts: { dims: readonly number[]; mask?: Uint8Array },
 ): ImageMetrics {
-  const dims = opts.dims.length === 2 ? [opts.dims[0], opts.dims[1], 1] : [...opts.dims];
-  check(pred, ref, dims, opts.mask);
-  let voxels = 0;
-  for (let i = 0; i < ref.length; i++) if (!opts.mask || opts.mask[i]) voxels++;
+  const core = scoreInRange(pred, ref, opts.dims, opts.mask, HU_RANGE);
   return {
-    mae: maskedMae(pred, ref, opts.mask),
-    psnr: maskedPsnr(pred, ref, opts.mask),
-    ssim: maskedSsim(pred, ref, dims, opts.mask),
-    pearson: maskedPearson(pred, ref, opts.mask),
+    ...core,
     maeBone: bandMae(pred, ref, opts.mask, 200, Infinity),
     maeSoftTissue: bandMae(pred, ref, opts.mask, -200, 200),
     maeAir: bandMae(pred, ref, opts.mask, -Infinity, -200),
-    voxels,
   };
+}
+
+/**
+ * The metrics of a synthetic MR or PET image against the reference, both normalized to [0, 1]
+ * (the model's [-1, 1] scale mapped by (u + 1) / 2), with the same protocol as computeMetrics:
+ * MAE inside the mask (no clipping), PSNR and SSIM on values clipped to [0, 1] with data range 1
+ * (SSIM with the outside of the mask set to 0, averaged over the mask after cropping 3 voxels),
+ * Pearson inside the mask. 2D (dims [nx, ny] or [nx, ny, 1]) or 3D, optionally inside a body mask
+ * (non-zero = inside).
+ */
+export function computeIntensityMetrics(
+  pred: Float32Array,
+  ref: Float32Array,
+  dims: readonly number[],
+  mask?: Uint8Array,
+): IntensityMetrics {
+  return scoreInRange(pred, ref, dims, mask, UNIT_RANGE);
 }
