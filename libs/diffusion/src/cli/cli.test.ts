@@ -1,8 +1,11 @@
-import { mkdtemp, readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readNifti, writePhantomDataset } from '@fedsynth/imaging';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { selectBackend } from '../backend';
+import { createInitialModel } from '../checkpoint';
+import { decodeSafetensors } from '../weights';
 import { main as synthesizeMain } from './synthesize';
 import { main as trainMain } from './train';
 
@@ -106,6 +109,108 @@ describe('fedsynth-train and fedsynth-synthesize', () => {
       if (mask.data[i] === 0 && sct.data[i] === -1024) outside++;
     }
     expect(outside).toBeGreaterThan(0);
+  }, 120_000);
+
+  it('--init starts from a saved model, takes its settings, and refuses flags that disagree', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'fedsynth-train-init-'));
+    const data = join(dir, 'data');
+    await writePhantomDataset({ out: data, subjects: 3, seed: 4, profile: 'site-b', size: 32, slices: 6 });
+    await selectBackend('wasm');
+    // Settings other than the flags' defaults, so that the run can only have taken them from the model.
+    const initPath = join(dir, 'global.safetensors');
+    await writeFile(
+      initPath,
+      await createInitialModel({
+        size: 16,
+        channels: [8, 16],
+        numResBlocks: 1,
+        prediction: 'epsilon',
+        schedule: 'linear',
+        seed: 11,
+      }),
+    );
+    const model = join(dir, 'model.safetensors');
+    const io = quiet();
+    const lr = 1e-3;
+    const common = [
+      '--data',
+      data,
+      '--out',
+      model,
+      '--init',
+      initPath,
+      '--batch',
+      '2',
+      '--lr',
+      String(lr),
+      '--ema',
+      '0',
+      '--val-every',
+      '0',
+      '--val-slices',
+      '1',
+      '--ddim-steps',
+      '1',
+      '--backend',
+      'wasm',
+    ];
+    await trainMain([...common, '--steps', '1']);
+    expect(process.exitCode, io.err.join('')).toBe(0);
+    expect(io.err.join('')).toMatch(
+      /starting from .*global\.safetensors: channels 8,16, 1 residual block per level, size 16/,
+    );
+    expect(io.err.join('')).toMatch(/prediction epsilon, schedule linear/);
+    const before = decodeSafetensors(new Uint8Array(await readFile(initPath)));
+    const after = decodeSafetensors(new Uint8Array(await readFile(model)));
+    expect(after.metadata).toMatchObject({
+      size: '16',
+      prediction: 'epsilon',
+      schedule: 'linear',
+      step: '1',
+      'fedsynth.unet': before.metadata['fedsynth.unet'],
+    });
+    // One AdamW step moves a weight by at most about lr (its first step is lr * g / |g|, plus a
+    // decay of lr * 1e-4 of it): the written weights are the init's, barely moved.
+    expect(after.arrays.map((a) => a.name)).toEqual(before.arrays.map((a) => a.name));
+    let maxDiff = 0;
+    let moved = 0;
+    after.arrays.forEach((a, k) => {
+      const b = before.arrays[k];
+      expect(a.shape).toEqual(b.shape);
+      for (let i = 0; i < a.data.length; i++) {
+        const d = Math.abs(a.data[i] - b.data[i]);
+        maxDiff = Math.max(maxDiff, d);
+        if (d > 0.5 * lr) moved++;
+      }
+    });
+    expect(maxDiff).toBeLessThan(1.01 * lr);
+    expect(maxDiff).toBeGreaterThan(0.5 * lr);
+    expect(moved).toBeGreaterThan(0);
+
+    // The checkpoint just written would be resumed: --init over it needs --fresh.
+    io.err.length = 0;
+    await trainMain([...common, '--steps', '1']);
+    expect(process.exitCode).toBe(2);
+    expect(io.err.join('')).toMatch(
+      /--init .*global\.safetensors: .*model\.safetensors\.state holds a run to resume; pass --fresh/,
+    );
+    // Flags given explicitly must agree with the model's metadata and architecture.
+    for (const [flag, value, theirs] of [
+      ['--size', '32', '16'],
+      ['--prediction', 'v', 'epsilon'],
+      ['--channels', '8,32', '8,16'],
+    ]) {
+      io.err.length = 0;
+      await trainMain([...common, '--fresh', '--steps', '1', flag, value]);
+      expect(process.exitCode, io.err.join('')).toBe(2);
+      expect(io.err.join('')).toContain(
+        `${flag} ${value} disagrees with --init ${initPath}, which was made with ${flag.slice(2)} ${theirs}`,
+      );
+    }
+    // Repeating the model's own values is fine.
+    io.err.length = 0;
+    await trainMain([...common, '--fresh', '--steps', '1', '--size', '16', '--schedule', 'linear']);
+    expect(process.exitCode, io.err.join('')).toBe(0);
   }, 120_000);
 
   it('names bad flags and missing inputs', async () => {

@@ -19,7 +19,7 @@ import { describePlan, MemoryPlanError, planTrainingRun } from '../memory-plan';
 import type { PredictionType } from '../objective';
 import { DataParallelTrainer } from '../parallel';
 import type { ScheduleName } from '../schedule';
-import { DEFAULT_UNET_CONFIG, UNet, type UNetConfig, unetConfigFor } from '../unet';
+import { DEFAULT_UNET_CONFIG, UNet, type UNetConfig, unetConfigFor, validateUNetConfig } from '../unet';
 import { decodeSafetensors, encodeSafetensors } from '../weights';
 
 const FLAGS: Record<string, FlagSpec> = {
@@ -109,14 +109,74 @@ const FLAGS: Record<string, FlagSpec> = {
     description:
       'tensor memory per training thread (default: planned from the backend and this machine); a batch that does not fit is split into micro-batches with the same update',
   },
+  init: {
+    type: 'string',
+    valueName: 'file',
+    description:
+      "start from this model's weights (e.g. a federation's global model) instead of a fresh initialization; its architecture is used, and its size, prediction and schedule unless the same flags are given (they must agree)",
+  },
   fresh: { type: 'boolean', description: 'start over even if a checkpoint of --out exists' },
 };
 const HELP = usage(
   'fedsynth-train',
   '--data DIR --out model.safetensors [flags]',
-  'Trains the conditional diffusion U-Net centrally on a dataset (the baseline federated runs are\ncompared to). Resumes from its last checkpoint unless --fresh. Writes <out>, <out>.state and\n<out>.history.jsonl (loss and validation MAE/PSNR/SSIM in HU per evaluation).',
+  'Trains the conditional diffusion U-Net centrally on a dataset (the baseline federated runs are\ncompared to), from a fresh initialization or, with --init, from a saved model. Resumes from its\nlast checkpoint unless --fresh (with --init, an existing checkpoint is refused unless --fresh).\nWrites <out>, <out>.state and <out>.history.jsonl (loss and validation MAE/PSNR/SSIM in HU per\nevaluation).',
   FLAGS,
 );
+
+/** The values an --init model's metadata gives for the run; absent where it says nothing. */
+interface InitSettings {
+  size?: number;
+  prediction?: PredictionType;
+  schedule?: ScheduleName;
+}
+
+const PREDICTIONS: readonly PredictionType[] = ['epsilon', 'v', 'sample'];
+const SCHEDULES: readonly ScheduleName[] = ['cosine', 'linear', 'scaled-linear'];
+
+/** Reads the run settings from an --init model's metadata; a value it cannot use is an error naming the file. */
+function initSettings(meta: Record<string, string>, path: string): InitSettings {
+  const out: InitSettings = {};
+  if (meta.size !== undefined) {
+    const n = Number(meta.size);
+    if (!Number.isInteger(n) || n < 16 || n > 512)
+      throw new Error(`--init ${path}: its metadata gives size "${meta.size}", not an integer in [16, 512]`);
+    out.size = n;
+  }
+  if (meta.prediction !== undefined) {
+    if (!PREDICTIONS.includes(meta.prediction as PredictionType))
+      throw new Error(
+        `--init ${path}: its metadata gives prediction "${meta.prediction}", not one of ${PREDICTIONS.join(', ')}`,
+      );
+    out.prediction = meta.prediction as PredictionType;
+  }
+  if (meta.schedule !== undefined) {
+    if (!SCHEDULES.includes(meta.schedule as ScheduleName))
+      throw new Error(
+        `--init ${path}: its metadata gives schedule "${meta.schedule}", not one of ${SCHEDULES.join(', ')}`,
+      );
+    out.schedule = meta.schedule as ScheduleName;
+  }
+  return out;
+}
+
+/**
+ * A flag against the --init model: the model's value where the flag is not given, the flag's where
+ * the model says nothing, and a usage error naming both when both are given and differ.
+ */
+function agree<T extends string | number>(
+  flag: string,
+  given: T | undefined,
+  fromModel: T | undefined,
+  fallback: T,
+  path: string,
+): T {
+  if (given !== undefined && fromModel !== undefined && given !== fromModel)
+    throw new UsageError(
+      `--${flag} ${given} disagrees with --init ${path}, which was made with ${flag} ${fromModel}; leave out --${flag} to use the model's`,
+    );
+  return given ?? fromModel ?? fallback;
+}
 
 export async function main(argv: string[]): Promise<void> {
   await runCli('fedsynth-train', HELP, async () => {
@@ -128,17 +188,83 @@ export async function main(argv: string[]): Promise<void> {
     if (!v.data) throw new UsageError('--data is required');
     if (!v.out) throw new UsageError('--out is required');
     const out = resolve(String(v.out));
-    const size = numFlag(v, 'size', 16, 512, 64);
+    const statePath = `${out}.state`;
+    const historyPath = `${out}.history.jsonl`;
+    const canResume = !v.fresh && existsSync(out) && existsSync(statePath);
+    // --init: the model to start from. Its metadata is read first, so that flags which disagree
+    // with it fail before any work; its weights are loaded once the backend is up.
+    let init: { path: string; bytes: Uint8Array; config: UNetConfig; settings: InitSettings } | undefined;
+    if (v.init !== undefined) {
+      const path = resolve(String(v.init));
+      if (canResume)
+        throw new UsageError(
+          `--init ${path}: ${statePath} holds a run to resume; pass --fresh to start over from ${path} (the checkpoint is overwritten), or leave out --init to resume it`,
+        );
+      let buf: Buffer;
+      try {
+        buf = await readFile(path);
+      } catch (err) {
+        throw new Error(`--init ${path}: cannot be read (${(err as NodeJS.ErrnoException).code ?? err})`);
+      }
+      const bytes = new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+      const { metadata } = decodeSafetensors(bytes, path);
+      let config: UNetConfig;
+      try {
+        config = JSON.parse(metadata['fedsynth.unet'] ?? '');
+        validateUNetConfig(config);
+      } catch (err) {
+        throw new Error(
+          `--init ${path}: ${metadata['fedsynth.unet'] ? `invalid model configuration (${(err as Error).message})` : 'no fedsynth.unet configuration in the metadata; not a fedsynth model'}`,
+        );
+      }
+      init = { path, bytes, config, settings: initSettings(metadata, path) };
+    }
+    const given = <T>(name: string, read: () => T): T | undefined =>
+      v[name] === undefined ? undefined : read();
+    const sizeFlag = given('size', () => numFlag(v, 'size', 16, 512));
+    const predictionFlag = given('prediction', () =>
+      oneOf<PredictionType>(v, 'prediction', PREDICTIONS, 'v'),
+    );
+    const scheduleFlag = given('schedule', () => oneOf<ScheduleName>(v, 'schedule', SCHEDULES, 'cosine'));
+    const channelsFlag = given('channels', () => {
+      const c = String(v.channels)
+        .split(',')
+        .map((x) => Number(x));
+      if (c.some((x) => !Number.isInteger(x) || x < 1))
+        throw new UsageError(`--channels: "${v.channels}" must be comma-separated positive integers`);
+      return c;
+    });
+    const resBlocksFlag = given('res-blocks', () => numFlag(v, 'res-blocks', 1, 8));
+    const ip = init?.path ?? '';
+    const size = agree('size', sizeFlag, init?.settings.size, 64, ip);
+    const prediction = agree<PredictionType>(
+      'prediction',
+      predictionFlag,
+      init?.settings.prediction,
+      'v',
+      ip,
+    );
+    const schedule = agree<ScheduleName>('schedule', scheduleFlag, init?.settings.schedule, 'cosine', ip);
+    // The architecture is the init model's: --channels and --res-blocks may only repeat it.
+    const channels = agree(
+      'channels',
+      channelsFlag?.join(','),
+      init?.config.channels.join(','),
+      DEFAULT_UNET_CONFIG.channels.join(','),
+      ip,
+    )
+      .split(',')
+      .map(Number);
+    const resBlocks = agree(
+      'res-blocks',
+      resBlocksFlag,
+      init?.config.numResBlocks,
+      DEFAULT_UNET_CONFIG.numResBlocks,
+      ip,
+    );
     const steps = numFlag(v, 'steps', 1, 10_000_000, 2000);
     const batch = numFlag(v, 'batch', 1, 1024, 8);
     const lr = numFlag(v, 'lr', 1e-7, 1, 2e-4, false);
-    const prediction = oneOf<PredictionType>(v, 'prediction', ['epsilon', 'v', 'sample'], 'v');
-    const schedule = oneOf<ScheduleName>(v, 'schedule', ['cosine', 'linear', 'scaled-linear'], 'cosine');
-    const channels = String(v.channels ?? DEFAULT_UNET_CONFIG.channels.join(','))
-      .split(',')
-      .map((x) => Number(x));
-    if (channels.some((c) => !Number.isInteger(c) || c < 1))
-      throw new UsageError(`--channels: "${v.channels}" must be comma-separated positive integers`);
     const valEvery = numFlag(v, 'val-every', 0, 10_000_000, 500);
     const valSlices = numFlag(v, 'val-slices', 1, 100_000, 32);
     const ddimSteps = numFlag(v, 'ddim-steps', 1, 1000, 25);
@@ -157,19 +283,24 @@ export async function main(argv: string[]): Promise<void> {
     process.stderr.write(
       `data: ${data.train.length} training slices from ${data.trainSubjects.length} subjects, ${data.val.length} validation slices from ${data.valSubjects.length}\n`,
     );
-    const statePath = `${out}.state`;
-    const historyPath = `${out}.history.jsonl`;
-    const config: UNetConfig = unetConfigFor(
-      channels,
-      numFlag(v, 'res-blocks', 1, 8, DEFAULT_UNET_CONFIG.numResBlocks),
-    );
     let model: UNet;
     let resumed = false;
-    if (!v.fresh && existsSync(out) && existsSync(statePath)) {
+    if (init) {
+      const conditionChannels = data.train[0].source.length / (size * size);
+      if (init.config.inChannels !== conditionChannels + 1 || init.config.outChannels !== 1)
+        throw new Error(
+          `--init ${init.path}: the model takes ${init.config.inChannels} input channels and gives ${init.config.outChannels}; this data needs ${conditionChannels + 1} (the noisy target and ${conditionChannels} condition channel${conditionChannels === 1 ? '' : 's'}) and 1`,
+        );
+      model = decodeModel(init.bytes, init.path).model;
+      await writeFile(historyPath, '');
+      process.stderr.write(
+        `starting from ${init.path}: channels ${channels.join(',')}, ${resBlocks} residual block${resBlocks === 1 ? '' : 's'} per level, size ${size}\n`,
+      );
+    } else if (canResume) {
       model = decodeModel(new Uint8Array(await readFile(out)), out).model;
       resumed = true;
     } else {
-      model = new UNet(config, seed);
+      model = new UNet(unetConfigFor(channels, resBlocks), seed);
       await writeFile(historyPath, '');
     }
     const threads = numFlag(v, 'threads', 1, 256, defaultThreads(info.tfjsBackend));
