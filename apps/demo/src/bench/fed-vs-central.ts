@@ -1,27 +1,81 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createProgress, type FlagSpec, numFlag, parseFlags, runCli, usage } from '@fedsynth/cli-kit';
+import {
+  createProgress,
+  type FlagSpec,
+  numFlag,
+  parseFlags,
+  runCli,
+  UsageError,
+  usage,
+} from '@fedsynth/cli-kit';
 import { type SlicePair } from '@fedsynth/imaging';
-import { LocalFederation, writeSitePhantoms } from '../local-federation';
+import { LocalFederation, SITE_PHANTOM_PROFILES, writeSitePhantoms } from '../local-federation';
 
 const FLAGS: Record<string, FlagSpec> = {
-  sites: { type: 'string', valueName: 'n', description: 'sites', default: '3' },
+  sites: {
+    type: 'string',
+    valueName: 'n',
+    description: 'sites (with --leave-out: sites in all, one of them left out)',
+    default: '3, or 4 with --leave-out',
+  },
   rounds: { type: 'string', valueName: 'n', description: 'federated rounds', default: '5' },
   steps: { type: 'string', valueName: 'n', description: 'local steps per site per round', default: '30' },
   size: { type: 'string', valueName: 'px', description: 'model input size', default: '32' },
   subjects: { type: 'string', valueName: 'n', description: 'phantom subjects per site', default: '6' },
   batch: { type: 'string', valueName: 'n', description: 'batch size (both)', default: '8' },
   lr: { type: 'string', valueName: 'x', description: 'learning rate (both)', default: '0.001' },
+  'leave-out': {
+    type: 'string',
+    valueName: 'site',
+    description:
+      'leave this site (site-1 ... site-n, or a scanner profile site-a/b/c that only one site has) out of both trainings; both models are also scored on all of its subjects',
+  },
 };
+
+/** What a model scores on a set of slices (MAE in HU, PSNR in dB, SSIM). */
+interface Scores {
+  mae: number;
+  psnr: number;
+  ssim: number;
+  slices: number;
+}
+
+/** Secure aggregation needs at least this many sites in a round. */
+const MIN_FEDERATED_SITES = 3;
+
+const siteName = (k: number) => `site-${k + 1}`;
+const profileOf = (k: number) => SITE_PHANTOM_PROFILES[k % SITE_PHANTOM_PROFILES.length];
+
+/**
+ * The index of the site --leave-out names: a site name, or a scanner profile that exactly one of
+ * the sites has; anything else is a usage error listing the sites.
+ */
+function resolveLeaveOut(raw: string, sites: number): number {
+  const names = Array.from({ length: sites }, (_, k) => siteName(k));
+  const byName = names.indexOf(raw);
+  if (byName >= 0) return byName;
+  const byProfile = names.map((_, k) => k).filter((k) => profileOf(k) === raw);
+  if (byProfile.length === 1) return byProfile[0];
+  const known = names.map((n, k) => `${n} (profile ${profileOf(k)})`).join(', ');
+  const shared =
+    byProfile.length > 1
+      ? `; profile ${raw} is shared by ${byProfile.map(siteName).join(' and ')}, name one of them`
+      : '';
+  throw new UsageError(`--leave-out: unknown site "${raw}"${shared}; known sites: ${known}`);
+}
+
 const HELP = usage(
   'npm run bench:fed-vs-central --',
-  '[--sites 3] [--rounds 5] [--steps 30] [--size 32]',
+  '[--sites 3] [--rounds 5] [--steps 30] [--size 32] [--leave-out site-3]',
   'Trains the same phantom data from the same initial model with the same number of gradient steps\n' +
     "(rounds x steps x sites) and batch size twice: centrally on the union of the sites' training\n" +
     'subjects (libs/diffusion trainer), and federated (coordinator + agent processes, secure\n' +
     "aggregation). Both final models are scored on the union of the sites' validation subjects the\n" +
-    'same way. Prints, last, one JSON object with both results and the gaps.',
+    'same way. With --leave-out, that site takes no part in either training (no agent, no slices\n' +
+    'pooled) and both models are also scored on all of its subjects, training and validation split,\n' +
+    'as an unseen hospital. Prints a table, then, last, one JSON object with both results and the gaps.',
   FLAGS,
 );
 
@@ -32,7 +86,14 @@ export async function main(argv: string[]): Promise<void> {
       process.stdout.write(HELP);
       return 0;
     }
-    const sites = numFlag(v, 'sites', 3, 20, 3);
+    const leaveOutRaw = v['leave-out'] === undefined ? undefined : String(v['leave-out']);
+    const sites = numFlag(v, 'sites', 3, 20, leaveOutRaw === undefined ? 3 : MIN_FEDERATED_SITES + 1);
+    if (leaveOutRaw !== undefined && sites - 1 < MIN_FEDERATED_SITES)
+      throw new UsageError(
+        `--leave-out needs --sites ${MIN_FEDERATED_SITES + 1} or more: ${MIN_FEDERATED_SITES} sites must still train (secure aggregation needs ${MIN_FEDERATED_SITES}), got --sites ${sites}`,
+      );
+    const leftOut = leaveOutRaw === undefined ? -1 : resolveLeaveOut(leaveOutRaw, sites);
+    const trained = Array.from({ length: sites }, (_, k) => k).filter((k) => k !== leftOut);
     const rounds = numFlag(v, 'rounds', 1, 1000, 5);
     const steps = numFlag(v, 'steps', 1, 100_000, 30);
     const size = numFlag(v, 'size', 16, 256, 32);
@@ -44,9 +105,11 @@ export async function main(argv: string[]): Promise<void> {
     const d = await import('@fedsynth/diffusion');
     await d.selectBackend(process.env.FEDSYNTH_BACKEND as never);
     try {
+      // Every site's data is made, the left-out one too, so that the others' data is the same as
+      // in a run without --leave-out.
       const dataDirs = await writeSitePhantoms(
         join(dir, 'data'),
-        Array.from({ length: sites }, (_, s) => `site-${s + 1}`),
+        Array.from({ length: sites }, (_, k) => siteName(k)),
         { seed: 300, subjects, size: size * 2 },
       );
       const plan = { prediction: 'sample' as const, schedule: 'cosine' as const };
@@ -57,17 +120,30 @@ export async function main(argv: string[]): Promise<void> {
         ...plan,
         seed: 7,
       });
-      // The same split as the agents make: each site's folder split by subject on its own.
+      // The same split as the agents make: each site's folder split by subject on its own. The
+      // left-out site's subjects, all of them, are only scored.
       const train: SlicePair[] = [];
       const val: SlicePair[] = [];
-      for (const dd of dataDirs) {
+      const unseen: SlicePair[] = [];
+      let unseenSubjects = 0;
+      for (const [k, dd] of dataDirs.entries()) {
         const ds = await d.loadSliceDataset(dd, { size });
-        train.push(...ds.train);
-        val.push(...ds.val);
+        if (k === leftOut) {
+          unseen.push(...ds.train, ...ds.val);
+          unseenSubjects = ds.trainSubjects.length + ds.valSubjects.length;
+        } else {
+          train.push(...ds.train);
+          val.push(...ds.val);
+        }
       }
-      const evaluate = async (bytes: Uint8Array) => {
+      const trainedNames = trained.map(siteName);
+      if (leftOut >= 0)
+        log(
+          `leaving out ${siteName(leftOut)} (profile ${profileOf(leftOut)}): ${unseen.length} slices from ${unseenSubjects} subjects, scored only; training on ${trainedNames.join(', ')}`,
+        );
+      const evaluate = async (bytes: Uint8Array, slices: SlicePair[] = val): Promise<Scores> => {
         const { model } = d.decodeModel(bytes, 'model');
-        const r = await d.evaluateSlices(model, val, {
+        const r = await d.evaluateSlices(model, slices, {
           schedule: d.makeSchedule(plan.schedule, 1000),
           prediction: plan.prediction,
           steps: 10,
@@ -76,9 +152,9 @@ export async function main(argv: string[]): Promise<void> {
         model.dispose();
         return { mae: r.mae, psnr: r.psnr, ssim: r.ssim, slices: r.slices };
       };
-      const totalSteps = rounds * steps * sites;
+      const totalSteps = rounds * steps * trained.length;
 
-      log(`central: ${totalSteps} steps on ${train.length} slices from ${sites} sites ...`);
+      log(`central: ${totalSteps} steps on ${train.length} slices from ${trained.length} sites ...`);
       let t0 = Date.now();
       const { model } = d.decodeModel(initial, 'initial');
       const trainer = new d.Trainer(model, {
@@ -101,20 +177,29 @@ export async function main(argv: string[]): Promise<void> {
         seconds: (Date.now() - t0) / 1000,
       };
       log(`central: MAE ${central.mae.toFixed(1)} HU in ${central.seconds.toFixed(0)} s`);
+      const centralUnseen = leftOut >= 0 ? await evaluate(centralBytes, unseen) : undefined;
 
-      log(`federated: ${rounds} rounds x ${steps} steps x ${sites} sites ...`);
+      log(`federated: ${rounds} rounds x ${steps} steps x ${trained.length} sites ...`);
       t0 = Date.now();
       const fed = new LocalFederation({ dir: join(dir, 'fed'), retrySeconds: 2 });
-      let federated: Record<string, number>;
+      let federated: Scores & { steps: number; seconds: number };
+      let federatedUnseen: Scores | undefined;
       try {
         await fed.startCoordinator();
         const f = await fed.createFederation('fed-vs-central', {
           model: { size, channels: [16, 32, 64], numResBlocks: 1 },
-          plan: { localSteps: steps, batchSize: batch, lr, ...plan, minSites: sites, waitSeconds: 300 },
+          plan: {
+            localSteps: steps,
+            batchSize: batch,
+            lr,
+            ...plan,
+            minSites: trained.length,
+            waitSeconds: 300,
+          },
           secagg: { clip: 0.1, levels: 65536, maxWeight: 100_000 },
         });
         await fed.uploadModel(f.id, initial);
-        await Promise.all(dataDirs.map((dd, s) => fed.addSite(f.id, `site-${s + 1}`, dd)));
+        await Promise.all(trained.map((k) => fed.addSite(f.id, siteName(k), dataDirs[k])));
         await fed.api('POST', `/api/federations/${f.id}/start`);
         await fed.waitForRounds(f.id, rounds, {
           timeoutMs: 3 * 60 * 60_000,
@@ -126,12 +211,38 @@ export async function main(argv: string[]): Promise<void> {
         const seconds = (Date.now() - t0) / 1000;
         await fed.stop();
         federated = { ...(await evaluate(bytes)), steps: totalSteps, seconds };
+        if (leftOut >= 0) federatedUnseen = await evaluate(bytes, unseen);
       } finally {
         fed.killAll();
       }
       log(`federated: MAE ${federated.mae.toFixed(1)} HU in ${federated.seconds.toFixed(0)} s`);
+      const gapOf = (fedR: Scores, cenR: Scores) => ({
+        maeHU: fedR.mae - cenR.mae,
+        psnrDb: fedR.psnr - cenR.psnr,
+        ssim: fedR.ssim - cenR.ssim,
+        maeRatio: fedR.mae / cenR.mae,
+      });
+      const figures = (r: Scores) =>
+        `${r.mae.toFixed(1)} HU / ${r.psnr.toFixed(1)} dB / ${r.ssim.toFixed(3)}`;
+      const rows: [string, Scores, Scores][] = [
+        [`validation of ${trainedNames.join(', ')} (${val.length} slices)`, central, federated],
+      ];
+      if (centralUnseen && federatedUnseen)
+        rows.push([
+          `left-out ${siteName(leftOut)}, all subjects (${unseen.length} slices)`,
+          centralUnseen,
+          federatedUnseen,
+        ]);
+      const w = Math.max(...rows.map((r) => r[0].length));
+      log(
+        [
+          `${'scored on'.padEnd(w)}  ${'central (MAE / PSNR / SSIM)'.padEnd(30)}  federated (MAE / PSNR / SSIM)`,
+          ...rows.map(([label, c, f]) => `${label.padEnd(w)}  ${figures(c).padEnd(30)}  ${figures(f)}`),
+        ].join('\n'),
+      );
       const out = {
         sites,
+        ...(leftOut >= 0 ? { trainedSites: trainedNames } : {}),
         rounds,
         localSteps: steps,
         batch,
@@ -140,12 +251,26 @@ export async function main(argv: string[]): Promise<void> {
         validationSlices: val.length,
         central,
         federated,
-        gap: {
-          maeHU: federated.mae - central.mae,
-          psnrDb: federated.psnr - central.psnr,
-          ssim: federated.ssim - central.ssim,
-          maeRatio: federated.mae / central.mae,
-        },
+        gap: gapOf(federated, central),
+        ...(centralUnseen && federatedUnseen
+          ? {
+              // Both models on every subject of the site that took no part in training.
+              leftOut: {
+                site: siteName(leftOut),
+                profile: profileOf(leftOut),
+                subjects: unseenSubjects,
+                slices: unseen.length,
+                central: centralUnseen,
+                federated: federatedUnseen,
+                gap: gapOf(federatedUnseen, centralUnseen),
+                // How much worse each model does on the unseen site than on the trained sites' validation.
+                unseenMinusValidationMaeHU: {
+                  central: centralUnseen.mae - central.mae,
+                  federated: federatedUnseen.mae - federated.mae,
+                },
+              },
+            }
+          : {}),
       };
       process.stdout.write(`${JSON.stringify(out)}\n`);
       return 0;
