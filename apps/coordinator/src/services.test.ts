@@ -34,7 +34,7 @@ for (const [label, open] of DATABASES) {
       const svc = new FederationService(db.dataSource);
       const f = await svc.create({ name: 'mr-ct', plan: { localSteps: 10 } });
       expect(svc.configOf(f).plan).toMatchObject({ localSteps: 10, batchSize: 8 });
-      expect(svc.configOf(f).task).toEqual({ source: 'mr', target: 'ct' });
+      expect(svc.configOf(f).task).toEqual({ sources: ['mr'], target: 'ct', context: 0 });
       expect(f.configVersion).toBe(1);
       // Settings that used to be accepted and fail late are refused at creation, naming the path.
       await expect(svc.create({ name: 'bad', plan: { locaSteps: 5 } })).rejects.toMatchObject({

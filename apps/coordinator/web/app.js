@@ -176,7 +176,11 @@
             'data-federation': f.name,
           },
           el('td', {}, f.name),
-          el('td', {}, `${f.config?.task?.source ?? '?'} → ${f.config?.task?.target ?? '?'}`),
+          el(
+            'td',
+            {},
+            `${(f.config?.task?.sources ?? [f.config?.task?.source ?? '?']).join(' + ')} → ${f.config?.task?.target ?? '?'}`,
+          ),
           el(
             'td',
             {},

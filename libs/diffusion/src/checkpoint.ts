@@ -87,14 +87,21 @@ export async function createInitialModel(opts: {
   prediction: PredictionType;
   schedule: ScheduleName;
   seed?: number;
+  /** The task's text form (e.g. t1+t2-to-ct) and its condition channels; default MRI -> CT, 1. */
+  task?: string;
+  conditionChannels?: number;
 }): Promise<Uint8Array> {
-  const model = new UNet(unetConfigFor(opts.channels, opts.numResBlocks), opts.seed ?? 0);
+  const model = new UNet(
+    unetConfigFor(opts.channels, opts.numResBlocks, opts.conditionChannels ?? 1),
+    opts.seed ?? 0,
+  );
   try {
     return await encodeModel(model, {
       size: String(opts.size),
       prediction: opts.prediction,
       schedule: opts.schedule,
       step: '0',
+      ...(opts.task ? { task: opts.task } : {}),
     });
   } finally {
     model.dispose();

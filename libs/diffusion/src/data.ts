@@ -1,10 +1,17 @@
 import {
   augmentPair,
+  formatTask,
   listSubjects,
   loadSlicePairs,
+  type ModalityMatch,
   type ModalityNames,
+  normalizeTaskSubject,
+  readTaskSubject,
   type SlicePair,
+  scanTaskSubjects,
   splitSubjects,
+  type TaskSpec,
+  taskSlicesOf,
 } from '@fedsynth/imaging';
 import { seededUniform } from './rng';
 import type { Batch } from './trainer';
@@ -48,6 +55,53 @@ export async function loadSliceDataset(
   if (train.length === 0)
     throw new Error(`${dir}: no training slices with enough body in ${split.train.length} training subjects`);
   return { train, val, trainSubjects: split.train, valSubjects: split.val };
+}
+
+/**
+ * Loads a site's data folder for a task (several source modalities, MR or PET targets, NIfTI or
+ * DICOM series, symbolic links followed) as slices of the model size, split by subject id like
+ * loadSliceDataset. Subjects missing a modality are left out and named in `skipped`; when none
+ * is complete, the error says what is missing where.
+ */
+export async function loadTaskDataset(
+  dir: string,
+  task: TaskSpec,
+  opts: {
+    size: number;
+    valFraction?: number;
+    seed?: number;
+    match?: ModalityMatch;
+    minBodyFraction?: number;
+  },
+): Promise<SliceDataset & { skipped: string[] }> {
+  const { subjects, problems } = await scanTaskSubjects(dir, task, opts.match);
+  const complete = subjects.filter((s) => s.missing.length === 0);
+  const skipped = [
+    ...problems.map((p) => p.problem),
+    ...subjects
+      .filter((s) => s.missing.length > 0)
+      .map((s) => s.problem ?? `${s.id}: no ${s.missing.join(', ')}`),
+  ];
+  if (complete.length === 0)
+    throw new Error(
+      `${dir}: no subject has every modality of the task ${formatTask(task)}${skipped.length ? ` (${skipped.slice(0, 5).join('; ')}${skipped.length > 5 ? '; ...' : ''})` : ''}; run 'fedsynth-data check ${dir} --task ${formatTask(task)}'`,
+    );
+  const split = splitSubjects(
+    complete.map((s) => s.id),
+    opts.valFraction ?? 0.2,
+    opts.seed ?? 0,
+  );
+  const valSet = new Set(split.val);
+  const train: SlicePair[] = [];
+  const val: SlicePair[] = [];
+  for (const s of complete) {
+    const n = normalizeTaskSubject(await readTaskSubject(s, task), task);
+    const slices = taskSlicesOf(n, task, { size: opts.size, minBodyFraction: opts.minBodyFraction ?? 0.15 });
+    (valSet.has(s.id) ? val : train).push(...slices);
+  }
+  if (train.length === 0)
+    throw new Error(`${dir}: no training slices with enough body in ${split.train.length} training subjects`);
+  return { train, val, trainSubjects: split.train, valSubjects: split.val, skipped };
 }
 
 /** Endless seeded mini-batches of training slices, with augmentation. */

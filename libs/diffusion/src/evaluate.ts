@@ -1,4 +1,10 @@
-import { computeMetrics, type SlicePair, unitToHu } from '@fedsynth/imaging';
+import {
+  computeIntensityMetrics,
+  computeMetrics,
+  type IntensityKind,
+  type SlicePair,
+  unitToHu,
+} from '@fedsynth/imaging';
 import { stackSlices } from './data';
 import type { PredictionType } from './objective';
 import { ParallelSampler } from './parallel-sampler';
@@ -14,6 +20,11 @@ export interface EvalOptions {
   seed?: number;
   batchSize?: number;
   onStep?: (d: number, t: number) => void;
+  /**
+   * How the target is scored: CT in HU (the default); MR and PET on the normalized [0, 1] scale
+   * (the model's [-1, 1] mapped by (u + 1) / 2), data range 1.
+   */
+  targetKind?: IntensityKind;
 }
 
 /** Mean per-slice image metrics (HU, inside the body mask) of DDIM syntheses against the real CT. */
@@ -42,9 +53,10 @@ export async function evaluateSlices(
     steps: opts.steps ?? 25,
     seed: opts.seed ?? 0,
     batchSize: opts.batchSize ?? 16,
+    channels: b.channels,
     onStep: opts.onStep,
   });
-  return score(mean, b);
+  return score(mean, b, opts.targetKind ?? 'ct');
 }
 
 /**
@@ -70,24 +82,32 @@ export async function evaluateSlicesParallel(
       batchSize: Math.max(1, Math.min(opts.batchSize ?? 16, Math.ceil(b.count / threads))),
       onStep: opts.onStep,
     });
-    return score(mean, b);
+    return score(mean, b, opts.targetKind ?? 'ct');
   } finally {
     await sampler.dispose();
   }
 }
 
-/** Per-slice metrics of synthesized slices against the batch's CT, weighted by body voxels. */
-function score(mean: Float32Array, b: ReturnType<typeof stackSlices>): EvalResult {
+/** Per-slice metrics of synthesized slices against the batch's target, weighted by body voxels. */
+function score(mean: Float32Array, b: ReturnType<typeof stackSlices>, kind: IntensityKind): EvalResult {
   const px = b.size * b.size;
   let mae = 0;
   let psnr = 0;
   let ssim = 0;
   let voxels = 0;
   for (let i = 0; i < b.count; i++) {
-    const pred = unitToHu(mean.subarray(i * px, (i + 1) * px));
-    const ref = unitToHu(b.target.subarray(i * px, (i + 1) * px));
     const mask = b.mask!.subarray(i * px, (i + 1) * px);
-    const m = computeMetrics(pred, ref, { dims: [b.size, b.size], mask });
+    const pu = mean.subarray(i * px, (i + 1) * px);
+    const ru = b.target.subarray(i * px, (i + 1) * px);
+    const m =
+      kind === 'ct'
+        ? computeMetrics(unitToHu(pu), unitToHu(ru), { dims: [b.size, b.size], mask })
+        : computeIntensityMetrics(
+            Float32Array.from(pu, (v) => (v + 1) / 2),
+            Float32Array.from(ru, (v) => (v + 1) / 2),
+            [b.size, b.size],
+            mask,
+          );
     if (!(m.voxels > 0)) continue;
     mae += m.mae * m.voxels;
     psnr += m.psnr * m.voxels;

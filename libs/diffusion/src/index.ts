@@ -21,7 +21,7 @@ export {
 } from './checkpoint';
 export { synthesizeVolume } from './cli/synthesize';
 export { type ConvGradients, conv2d, convGrads, hasNativeConvGradients } from './conv';
-export { BatchSampler, loadSliceDataset, type SliceDataset, stackSlices } from './data';
+export { BatchSampler, loadSliceDataset, loadTaskDataset, type SliceDataset, stackSlices } from './data';
 export { type EvalOptions, type EvalResult, evaluateSlices, evaluateSlicesParallel } from './evaluate';
 export { type CudaInfo, cudaInfo, describeCuda, type GpuInfo } from './gpu-info';
 export { groupNorm } from './group-norm';

@@ -37,6 +37,7 @@ export const DEFAULT_UNET_CONFIG: UNetConfig = {
 export function unetConfigFor(
   channels: number[],
   numResBlocks = DEFAULT_UNET_CONFIG.numResBlocks,
+  conditionChannels = 1,
 ): UNetConfig {
   const groups = [16, 8, 4, 2, 1].find((g) => channels.every((c) => c % g === 0))!;
   const heads = [16, 8, 4, 2, 1].find((h) => channels[channels.length - 1] % h === 0)!;
@@ -47,6 +48,8 @@ export function unetConfigFor(
     normNumGroups: groups,
     numHeadChannels: heads,
     numResBlocks,
+    // The noisy target image and the condition channels (source modalities, 2.5D neighbours).
+    inChannels: 1 + conditionChannels,
   };
 }
 

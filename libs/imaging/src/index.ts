@@ -24,24 +24,55 @@ export {
   slicePairsOf,
   splitSubjects,
 } from './dataset';
-export { type DicomSeries, listDicomSeries, readDicomSeries } from './dicom';
+export {
+  type DicomSeries,
+  listDicomSeries,
+  type PetDicomTags,
+  readDicomSeries,
+  readPetTags,
+} from './dicom';
+export { type DicomWriteOptions, writeDicomSeries } from './dicom-write';
 export { ctGrey, sideBySide, stretchGrey } from './display';
 export { ImagingError, type ImagingErrorCode } from './errors';
 export { gaussianBlur3d, resize2d, resizeNearest2d } from './filters';
 export {
+  computeIntensityMetrics,
   computeMetrics,
   HU_RANGE,
   type ImageMetrics,
+  type IntensityMetrics,
   maskedMae,
   maskedPearson,
   maskedPsnr,
   maskedSsim,
+  UNIT_RANGE,
 } from './metrics';
 export { encodeNifti, parseNifti, readNifti, writeNifti } from './nifti';
-export { huToUnit, type MrNormalization, normalizeMr, quantile, unitToHu } from './normalize';
+export {
+  huToUnit,
+  type MrNormalization,
+  normalizeFor,
+  normalizeMr,
+  quantile,
+  SUV_MAX,
+  suvToUnit,
+  unitToHu,
+  unitToNative,
+  unitToSuv,
+} from './normalize';
 export {
   generatePhantomPair,
+  generatePhantomSubject,
+  inversionRecovery,
+  type MrModality,
+  type MrSequence,
+  mrSequence,
+  nullingTi,
+  PET_FWHM_MM,
+  PET_SUV,
   type PhantomOptions,
+  type PhantomSubject,
+  type PhantomSubjectOptions,
   SITE_PROFILES,
   type SiteProfile,
   spinEcho,
@@ -51,6 +82,16 @@ export {
 } from './phantom';
 export { encodePng, pngToHu, readPng, writePng } from './png';
 export { gaussian, mulberry32, subSeed } from './rng';
+export {
+  DEFAULT_MODALITY_NAMES,
+  type FoundModality,
+  findModality,
+  findSubjectDirs,
+  type ModalityMatch,
+  readModality,
+  type SubjectDir,
+} from './subject-files';
+export { type PetDose, petDoseFromDicom, petDoseFromSidecar, suvFactor } from './suv';
 export {
   conditionChannels,
   DEFAULT_TASK,
@@ -65,4 +106,19 @@ export {
   taskModalities,
   validateTask,
 } from './task';
+export {
+  conditionOf,
+  type NormalizedSubject,
+  normalizeTaskSubject,
+  type TaskSlice,
+  type TaskSubject,
+  taskBodyMask,
+  taskSlicesOf,
+} from './task-data';
+export {
+  petSuvFactor,
+  readTaskSubject,
+  scanTaskSubjects,
+  type TaskSubjectFiles,
+} from './task-subjects';
 export { diagonalAffine, sameGeometry, spacingOf, type Volume, voxelCount, withData } from './volume';

@@ -5,6 +5,7 @@ import {
   FederationConfigError,
   federationConfigJsonSchema,
   parseFederationConfig,
+  taskChannels,
 } from './federation-config';
 
 const problems = (input: unknown): string[] => {
@@ -20,7 +21,7 @@ const problems = (input: unknown): string[] => {
 describe('FederationConfig', () => {
   it('fills every default from an empty configuration', () => {
     expect(DEFAULT_FEDERATION_CONFIG).toEqual({
-      task: { source: 'mr', target: 'ct' },
+      task: { sources: ['mr'], target: 'ct', context: 0 },
       model: { size: 64, channels: [32, 64, 80], numResBlocks: 2 },
       plan: {
         rounds: null,
@@ -84,8 +85,24 @@ describe('FederationConfig', () => {
       problems({ plan: { maxSites: 4 }, secagg: { graph: { kind: 'harary', neighbours: 4 } } })[0],
     ).toMatch(/^secagg\.graph\.neighbours: a Harary graph of 4 neighbours needs more than 4 sites/);
     expect(problems({ task: { source: 'ct', target: 'ct' } })).toEqual([
-      'task.target: source and target must differ',
+      'task.target: the target is also a source',
     ]);
+    expect(problems({ task: { sources: ['t1', 't1'], target: 'ct' } })).toEqual([
+      'task.sources: a source modality is listed twice',
+    ]);
+    expect(problems({ task: { sources: [], target: 'ct' } })[0]).toMatch(/^task\.sources: /);
+    expect(problems({ task: { sources: ['t1'], target: 'ct', context: 4 } })[0]).toMatch(/^task\.context: /);
+  });
+
+  it('reads the one-source task of earlier configurations, and several sources with 2.5D context', () => {
+    expect(parseFederationConfig({ task: { source: 't1', target: 'flair' } }).task).toEqual({
+      sources: ['t1'],
+      target: 'flair',
+      context: 0,
+    });
+    const t = parseFederationConfig({ task: { sources: ['t1', 't2'], target: 'ct', context: 1 } }).task;
+    expect(t).toEqual({ sources: ['t1', 't2'], target: 'ct', context: 1 });
+    expect(taskChannels(t)).toBe(6);
   });
 
   it('applies a change key by key; another strategy kind replaces the strategy; the result is checked', () => {

@@ -12,14 +12,37 @@ const int = (min: number, max: number) => z.number().int().min(min).max(max);
 /** Modalities a task may name. */
 export const MODALITIES = ['mr', 't1', 't2', 'flair', 'pet', 'ct'] as const;
 
-const task = z
+/** The largest 2.5D context: k neighbouring slices on each side of each source slice. */
+export const MAX_TASK_CONTEXT = 3;
+
+const taskObject = z
   .strictObject({
-    /** The modality the model reads (the condition). */
-    source: z.enum(MODALITIES).default('mr'),
+    /** The modalities the model reads (the condition), in channel order. */
+    sources: z.array(z.enum(MODALITIES)).min(1).max(MODALITIES.length).default(['mr']),
     /** The modality it synthesizes. */
     target: z.enum(MODALITIES).default('ct'),
+    /** 2.5D: the k slices on each side of each source slice are extra condition channels (0: 2D). */
+    context: int(0, MAX_TASK_CONTEXT).default(0),
   })
-  .refine((t) => t.source !== t.target, { message: 'source and target must differ', path: ['target'] });
+  .refine((t) => new Set(t.sources).size === t.sources.length, {
+    message: 'a source modality is listed twice',
+    path: ['sources'],
+  })
+  .refine((t) => !t.sources.includes(t.target), { message: 'the target is also a source', path: ['target'] });
+
+/** A task; the one-source form `{source, target}` of earlier configurations is read as `{sources: [source]}`. */
+const task = z.preprocess((v) => {
+  if (v && typeof v === 'object' && 'source' in v && !('sources' in v)) {
+    const { source, ...rest } = v as { source: unknown };
+    return { ...rest, sources: [source] };
+  }
+  return v;
+}, taskObject);
+
+/** Condition channels of a task: each source's slice and its 2k neighbours. */
+export function taskChannels(t: { sources: readonly string[]; context?: number }): number {
+  return t.sources.length * (2 * (t.context ?? 0) + 1);
+}
 
 const model = z.strictObject({
   /** Input size in pixels (slices are resampled to size x size). */

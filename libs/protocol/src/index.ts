@@ -12,9 +12,11 @@ export {
   type FederationConfigInput,
   federationConfig,
   federationConfigJsonSchema,
+  MAX_TASK_CONTEXT,
   MODALITIES,
   parseFederationConfig,
   type StrategyConfig,
+  taskChannels,
 } from './federation-config';
 export {
   agentLimits,

@@ -17,7 +17,7 @@ describe('message schemas', () => {
     const start = parseMessage('round.start', {
       federationId: 'f1',
       roundNumber: 3,
-      task: { source: 'mr', target: 'ct' },
+      task: { sources: ['mr'], target: 'ct', context: 0 },
       modelBytes: 1000,
       deadlines: { 'share-keys': '2026-01-01T00:00:00Z' },
       signature: b(64),

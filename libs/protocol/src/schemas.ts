@@ -90,8 +90,15 @@ export const trainingPlan = z.object({
   }),
 });
 
-/** What the federation translates: the source modality a site reads and the target it learns. */
-export const roundTask = z.object({ source: z.string().min(1).max(20), target: z.string().min(1).max(20) });
+/**
+ * What the federation translates: the source modalities a site reads (condition channels, in
+ * order), the target it learns, and the 2.5D context (neighbouring slices on each side).
+ */
+export const roundTask = z.object({
+  sources: z.array(z.string().min(1).max(20)).min(1).max(8),
+  target: z.string().min(1).max(20),
+  context: z.number().int().min(0).max(3),
+});
 
 /** Coordinator -> agents: a round begins. Deadlines are absolute ISO times per stage. */
 export const roundStart = z.object({

@@ -1,5 +1,6 @@
 import { type UNetConfig, unetConfigFor, unetLayout } from '@fedsynth/diffusion/unet-config';
 import { checkLayout, decodeSafetensors } from '@fedsynth/diffusion/weights';
+import { type FederationConfig, taskChannels } from '@fedsynth/protocol';
 import { CoordinatorError, ErrorCode } from '../errors/coordinator-error';
 
 /** The model settings of a federation that fix its architecture. */
@@ -7,16 +8,23 @@ export interface ModelArchitecture {
   size?: unknown;
   channels?: unknown;
   numResBlocks?: unknown;
+  /** Condition channels of the federation's task (default 1: one source, 2D). */
+  conditionChannels?: number;
 }
 
 const invalid = (message: string) => new CoordinatorError(ErrorCode.INVALID_INPUT, message);
+
+/** A federation's architecture: its model settings and its task's condition channels. */
+export function architectureOf(config: FederationConfig): ModelArchitecture {
+  return { ...config.model, conditionChannels: taskChannels(config.task) };
+}
 
 /** The U-Net configuration a federation's model settings describe. */
 export function expectedUNetConfig(arch: ModelArchitecture): UNetConfig {
   const channels = arch.channels ?? [32, 64, 80];
   if (!Array.isArray(channels) || !channels.every((c) => Number.isInteger(c) && c > 0))
     throw invalid(`the federation's modelConfig.channels is not a list of positive integers`);
-  return unetConfigFor(channels as number[], Number(arch.numResBlocks ?? 2));
+  return unetConfigFor(channels as number[], Number(arch.numResBlocks ?? 2), arch.conditionChannels ?? 1);
 }
 
 /**

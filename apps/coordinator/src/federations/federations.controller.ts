@@ -15,7 +15,7 @@ import {
 } from '@nestjs/common';
 import { ApiBearerAuth, ApiBody, ApiConsumes, ApiOperation, ApiTags } from '@nestjs/swagger';
 import { z } from 'zod';
-import { validateFederationModel } from '../checkpoints/model-validation';
+import { architectureOf, validateFederationModel } from '../checkpoints/model-validation';
 import type { FederationEntity, MetricEntity } from '../db/entities';
 import { CoordinatorError, ErrorCode } from '../errors/coordinator-error';
 import { noteAudit } from '../http/audit-trail';
@@ -139,7 +139,11 @@ export class FederationsController {
     const { sha256, size } = await this.ctx.checkpoints.putStream(req, {
       maxBytes: this.ctx.boundary.body.model,
       validate: (bytes) =>
-        validateFederationModel(bytes, this.ctx.federations.configOf(fed).model, 'the uploaded model'),
+        validateFederationModel(
+          bytes,
+          architectureOf(this.ctx.federations.configOf(fed)),
+          'the uploaded model',
+        ),
       meta: { federationId: fed.id },
     });
     if (!(await this.ctx.federations.setInitialCheckpoint(fed.id, sha256))) throw refuse();

@@ -1,5 +1,6 @@
+import { formatTask } from '@fedsynth/imaging';
 import type { FederationConfig } from '@fedsynth/protocol';
-import { FederationConfigError } from '@fedsynth/protocol';
+import { FederationConfigError, taskChannels } from '@fedsynth/protocol';
 import { FederationEntity } from '../db/entities';
 import type { CoordinatorContext } from '../http/context';
 import { ensureModelBackend } from '../model-backend';
@@ -66,6 +67,8 @@ export class FederationRunner {
       prediction: config.plan.prediction,
       schedule: config.plan.schedule,
       seed,
+      task: formatTask(config.task),
+      conditionChannels: taskChannels(config.task),
     });
     const sha = await this.ctx.checkpoints.put(bytes, { federationId: f.id });
     if (!(await this.ctx.federations.setInitialCheckpoint(f.id, sha))) return;

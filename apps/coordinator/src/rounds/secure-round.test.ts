@@ -91,7 +91,7 @@ async function run(graph: RoundConfig['graph'], opts: { dropAfterShares?: number
   const start = {
     federationId: 'fed',
     roundNumber: 0,
-    task: { source: 'mr', target: 'ct' },
+    task: { sources: ['mr'], target: 'ct', context: 0 },
     secAgg: config,
     modelBytes: model.length,
     plan: {

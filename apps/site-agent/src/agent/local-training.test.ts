@@ -1,5 +1,5 @@
 import { encodeModel, tf, UNet } from '@fedsynth/diffusion';
-import { TINY } from '@fedsynth/diffusion/testing';
+import { randomizeWeights, TINY } from '@fedsynth/diffusion/testing';
 import type { SlicePair } from '@fedsynth/imaging';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type LocalData, trainLocally } from './local-training';
@@ -33,9 +33,18 @@ const plan = {
 describe('trainLocally', () => {
   it('with two threads, and with micro-batches, makes the update of one thread in one pass', async () => {
     const model = new UNet(TINY, 4);
+    // Every layer random (none zero-initialized), so that the update touches every weight.
+    randomizeWeights(model, 8, 0.1);
     const checkpoint = await encodeModel(model, { size: '16' });
     model.dispose();
-    const data: LocalData = { size: 16, train: slices(12, 16), val: [], trainSubjects: 3, valSubjects: 0 };
+    const data: LocalData = {
+      size: 16,
+      task: { sources: ['mr'], target: 'ct', context: 0 },
+      train: slices(12, 16),
+      val: [],
+      trainSubjects: 3,
+      valSubjects: 0,
+    };
     const run = (trainingThreads: number, memoryMb?: number) =>
       trainLocally({
         checkpoint,
@@ -60,7 +69,15 @@ describe('trainLocally', () => {
         worst = Math.max(worst, Math.abs(single.delta[i] - other.delta[i]));
         largest = Math.max(largest, Math.abs(single.delta[i]));
       }
-      expect(worst).toBeLessThan(1e-5);
+      // The gradients are sums in another order, equal to rounding (parallel.test.ts checks them).
+      // Adam divides by the gradient's own size, so where a gradient is at rounding level (a
+      // cancellation) rounding can move that weight by up to lr: allow 1 in 10,000 such weights,
+      // none beyond lr; every other weight must move as with one thread, within 1e-5.
+      let off = 0;
+      for (let i = 0; i < single.delta.length; i++)
+        if (Math.abs(single.delta[i] - other.delta[i]) > 1e-5) off++;
+      expect(off).toBeLessThanOrEqual(Math.ceil(single.delta.length / 10_000));
+      expect(worst).toBeLessThan(plan.lr);
       expect(Math.abs(other.loss - single.loss)).toBeLessThan(1e-5);
     }
     // Three Adam steps at lr 1e-3 move the weights by about 3e-3: a real update was compared.

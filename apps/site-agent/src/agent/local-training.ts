@@ -1,5 +1,18 @@
 import type { BackendName } from '@fedsynth/diffusion';
-import { listSubjects, type SlicePair } from '@fedsynth/imaging';
+import {
+  findModality,
+  findSubjectDirs,
+  formatTask,
+  kindOf,
+  listSubjects,
+  MODALITIES,
+  type Modality,
+  type ModalityMatch,
+  type SlicePair,
+  type TaskSpec,
+  taskModalities,
+  validateTask,
+} from '@fedsynth/imaging';
 import type { Message } from '@fedsynth/protocol';
 
 type TrainingPlan = Message<'round.start'>['plan'];
@@ -17,6 +30,7 @@ export interface SiteLimits {
 /** Local data of a site at one model size: training and validation slices, split by subject. */
 export interface LocalData {
   size: number;
+  task: TaskSpec;
   train: SlicePair[];
   val: SlicePair[];
   trainSubjects: number;
@@ -52,37 +66,95 @@ export function loadDiffusion(): Diffusion {
   return diffusion;
 }
 
-/** Loads (once per model size) the site's slices from a SynthRAD-layout folder. */
+/** The task of a round start, checked (modalities this agent knows, a valid 2.5D context). */
+export function taskOf(start: { task: { sources: string[]; target: string; context: number } }): TaskSpec {
+  return validateTask(start.task);
+}
+
+/** The task the platform started with, read from SynthRAD-layout names (source/target/mask). */
+const isMriToCt = (t: TaskSpec) =>
+  t.sources.length === 1 && t.sources[0] === 'mr' && t.target === 'ct' && t.context === 0;
+
+/** Loads (once per model size and task) the site's slices from its data folder. */
 export class DataCache {
-  private readonly bySize = new Map<number, Promise<LocalData>>();
+  private readonly loaded = new Map<string, Promise<LocalData>>();
+  private counts: Promise<Map<Modality, number>> | null = null;
+  /** Subjects per modality, once inventory() has run. */
+  known: Map<Modality, number> | null = null;
 
   constructor(
     readonly dataDir: string,
     private readonly names: { source: string; target: string; mask: string },
+    private readonly match: ModalityMatch = {},
   ) {}
+
+  /** How the site's files are recognized: the configured names, SynthRAD's source/target names. */
+  private matchFor(): ModalityMatch {
+    return {
+      ...this.match,
+      names: { mr: [this.names.source], ct: [this.names.target], ...this.match.names },
+    };
+  }
 
   /** Subjects in the data folder (what the agent reports as its sample count). */
   async subjectCount(): Promise<number> {
     return (await listSubjects(this.dataDir, this.names)).length;
   }
 
-  get(size: number): Promise<LocalData> {
-    let p = this.bySize.get(size);
+  /** How many subjects have each modality (files or DICOM series); scanned once. */
+  inventory(): Promise<Map<Modality, number>> {
+    this.counts ??= (async () => {
+      const counts = new Map<Modality, number>(MODALITIES.map((m) => [m, 0]));
+      const { dirs } = await findSubjectDirs(this.dataDir);
+      for (const d of dirs)
+        for (const m of MODALITIES) {
+          try {
+            if (await findModality(d.path, m, this.matchFor())) counts.set(m, counts.get(m)! + 1);
+          } catch {
+            // ambiguous series: the subject is reported when training reads it
+          }
+        }
+      this.known = counts;
+      return counts;
+    })();
+    this.counts.catch(() => {
+      this.counts = null;
+    });
+    return this.counts;
+  }
+
+  /**
+   * Why this site cannot train the task, from the inventory (null when it can, or when the
+   * inventory has not been taken yet: training then says what is missing).
+   */
+  lacks(task: TaskSpec): string | null {
+    if (!this.known) return null;
+    const missing = taskModalities(task).filter((m) => (this.known!.get(m) ?? 0) === 0);
+    if (missing.length === 0) return null;
+    return `the site's data has no ${missing.join(', ')} (the task ${formatTask(task)} needs ${taskModalities(task).join(', ')})`;
+  }
+
+  get(size: number, task: TaskSpec): Promise<LocalData> {
+    const key = `${size}|${formatTask(task)}`;
+    let p = this.loaded.get(key);
     if (!p) {
-      p = loadDiffusion()
-        .loadSliceDataset(this.dataDir, {
-          size,
-          names: { source: this.names.source, target: this.names.target, mask: this.names.mask },
-        })
-        .then((d) => ({
-          size,
-          train: d.train,
-          val: d.val,
-          trainSubjects: d.trainSubjects.length,
-          valSubjects: d.valSubjects.length,
-        }));
-      p.catch(() => this.bySize.delete(size));
-      this.bySize.set(size, p);
+      const d = loadDiffusion();
+      const load = isMriToCt(task)
+        ? d.loadSliceDataset(this.dataDir, {
+            size,
+            names: { source: this.names.source, target: this.names.target, mask: this.names.mask },
+          })
+        : d.loadTaskDataset(this.dataDir, task, { size, match: this.matchFor() });
+      p = load.then((r) => ({
+        size,
+        task,
+        train: r.train,
+        val: r.val,
+        trainSubjects: r.trainSubjects.length,
+        valSubjects: r.valSubjects.length,
+      }));
+      p.catch(() => this.loaded.delete(key));
+      this.loaded.set(key, p);
     }
     return p;
   }
@@ -201,6 +273,7 @@ export async function evaluateLocally(opts: {
       prediction: (metadata.prediction ?? opts.fallback?.prediction ?? 'sample') as 'sample',
       steps: opts.steps ?? 10,
       seed: 1234,
+      targetKind: kindOf(data.task.target),
     });
     return { mae: r.mae, psnr: r.psnr, ssim: r.ssim, count: r.slices };
   } finally {

@@ -146,7 +146,7 @@ class TestSite {
     const start = {
       federationId: 'f1',
       roundNumber: n,
-      task: { source: 'mr', target: 'ct' },
+      task: { sources: ['mr'], target: 'ct', context: 0 },
       secAgg,
       modelBytes: 100,
       plan: {

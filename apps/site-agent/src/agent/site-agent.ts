@@ -25,7 +25,7 @@ import { privatizeUpdate } from '../privacy/dp';
 import { RdpAccountant } from '../privacy/rdp-accountant';
 import { AuditedSocket } from './audited-socket';
 import type { Enrollment } from './enrollment';
-import { DataCache, effectivePlan, evaluateLocally, trainLocally } from './local-training';
+import { DataCache, effectivePlan, evaluateLocally, taskOf, trainLocally } from './local-training';
 import type { Logger } from './logger';
 import { type AgentStatus, writeStatus } from './status';
 
@@ -76,7 +76,12 @@ export class SiteAgent {
   constructor(private readonly opts: SiteAgentOptions) {
     const { config } = opts;
     this.audit = new AuditLog(join(config.stateDir, 'audit.jsonl'));
-    this.data = config.dataDir ? new DataCache(config.dataDir, config.modalities) : null;
+    this.data = config.dataDir
+      ? new DataCache(config.dataDir, config.modalities, {
+          ...(config.modalityFiles ? { names: config.modalityFiles } : {}),
+          ...(config.dicomSeries ? { series: config.dicomSeries } : {}),
+        })
+      : null;
     this.modelsDir = join(config.stateDir, 'models');
     const privacyFile = join(config.stateDir, 'privacy.json');
     this.accountant = existsSync(privacyFile)
@@ -108,7 +113,7 @@ export class SiteAgent {
       },
       train: (start, model, cancelled) => this.train(start, model, cancelled),
       evaluate: (request, model, start) => this.evaluate(request, model, start),
-      decline: () => this.declineReason(),
+      decline: (start) => this.declineReason() ?? this.taskProblem(start),
       models: this.modelStore(),
       log: opts.log,
       onEvent: (e) => this.onRoundEvent(e),
@@ -227,6 +232,15 @@ export class SiteAgent {
     );
   }
 
+  /** Why this site cannot train a round's task (an unknown modality, data without one), or null. */
+  private taskProblem(start: RoundStart): string | null {
+    try {
+      return this.data?.lacks(taskOf(start)) ?? null;
+    } catch (err) {
+      return `this agent cannot train the round's task: ${(err as Error).message}`;
+    }
+  }
+
   /** Why this site would decline a round now, or null when it takes part. */
   private declineReason(): string | null {
     return declineReason(this.controls(), { hasData: this.data !== null });
@@ -237,6 +251,7 @@ export class SiteAgent {
     if (this.data) {
       try {
         sampleCount = await this.data.subjectCount();
+        await this.data.inventory();
       } catch (err) {
         this.opts.log.error('cannot read the local data', { error: (err as Error).message });
       }
@@ -277,7 +292,7 @@ export class SiteAgent {
     const { steps, batch } = effectivePlan(start.plan, limits);
     log.info('local training', { round: start.secAgg.roundId, steps, batch });
     const checkpoint = await model();
-    const data = await this.data!.get(start.plan.size);
+    const data = await this.data!.get(start.plan.size, taskOf(start));
     const bar = createProgress(`round ${start.roundNumber}: local training`, steps, {
       json: !this.opts.progress,
     });
@@ -337,7 +352,7 @@ export class SiteAgent {
     const e = await evaluateLocally({
       checkpoint: await model(),
       fallback: start.plan,
-      data: (size) => this.data!.get(size),
+      data: (size) => this.data!.get(size, taskOf(start)),
       threads: this.controls().trainingThreads,
     });
     await writeFile(join(this.modelsDir, 'latest'), `${m.modelHash}\n`);

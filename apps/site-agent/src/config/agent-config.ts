@@ -50,6 +50,34 @@ export const agentConfigSchema = z
         mask: z.string().min(1).default('mask'),
       })
       .default({ source: 'mr', target: 'ct', mask: 'mask' }),
+    /**
+     * File names (without extension) per modality for tasks beyond MRI -> CT, e.g.
+     * {"t1": ["T1w"], "flair": ["FLAIR_reg"]} (defaults: t1/t1w, t2/t2w, flair, pet, ct, mr).
+     */
+    modalityFiles: z
+      .partialRecord(
+        z.enum(['mr', 't1', 't2', 'flair', 'pet', 'ct']),
+        z.array(z.string().min(1).max(200)).min(1),
+      )
+      .optional(),
+    /** DICOM series per modality, by a case-insensitive pattern on SeriesDescription, e.g. {"t1": "mprage"}. */
+    dicomSeries: z
+      .partialRecord(
+        z.enum(['mr', 't1', 't2', 'flair', 'pet', 'ct']),
+        z
+          .string()
+          .min(1)
+          .max(200)
+          .refine((s) => {
+            try {
+              new RegExp(s, 'i');
+              return true;
+            } catch {
+              return false;
+            }
+          }, 'not a valid regular expression'),
+      )
+      .optional(),
     caCert: z.string().min(1).optional(),
     logFormat: z.enum(['auto', 'pretty', 'json']).default('auto'),
   })

@@ -11,9 +11,14 @@ import {
 } from '@fedsynth/cli-kit';
 import {
   computeBodyMask,
+  conditionChannels,
+  conditionOf,
+  formatTask,
+  type NormalizedSubject,
   normalizeMr,
   readNifti,
   resize2d,
+  type TaskSpec,
   unitToHu,
   type Volume,
   writeNifti,
@@ -153,6 +158,62 @@ export async function synthesizeVolume(
   return { ct, spread, batchSize, threads };
 }
 
+/**
+ * Synthesizes a task's target for a normalized subject (its sources on the model's scale, see
+ * normalizeTaskSubject): slice by slice with the task's condition channels, on the subject's grid,
+ * on the model's [-1, 1] scale (outside the body: -1, air for CT, background for MR and PET);
+ * unitToNative turns it into HU, SUV or normalized MR intensity.
+ */
+export async function synthesizeTask(
+  model: UNet,
+  subject: NormalizedSubject,
+  task: TaskSpec,
+  opts: {
+    size: number;
+    prediction: PredictionType;
+    schedule: ScheduleName;
+    steps: number;
+    batch: number;
+    seed: number;
+    threads?: number;
+    onStep?: (d: number, t: number) => void;
+  },
+): Promise<Float32Array> {
+  const [nx, ny, nz] = subject.dims;
+  const { size } = opts;
+  const channels = conditionChannels(task);
+  if (channels + 1 !== model.config.inChannels)
+    throw new Error(
+      `the model reads ${model.config.inChannels - 1} condition channel(s); the task ${formatTask(task)} gives ${channels}`,
+    );
+  const source = new Float32Array(nz * size * size * channels);
+  for (let z = 0; z < nz; z++)
+    source.set(conditionOf(subject, z, task.context, size), z * size * size * channels);
+  const threads = Math.max(1, Math.min(opts.threads ?? 1, nz));
+  const sampler = await ParallelSampler.create(model, { threads });
+  let mean: Float32Array;
+  try {
+    ({ mean } = await sampler.sample(source, nz, size, {
+      schedule: opts.schedule,
+      prediction: opts.prediction,
+      steps: opts.steps,
+      seed: opts.seed,
+      batchSize: Math.max(1, Math.min(opts.batch, Math.ceil(nz / threads))),
+      onStep: opts.onStep,
+    }));
+  } finally {
+    await sampler.dispose();
+  }
+  const fit = fitter(nx, ny, size);
+  const px = nx * ny;
+  const out = new Float32Array(px * nz);
+  for (let z = 0; z < nz; z++) {
+    const slice = fit.back(mean.subarray(z * size * size, (z + 1) * size * size));
+    for (let i = 0; i < px; i++) out[z * px + i] = subject.mask[z * px + i] ? slice[i] : -1;
+  }
+  return out;
+}
+
 export async function main(argv: string[]): Promise<void> {
   await runCli('fedsynth-synthesize', HELP, async () => {
     const { values: v } = parseFlags(argv, FLAGS);
@@ -164,7 +225,12 @@ export async function main(argv: string[]): Promise<void> {
     const samples = numFlag(v, 'samples', 1, 64, 1);
     if (v.uncertainty && samples < 2) throw new UsageError('--uncertainty needs --samples 2 or more');
     const info = await selectBackend(
-      oneOf<BackendChoice>(v, 'backend', ['auto', 'tensorflow-gpu', 'webgpu', 'tensorflow', 'wasm', 'cpu'], 'auto'),
+      oneOf<BackendChoice>(
+        v,
+        'backend',
+        ['auto', 'tensorflow-gpu', 'webgpu', 'tensorflow', 'wasm', 'cpu'],
+        'auto',
+      ),
     );
     process.stderr.write(`backend: ${info.backend} (${info.device})\n`);
     const { model, metadata } = await loadModel(resolve(String(v.model)));

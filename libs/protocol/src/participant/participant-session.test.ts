@@ -83,7 +83,7 @@ function signedStart(config: RoundConfig, signer = COORDINATOR.secretKey): Round
   const start = {
     federationId: 'fed',
     roundNumber: Number(config.roundId.split(':')[1] ?? 0),
-    task: { source: 'mr', target: 'ct' },
+    task: { sources: ['mr'], target: 'ct', context: 0 },
     secAgg: config,
     modelBytes: MODEL.length,
     plan: {

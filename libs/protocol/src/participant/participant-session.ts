@@ -295,7 +295,7 @@ export class ParticipantSession {
     this.log.info('joining round', {
       round: roundId,
       number: m.roundNumber,
-      task: `${m.task.source} -> ${m.task.target}`,
+      task: `${m.task.sources.join('+')} -> ${m.task.target}${m.task.context ? ` (2.5D, ${m.task.context} each side)` : ''}`,
       participants: check.config.participants.length,
     });
     this.enter(r, 'round-accepted');
