@@ -3,12 +3,21 @@ import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { type FlagSpec, numFlag, parseFlags, runCli, UsageError, usage } from '@fedsynth/cli-kit';
 import {
+  computeIntensityMetrics,
   computeMetrics,
   ctGrey,
-  normalizeMr,
-  readNifti,
+  formatTask,
+  kindOf,
+  normalizeTaskSubject,
+  parseTask,
+  readTaskSubject,
+  scanTaskSubjects,
   sideBySide,
   stretchGrey,
+  type TaskSpec,
+  taskModalities,
+  unitToHu,
+  unitToNative,
   writeNifti,
   writePhantomDataset,
   writePng,
@@ -37,6 +46,13 @@ const FLAGS: Record<string, FlagSpec> = {
     default: '40',
   },
   subjects: { type: 'string', valueName: 'n', description: 'phantom subjects per site', default: '6' },
+  task: {
+    type: 'string',
+    valueName: 'task',
+    description:
+      'what to learn: <source>[+<source>]-to-<target>[:2.5d=k] of mr, t1, t2, flair, pet, ct, e.g. t1-to-flair, pet-to-mr, t1+t2-to-ct',
+    default: 'mr-to-ct',
+  },
   out: {
     type: 'string',
     valueName: 'dir',
@@ -51,11 +67,11 @@ const FLAGS: Record<string, FlagSpec> = {
 };
 const HELP = usage(
   'npm run demo --',
-  '[--sites 3] [--rounds 6] [--size 32] [--steps 40] [--out demo-output]',
-  'A whole federation on this machine: a coordinator on the embedded database, phantom MRI/CT\n' +
-    'data for each site with a different scanner profile, one agent process per site that enrolls\n' +
-    'itself, securely aggregated rounds with a live table, then the final model, a synthetic CT for\n' +
-    'a held-out phantom and a report.',
+  '[--task mr-to-ct] [--sites 3] [--rounds 6] [--size 32] [--steps 40] [--out demo-output]',
+  'A whole federation on this machine: a coordinator on the embedded database, phantom data (the\n' +
+    "task's modalities) for each site with a different scanner profile, one agent process per site\n" +
+    'that enrolls itself, securely aggregated rounds with a live table, then the final model, a\n' +
+    'synthetic target image for a held-out phantom and a report.',
   FLAGS,
 );
 
@@ -73,16 +89,25 @@ interface Row {
   stage: string;
 }
 
-const COLUMNS = ['round', 'sites', 'dropouts', 'loss', 'MAE HU', 'PSNR dB', 'SSIM', 'seconds'];
+const columns = (ct: boolean) => [
+  'round',
+  'sites',
+  'dropouts',
+  'loss',
+  ct ? 'MAE HU' : 'MAE',
+  'PSNR dB',
+  'SSIM',
+  'seconds',
+];
 
-function fmt(r: Row): string[] {
+function fmt(r: Row, maeDigits = 1): string[] {
   const n = (x: number | null, d: number) => (x === null ? '-' : x.toFixed(d));
   return [
     String(r.round),
     String(r.sites),
     String(r.dropouts),
     n(r.loss, 4),
-    n(r.mae, 1),
+    n(r.mae, maeDigits),
     n(r.psnr, 2),
     n(r.ssim, 3),
     r.seconds.toFixed(0) + (r.stage === 'completed' ? '' : ` (${r.stage})`),
@@ -129,6 +154,21 @@ export async function main(argv: string[]): Promise<void> {
     if (size % 8 !== 0) throw new UsageError('--size must be a multiple of 8');
     const steps = numFlag(v, 'steps', 1, 100_000, 40);
     const subjects = numFlag(v, 'subjects', 2, 1000, 6);
+    let task: TaskSpec;
+    try {
+      task = parseTask(String(v.task ?? 'mr-to-ct'));
+    } catch (err) {
+      throw new UsageError(`--task: ${(err as Error).message}`);
+    }
+    const targetKind = kindOf(task.target);
+    const isCt = targetKind === 'ct';
+    const COLUMNS = columns(isCt);
+    // MAE in HU for CT; on the normalized 0..1 scale for MR and PET targets.
+    const maeDigits = isCt ? 1 : 4;
+    const maeText = (x: number) => (isCt ? `${x.toFixed(1)} HU` : x.toFixed(4));
+    const T = task.target.toUpperCase();
+    const S = task.sources.map((m) => m.toUpperCase()).join(' + ');
+    const modalities = taskModalities(task);
     const out = resolve(String(v.out ?? 'demo-output'));
     prepareOut(out);
     const t0 = Date.now();
@@ -136,14 +176,14 @@ export async function main(argv: string[]): Promise<void> {
     const profiles = SITE_PHANTOM_PROFILES;
 
     say(
-      `fedsynth demo: ${sites} sites x ${subjects} phantom subjects, ${rounds} rounds of ${steps} local steps at ${size}x${size}`,
+      `fedsynth demo: ${formatTask(task)}, ${sites} sites x ${subjects} phantom subjects, ${rounds} rounds of ${steps} local steps at ${size}x${size}`,
     );
     say(`working folder ${out} (coordinator and agent logs in work/)`);
     const work = join(out, 'work');
     const dataDirs = await writeSitePhantoms(
       join(work, 'data'),
       Array.from({ length: sites }, (_, s) => `site-${s + 1}`),
-      { seed: 100, subjects, size: size * 2 },
+      { seed: 100, subjects, size: size * 2, modalities },
     );
     const holdoutDir = join(work, 'data', 'held-out');
     const [holdoutId] = await writePhantomDataset({
@@ -152,6 +192,7 @@ export async function main(argv: string[]): Promise<void> {
       seed: 999,
       profile: profiles[0],
       size: size * 2,
+      modalities,
     });
     say(
       `phantoms written (${profiles.slice(0, sites).join(', ')}${sites > profiles.length ? ', ...' : ''}) and one held-out subject`,
@@ -176,6 +217,7 @@ export async function main(argv: string[]): Promise<void> {
         `coordinator at ${fed.url} (embedded database unless --database-url; API docs at ${fed.url}/api/docs)`,
       );
       const federation = await fed.createFederation('demo', {
+        task,
         model: { size, channels: [16, 32, 64], numResBlocks: 1 },
         plan: {
           localSteps: steps,
@@ -201,7 +243,7 @@ export async function main(argv: string[]): Promise<void> {
         onRound: async (r) => {
           const row = rowOf(r, await fed.metrics(federation.id));
           table.push(row);
-          say(line(fmt(row)) + (r.error ? `  ${r.error}` : ''));
+          say(line(fmt(row, maeDigits)) + (r.error ? `  ${r.error}` : ''));
         },
       });
       await fed.api('POST', `/api/federations/${federation.id}/pause`);
@@ -210,44 +252,52 @@ export async function main(argv: string[]): Promise<void> {
       await writeFile(join(out, 'model.safetensors'), model);
       await fed.stop();
 
-      // Synthetic CT for the held-out phantom with the final global model.
-      say('\nsynthesizing CT for the held-out phantom with the final global model ...');
+      // The task's target for the held-out phantom with the final global model.
+      say(
+        `\nsynthesizing ${task.target.toUpperCase()} for the held-out phantom with the final global model ...`,
+      );
       const d = require('@fedsynth/diffusion') as typeof import('@fedsynth/diffusion');
       await d.selectBackend(process.env.FEDSYNTH_BACKEND as never);
       const { model: unet, metadata } = d.decodeModel(model, 'final model');
-      const subject = join(holdoutDir, holdoutId);
-      const mr = await readNifti(join(subject, 'mr.nii.gz'));
-      const ct = await readNifti(join(subject, 'ct.nii.gz'));
-      const mask = await readNifti(join(subject, 'mask.nii.gz'));
-      const { ct: sct } = await d.synthesizeVolume(unet, mr, {
+      const [files] = (await scanTaskSubjects(holdoutDir, task)).subjects;
+      const subject = await readTaskSubject(files, task);
+      const norm = normalizeTaskSubject(subject, task);
+      const unit = await d.synthesizeTask(unet, norm, task, {
         size: Number(metadata.size ?? size),
         prediction: (metadata.prediction ?? 'sample') as 'sample',
         schedule: (metadata.schedule ?? 'cosine') as 'cosine',
         steps: 25,
-        samples: 1,
         batch: 8,
         seed: 0,
         // The federation has stopped: every core is free.
         threads: d.defaultThreads(),
       });
       unet.dispose();
-      await writeNifti(join(out, 'synthetic-ct.nii.gz'), { ...mr, data: sct }, { datatype: 'int16' });
-      const held = computeMetrics(sct, ct.data, {
-        dims: ct.dims,
-        mask: Uint8Array.from(mask.data, (x) => (x > 0 ? 1 : 0)),
-      });
-      const [nx, ny, nz] = mr.dims;
+      const ref = subject.volumes[task.target]!;
+      const synthName = `synthetic-${task.target}.nii.gz`;
+      await writeNifti(
+        join(out, synthName),
+        { ...ref, data: unitToNative(targetKind, unit) },
+        { datatype: isCt ? 'int16' : 'float32' },
+      );
+      const held = isCt
+        ? computeMetrics(unitToHu(unit), unitToHu(norm.target), { dims: ref.dims, mask: norm.mask })
+        : computeIntensityMetrics(
+            Float32Array.from(unit, (x) => (x + 1) / 2),
+            Float32Array.from(norm.target, (x) => (x + 1) / 2),
+            ref.dims,
+            norm.mask,
+          );
+      const [nx, ny, nz] = ref.dims;
       const z = Math.floor(nz / 2);
       const px = nx * ny;
-      const mrNorm = normalizeMr(
-        mr.data,
-        Uint8Array.from(mask.data, (x) => (x > 0 ? 1 : 0)),
-      ).data;
+      const grey = (u: Float32Array) =>
+        isCt ? Float32Array.from(unitToHu(u), ctGrey) : Float32Array.from(u, (x) => ((x + 1) / 2) * 255);
       const s = sideBySide(
         [
-          stretchGrey(mrNorm.subarray(z * px, (z + 1) * px)),
-          Float32Array.from(sct.subarray(z * px, (z + 1) * px), ctGrey),
-          Float32Array.from(ct.data.subarray(z * px, (z + 1) * px), ctGrey),
+          stretchGrey(norm.sources[0].subarray(z * px, (z + 1) * px)),
+          grey(unit.subarray(z * px, (z + 1) * px)),
+          grey(norm.target.subarray(z * px, (z + 1) * px)),
         ],
         nx,
         ny,
@@ -261,34 +311,34 @@ export async function main(argv: string[]): Promise<void> {
       const md = [
         '# fedsynth demo report',
         '',
-        `${sites} sites (phantoms, scanner profiles ${profiles.slice(0, sites).join(', ')}), ${subjects} subjects each;`,
+        `Task ${formatTask(task)} (${S} -> ${T}). ${sites} sites (phantoms, scanner profiles ${profiles.slice(0, sites).join(', ')}), ${subjects} subjects each;`,
         `${rounds} securely aggregated FedAvg rounds of ${steps} local steps (batch 8) at ${size}x${size};`,
         `U-Net channels 16/32/64, 1 residual block per level, x0 prediction. Wall time ${minutes.toFixed(1)} min.`,
         '',
         "Validation figures are the sites' own scores of each new global model on their validation",
-        'subjects (DDIM 10 steps, HU inside the body mask), weighted by slices.',
+        `subjects (DDIM 10 steps, ${isCt ? 'HU' : `${T} normalized to 0..1 (data range 1)`} inside the body mask), weighted by slices.`,
         '',
         `| ${COLUMNS.join(' | ')} |`,
         `|${COLUMNS.map(() => '---').join('|')}|`,
-        ...table.map((r) => `| ${fmt(r).join(' | ')} |`),
+        ...table.map((r) => `| ${fmt(r, maeDigits).join(' | ')} |`),
         '',
         first && last
-          ? `Validation MAE went from ${first.mae!.toFixed(1)} HU after round ${first.round} to ${last.mae!.toFixed(1)} HU after round ${last.round}.`
+          ? `Validation MAE went from ${maeText(first.mae!)} after round ${first.round} to ${maeText(last.mae!)} after round ${last.round}.`
           : '',
         '',
-        `Held-out phantom (${holdoutId}), whole volume, DDIM 25 steps: MAE ${held.mae.toFixed(1)} HU, PSNR ${held.psnr.toFixed(2)} dB, SSIM ${held.ssim.toFixed(3)}.`,
+        `Held-out phantom (${holdoutId}), whole volume, DDIM 25 steps: MAE ${maeText(held.mae)}, PSNR ${held.psnr.toFixed(2)} dB, SSIM ${held.ssim.toFixed(3)}.`,
         '',
-        '![source | synthetic CT | CT](strip.png)',
+        `![${task.sources[0].toUpperCase()} | synthetic ${T} | ${T}](strip.png)`,
         '',
-        'Files: `model.safetensors` (final global model), `synthetic-ct.nii.gz` (held-out phantom),',
-        '`strip.png` (middle slice: MRI | synthetic CT | CT), `work/` (data, coordinator and agent logs,',
+        `Files: \`model.safetensors\` (final global model), \`${synthName}\` (held-out phantom),`,
+        `\`strip.png\` (middle slice: ${task.sources[0].toUpperCase()} | synthetic ${T} | ${T}), \`work/\` (data, coordinator and agent logs,`,
         "each agent's audit log of everything it sent).",
         '',
       ].join('\n');
       await writeFile(join(out, 'report.md'), md);
       say(
-        `held-out phantom: MAE ${held.mae.toFixed(1)} HU, PSNR ${held.psnr.toFixed(2)} dB, SSIM ${held.ssim.toFixed(3)}\n` +
-          `\nwrote ${join(out, 'model.safetensors')}\n      ${join(out, 'synthetic-ct.nii.gz')}\n      ${join(out, 'strip.png')}\n      ${join(out, 'report.md')}\n` +
+        `held-out phantom: MAE ${maeText(held.mae)}, PSNR ${held.psnr.toFixed(2)} dB, SSIM ${held.ssim.toFixed(3)}\n` +
+          `\nwrote ${join(out, 'model.safetensors')}\n      ${join(out, synthName)}\n      ${join(out, 'strip.png')}\n      ${join(out, 'report.md')}\n` +
           `done in ${minutes.toFixed(1)} min`,
       );
       return 0;

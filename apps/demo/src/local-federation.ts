@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Modality } from '@fedsynth/imaging';
 
 // From apps/demo/src (tests) or apps/demo/dist (built) alike, the apps folder is two levels up.
 const APPS = join(__dirname, '..', '..');
@@ -65,6 +66,8 @@ export interface PhantomSiteOptions {
   subjects?: number;
   /** In-plane size of the phantom volumes. */
   size?: number;
+  /** Modalities to image each subject with (default MRI and CT). */
+  modalities?: Modality[];
 }
 
 /**
@@ -86,6 +89,7 @@ export async function writeSitePhantoms(
       seed: opts.seed + k,
       profile: SITE_PHANTOM_PROFILES[k % SITE_PHANTOM_PROFILES.length],
       size: opts.size ?? 32,
+      ...(opts.modalities ? { modalities: opts.modalities } : {}),
     });
     dirs.push(out);
   }

@@ -19,7 +19,7 @@ export {
   type ModelMetadata,
   saveModel,
 } from './checkpoint';
-export { synthesizeVolume } from './cli/synthesize';
+export { synthesizeTask, synthesizeVolume } from './cli/synthesize';
 export { type ConvGradients, conv2d, convGrads, hasNativeConvGradients } from './conv';
 export { BatchSampler, loadSliceDataset, loadTaskDataset, type SliceDataset, stackSlices } from './data';
 export { type EvalOptions, type EvalResult, evaluateSlices, evaluateSlicesParallel } from './evaluate';

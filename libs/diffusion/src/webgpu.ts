@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 import { tf } from './tf';
 
 /**
@@ -52,6 +53,22 @@ function vulkanLoaderMissing(): boolean {
   return false; // cannot tell: let Dawn try
 }
 
+/**
+ * Whether Linux shows a GPU device (a DRM render node or an NVIDIA device file). Without one Dawn
+ * can only find a software adapter, which `auto` would pass over anyway: it is not loaded at all.
+ */
+function gpuDeviceNodePresent(): boolean {
+  if (process.platform !== 'linux') return true;
+  const has = (dir: string, re: RegExp) => {
+    try {
+      return readdirSync(dir).some((f) => re.test(f));
+    } catch {
+      return false;
+    }
+  };
+  return has('/dev/dri', /^renderD\d+$/) || has('/dev', /^nvidia\d+$/);
+}
+
 const notInstalled = (err: unknown) =>
   /Cannot find (module|package)|ERR_MODULE_NOT_FOUND/.test(String((err as Error)?.message ?? err));
 
@@ -98,6 +115,8 @@ export async function activateWebGpu(opts: { allowSoftware: boolean }): Promise<
       ? '@tensorflow/tfjs-backend-webgpu is not installed'
       : `@tensorflow/tfjs-backend-webgpu failed to load: ${(err as Error).message.split('\n')[0]}`;
   }
+  if (!opts.allowSoftware && !gpuDeviceNodePresent())
+    return 'no GPU device (no /dev/dri/renderD* or /dev/nvidia*)';
   if (vulkanLoaderMissing())
     return 'no Vulkan loader (libvulkan.so.1): install libvulkan1 and the GPU vendor Vulkan driver for WebGPU';
   try {

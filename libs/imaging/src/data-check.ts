@@ -1,6 +1,14 @@
 import { relative, sep } from 'node:path';
 import { type ModalityNames, readImage, scanSubjects } from './dataset';
 import { type NiftiHeaderInfo, readNiftiWithHeader } from './nifti';
+import {
+  DEFAULT_MODALITY_NAMES,
+  type FoundModality,
+  type ModalityMatch,
+  readModality,
+} from './subject-files';
+import { formatTask, type Modality, type TaskSpec } from './task';
+import { petSuvFactor, scanTaskSubjects } from './task-subjects';
 import { describeNonFinite, nonFiniteCount, type ValueStats, valueStats } from './value-stats';
 import type { Volume } from './volume';
 
@@ -13,7 +21,8 @@ export type DataIssueKind =
   | 'bad-affine'
   | 'shape-mismatch'
   | 'geometry-mismatch'
-  | 'not-hounsfield';
+  | 'not-hounsfield'
+  | 'missing-dose';
 
 /** One problem with one file of a dataset. */
 export interface DataIssue {
@@ -133,12 +142,12 @@ function mismatchIssue(src: Checked, other: Checked): DataIssue | undefined {
 }
 
 /** Why a CT's value range does not look like Hounsfield units, if it does not. */
-function huProblem(s: ValueStats): string | undefined {
+function huProblem(s: ValueStats, what = 'target'): string | undefined {
   if (s.max <= 1.5 && s.min >= -1.5)
-    return `target values lie in [${s.min}, ${s.max}]: normalized, not Hounsfield units`;
-  if (s.min > -500) return `target minimum is ${s.min}: a CT in HU has air near -1000`;
+    return `${what} values lie in [${s.min}, ${s.max}]: normalized, not Hounsfield units`;
+  if (s.min > -500) return `${what} minimum is ${s.min}: a CT in HU has air near -1000`;
   if (s.max > 5000 || s.min < -2100)
-    return `target range [${s.min}, ${s.max}] does not look like HU (missing rescale slope/intercept?)`;
+    return `${what} range [${s.min}, ${s.max}] does not look like HU (missing rescale slope/intercept?)`;
   return undefined;
 }
 
@@ -234,4 +243,109 @@ export async function checkDataset(
 /** Every problem of a report as one line, `<file>: <problem>`, subject by subject. */
 export function dataProblemLines(report: DataCheckReport): string[] {
   return report.subjects.flatMap((s) => s.problems);
+}
+
+/**
+ * Checks a site's data folder for a task, naming the file (or DICOM series folder) in every
+ * problem: each subject has every modality the task needs (files by name or DICOM series by
+ * description; symbolic links followed), each reads with finite voxels and a sound geometry, all
+ * of a subject's volumes (and its mask) share one grid, a CT is in Hounsfield units, and a PET
+ * has the patient's weight and injected dose for SUV.
+ */
+export async function checkTaskDataset(
+  dir: string,
+  task: TaskSpec,
+  match: ModalityMatch = {},
+  onProgress?: (done: number, total: number) => void,
+): Promise<DataCheckReport> {
+  const { subjects, problems } = await scanTaskSubjects(dir, task, match);
+  const rel = (p: string) => relative(dir, p).split(sep).join('/') || '.';
+  const reports: SubjectReport[] = [];
+  for (const p of problems)
+    reports.push({
+      id: p.id,
+      hasMask: false,
+      problems: [`${p.id}: ${p.problem}`],
+      issues: [{ kind: 'unreadable', file: p.id, message: p.problem }],
+    });
+  let done = 0;
+  for (const s of subjects) {
+    const r: SubjectReport = { id: s.id, hasMask: !!s.maskPath, problems: [], issues: [] };
+    reports.push(r);
+    const add = (issue: DataIssue | undefined) => {
+      if (!issue) return;
+      r.issues.push(issue);
+      r.problems.push(`${issue.file}: ${issue.message}`);
+    };
+    for (const m of s.missing) {
+      const names = match.names?.[m] ?? DEFAULT_MODALITY_NAMES[m];
+      add({
+        kind: 'missing-file',
+        file: `${s.id}/${m}`,
+        message:
+          s.problem ??
+          `no ${m} for the task ${formatTask(task)} (looked for ${names.map((n) => `${n}.nii.gz`).join(', ')} (.nii, .png) and a DICOM series of ${m})`,
+      });
+    }
+    const checked: { m: Modality | 'mask'; c: Checked; found?: FoundModality }[] = [];
+    const entries: [Modality | 'mask', FoundModality][] = [
+      ...(Object.entries(s.files) as [Modality, FoundModality][]),
+      ...(s.maskPath
+        ? [['mask', { format: 'nifti', path: s.maskPath }] as [Modality | 'mask', FoundModality]]
+        : []),
+    ];
+    for (const [m, f] of entries) {
+      const file =
+        f.format === 'dicom' ? `${rel(f.path)} (DICOM series "${f.description ?? ''}")` : rel(f.path);
+      try {
+        if (f.format === 'nifti') {
+          const { volume, header } = await readNiftiWithHeader(f.path);
+          checked.push({ m, c: { file, volume, header, stats: valueStats(volume.data) }, found: f });
+        } else {
+          const volume = await readModality(f);
+          checked.push({ m, c: { file, volume, stats: valueStats(volume.data) }, found: f });
+        }
+      } catch (err) {
+        const msg = (err as Error).message ?? String(err);
+        add({
+          kind: 'unreadable',
+          file,
+          message: msg.startsWith(`${f.path}: `) ? msg.slice(f.path.length + 2) : msg,
+        });
+      }
+    }
+    const first = checked.find((x) => x.m !== 'mask');
+    if (first) {
+      r.dims = first.c.volume.dims;
+      r.spacing = first.c.volume.spacing.map((v) => Number(v.toFixed(4))) as [number, number, number];
+    }
+    const src = checked.find((x) => x.m === task.sources[0]);
+    const tgt = checked.find((x) => x.m === task.target);
+    if (src) r.sourceRange = [src.c.stats.min, src.c.stats.max];
+    if (tgt) r.targetRange = [tgt.c.stats.min, tgt.c.stats.max];
+    for (const { m, c, found } of checked) {
+      if (nonFiniteCount(c.stats) > 0)
+        add({
+          kind: 'non-finite',
+          file: c.file,
+          message: describeNonFinite(c.stats),
+          nonFinite: { nan: c.stats.nan, posInf: c.stats.posInf, negInf: c.stats.negInf },
+        });
+      for (const issue of geometryIssues(c)) add(issue);
+      if (first && c !== first.c) add(mismatchIssue(first.c, c));
+      if (m === 'ct' && nonFiniteCount(c.stats) === 0) {
+        const message = huProblem(c.stats, 'CT');
+        if (message) add({ kind: 'not-hounsfield', file: c.file, message });
+      }
+      if (m === 'pet' && found)
+        try {
+          await petSuvFactor(found);
+        } catch (err) {
+          add({ kind: 'missing-dose', file: c.file, message: (err as Error).message });
+        }
+    }
+    onProgress?.(++done, subjects.length);
+  }
+  reports.sort((a, b) => a.id.localeCompare(b.id));
+  return { dir, subjects: reports, problemCount: reports.reduce((a, r) => a + r.problems.length, 0) };
 }

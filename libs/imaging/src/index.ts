@@ -6,6 +6,7 @@ export { type AugmentOptions, augmentPair } from './augment';
 export { computeBodyMask, otsu } from './body-mask';
 export {
   checkDataset,
+  checkTaskDataset,
   type DataCheckReport,
   type DataIssue,
   type DataIssueKind,

@@ -1,10 +1,17 @@
 import {
+  conditionChannels,
+  conditionOf,
   ctGrey,
+  DEFAULT_TASK,
   encodePng,
-  generatePhantomPair,
-  normalizeMr,
+  generatePhantomSubject,
+  kindOf,
+  normalizeTaskSubject,
+  parseTask,
   resize2d,
   sideBySide,
+  suvFactor,
+  taskModalities,
   unitToHu,
 } from '@fedsynth/imaging';
 import { ensureModelBackend } from '../model-backend';
@@ -14,8 +21,9 @@ const SCALE = 4;
 
 /**
  * Source | synthetic | target for a phantom the coordinator generates itself (never site data):
- * the middle slice of a fixed head phantom, translated by the given global model with a fixed-seed
- * DDIM, as one grayscale PNG (CT window -1000..1500 HU). Results are cached by model hash.
+ * the middle slice of a fixed head phantom imaged with the model's task's modalities, translated by
+ * the given global model with a fixed-seed DDIM, as one grayscale PNG (CT window -1000..1500 HU;
+ * MR and PET on their normalized scale). Results are cached by model hash.
  */
 export class SampleRenderer {
   private readonly cache = new Map<string, Promise<Buffer>>();
@@ -37,28 +45,47 @@ export class SampleRenderer {
     const { model, metadata } = d.decodeModel(await load(), 'global model');
     try {
       const size = Number(metadata.size ?? 64);
-      const phantom = generatePhantomPair({ seed: 4242, profile: 'site-a', size: size * 2, slices: 8 });
-      const [nx, ny, nz] = phantom.mr.dims;
+      // The model's own task (MRI -> CT for models made before tasks were recorded).
+      const task = metadata.task ? parseTask(metadata.task) : DEFAULT_TASK;
+      const phantom = generatePhantomSubject({
+        seed: 4242,
+        profile: 'site-a',
+        size: size * 2,
+        slices: Math.max(8, 2 * task.context + 1),
+        anatomy: 'head',
+        modalities: taskModalities(task),
+      });
+      const norm = normalizeTaskSubject(
+        {
+          id: 'sample',
+          volumes: phantom.volumes,
+          origins: {},
+          mask: phantom.mask,
+          ...(phantom.pet ? { suvFactor: suvFactor({ ...phantom.pet, decayCorrection: 'ADMIN' }) } : {}),
+        },
+        task,
+      );
+      const [nx, ny, nz] = norm.dims;
       const z = Math.floor(nz / 2);
       const px = nx * ny;
-      const mask = Uint8Array.from(phantom.mask.data, (x) => (x > 0 ? 1 : 0));
-      const mr = normalizeMr(phantom.mr.data, mask).data.subarray(z * px, (z + 1) * px);
-      const source = resize2d(mr, nx, ny, size, size);
+      const source = conditionOf(norm, z, task.context, size);
       const { mean } = await d.ddimSample(d.modelDenoiser(model), source, 1, size, {
         schedule: d.makeSchedule((metadata.schedule ?? 'cosine') as 'cosine', 1000),
         prediction: (metadata.prediction ?? 'sample') as 'sample',
         steps: 10,
         seed: 0,
         batchSize: 1,
+        channels: conditionChannels(task),
       });
-      const sct = unitToHu(mean);
-      const ct = resize2d(phantom.ct.data.subarray(z * px, (z + 1) * px), nx, ny, size, size);
+      const target = resize2d(norm.target.subarray(z * px, (z + 1) * px), nx, ny, size, size);
+      const first = resize2d(norm.sources[0].subarray(z * px, (z + 1) * px), nx, ny, size, size);
+      // CT in its window (-1000..1500 HU); MR and PET on their normalized scale.
+      const grey = (u: Float32Array) =>
+        kindOf(task.target) === 'ct'
+          ? Float32Array.from(unitToHu(u), ctGrey)
+          : Float32Array.from(u, (v) => ((Math.max(-1, Math.min(1, v)) + 1) / 2) * 255);
       const strip = sideBySide(
-        [
-          Float32Array.from(source, (v) => ((v + 1) / 2) * 255),
-          Float32Array.from(sct, ctGrey),
-          Float32Array.from(ct, ctGrey),
-        ],
+        [Float32Array.from(first, (v) => ((v + 1) / 2) * 255), grey(mean), grey(target)],
         size,
         size,
         { scale: SCALE, gap: 8 },

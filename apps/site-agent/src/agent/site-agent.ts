@@ -18,7 +18,7 @@ import {
 } from '@fedsynth/protocol';
 import { io, type Socket } from 'socket.io-client';
 import { AuditLog } from '../audit/audit-log';
-import type { AgentConfig, AgentConfigSources } from '../config/agent-config';
+import { type AgentConfig, type AgentConfigSources, modalityMatchOf } from '../config/agent-config';
 import { declineReason, readControls } from '../controls/site-controls';
 import type { IdentityKey } from '../identity/identity-key';
 import { privatizeUpdate } from '../privacy/dp';
@@ -77,10 +77,7 @@ export class SiteAgent {
     const { config } = opts;
     this.audit = new AuditLog(join(config.stateDir, 'audit.jsonl'));
     this.data = config.dataDir
-      ? new DataCache(config.dataDir, config.modalities, {
-          ...(config.modalityFiles ? { names: config.modalityFiles } : {}),
-          ...(config.dicomSeries ? { series: config.dicomSeries } : {}),
-        })
+      ? new DataCache(config.dataDir, config.modalities, modalityMatchOf(config))
       : null;
     this.modelsDir = join(config.stateDir, 'models');
     const privacyFile = join(config.stateDir, 'privacy.json');

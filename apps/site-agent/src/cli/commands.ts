@@ -8,6 +8,7 @@ import {
   readIdentityKey,
   writeIdentityKey,
 } from '../identity/identity-key';
+import { LOCAL_MODEL_COMMANDS } from './local-model-commands';
 import { RUN_COMMANDS } from './run-commands';
 import { type Command, identityPath, STATE_DIR_FLAG } from './shared';
 
@@ -83,4 +84,4 @@ const init: Command = {
   },
 };
 
-export const COMMANDS: Command[] = [init, ...RUN_COMMANDS];
+export const COMMANDS: Command[] = [init, ...RUN_COMMANDS, ...LOCAL_MODEL_COMMANDS];

@@ -13,6 +13,7 @@ import {
   configPath,
   defaultStateDir,
   loadAgentConfig,
+  modalityMatchOf,
   updateConfigFile,
 } from '../config/agent-config';
 import { fingerprint, readIdentityKey } from '../identity/identity-key';
@@ -130,7 +131,7 @@ const runCmd: Command = {
     // mismatched MR/CT would otherwise surface only as a diverging loss rounds later.
     if (config.dataDir) {
       log.info('checking data', { dataDir: config.dataDir });
-      const subjects = await requireTrainableData(config.dataDir, config.modalities);
+      const subjects = await requireTrainableData(config.dataDir, config.modalities, modalityMatchOf(config));
       log.info('data checked', { subjects });
     }
     const identity = await readIdentityKey(identityPath(stateDir));
@@ -422,7 +423,7 @@ const doctorCmd: Command = {
     }
     if (config?.dataDir) {
       try {
-        const r = await checkSiteData(config.dataDir, config.modalities);
+        const r = await checkSiteData(config.dataDir, config.modalities, modalityMatchOf(config));
         const lines = firstLines(r.problems, 10);
         add(
           'data',

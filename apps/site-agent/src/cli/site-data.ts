@@ -1,4 +1,17 @@
-import { checkDataset, dataProblemLines, ImagingError, type ModalityNames } from '@fedsynth/imaging';
+import {
+  checkDataset,
+  checkTaskDataset,
+  dataProblemLines,
+  findModality,
+  findSubjectDirs,
+  formatTask,
+  ImagingError,
+  MODALITIES,
+  type Modality,
+  type ModalityMatch,
+  type ModalityNames,
+  type TaskSpec,
+} from '@fedsynth/imaging';
 
 /** What the data check says about the site's folder, ready to print. */
 export interface SiteDataVerdict {
@@ -30,7 +43,20 @@ function checkCommand(dataDir: string, names: Required<ModalityNames>): string {
 export async function checkSiteData(
   dataDir: string,
   names: Required<ModalityNames>,
+  match: ModalityMatch = {},
 ): Promise<SiteDataVerdict> {
+  // A site for tasks beyond MRI -> CT: check every modality it has, as a task of all of them.
+  const beyond = await modalitiesBeyondMriCt(dataDir, names, match);
+  if (beyond) {
+    const report = await checkTaskDataset(dataDir, beyond, match);
+    return {
+      ok: report.problemCount === 0,
+      subjects: report.subjects.length,
+      problems: dataProblemLines(report),
+      summary: `${dataDir}: ${report.subjects.length} subjects with ${[...beyond.sources, beyond.target].join(', ')}, ${report.problemCount} problem(s)`,
+      hint: `fedsynth-data check ${dataDir} --task ${formatTask(beyond)}`,
+    };
+  }
   const report = await checkDataset(dataDir, names);
   const hint = checkCommand(dataDir, names);
   if (report.subjects.length === 0)
@@ -50,6 +76,36 @@ export async function checkSiteData(
   };
 }
 
+/**
+ * The modalities of a site whose subjects are not SynthRAD MRI/CT pairs (no subject has both the
+ * source and the target file), as a task of all of them (CT, else the last, as its target); null
+ * for an MRI/CT site or a folder without any known modality.
+ */
+async function modalitiesBeyondMriCt(
+  dataDir: string,
+  names: Required<ModalityNames>,
+  match: ModalityMatch,
+): Promise<TaskSpec | null> {
+  const m: ModalityMatch = { ...match, names: { mr: [names.source], ct: [names.target], ...match.names } };
+  const present = new Set<Modality>();
+  let pairs = 0;
+  for (const d of (await findSubjectDirs(dataDir)).dirs) {
+    const has = new Set<Modality>();
+    for (const x of MODALITIES)
+      try {
+        if (await findModality(d.path, x, m)) has.add(x);
+      } catch {
+        has.add(x); // several series fit: it is there, and the check names the ambiguity
+      }
+    if (has.has('mr') && has.has('ct')) pairs++;
+    for (const x of has) present.add(x);
+  }
+  if (pairs > 0 || present.size < 2) return null;
+  const all = MODALITIES.filter((x) => present.has(x));
+  const target = all.includes('ct') ? 'ct' : all[all.length - 1];
+  return { sources: all.filter((x) => x !== target), target, context: 0 };
+}
+
 /** At most `max` lines, then a line saying how many more there are. */
 export function firstLines(lines: string[], max: number): string[] {
   return lines.length > max ? [...lines.slice(0, max), `... and ${lines.length - max} more`] : lines;
@@ -60,10 +116,14 @@ export function firstLines(lines: string[], max: number): string[] {
  * DATASET_PROBLEM error listing each problem on its own line, naming the file, and the command
  * that prints the full report. Returns the number of subjects when the data is fine.
  */
-export async function requireTrainableData(dataDir: string, names: Required<ModalityNames>): Promise<number> {
+export async function requireTrainableData(
+  dataDir: string,
+  names: Required<ModalityNames>,
+  match: ModalityMatch = {},
+): Promise<number> {
   let verdict: SiteDataVerdict;
   try {
-    verdict = await checkSiteData(dataDir, names);
+    verdict = await checkSiteData(dataDir, names, match);
   } catch (err) {
     throw new ImagingError('DATASET_PROBLEM', `refusing to start: ${(err as Error).message}`, dataDir);
   }

@@ -204,3 +204,14 @@ export function loadAgentConfig(opts: AgentConfigSources): AgentConfig {
 function kebab(s: string): string {
   return s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 }
+
+/** How the site's files are recognized for tasks beyond MRI -> CT (agent.json's modalityFiles, dicomSeries). */
+export function modalityMatchOf(config: Pick<AgentConfig, 'modalityFiles' | 'dicomSeries'>): {
+  names?: Partial<Record<string, string[]>>;
+  series?: Partial<Record<string, string>>;
+} {
+  return {
+    ...(config.modalityFiles ? { names: config.modalityFiles } : {}),
+    ...(config.dicomSeries ? { series: config.dicomSeries } : {}),
+  };
+}

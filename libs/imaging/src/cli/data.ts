@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import { createProgress, type FlagSpec, parseFlags, runCli, UsageError, usage } from '@fedsynth/cli-kit';
-import { checkDataset } from '../data-check';
+import { checkDataset, checkTaskDataset } from '../data-check';
+import { parseTask } from '../task';
 
 const FLAGS: Record<string, FlagSpec> = {
   source: {
@@ -16,12 +17,18 @@ const FLAGS: Record<string, FlagSpec> = {
     default: 'ct',
   },
   mask: { type: 'string', valueName: 'name', description: 'file name of the body mask', default: 'mask' },
+  task: {
+    type: 'string',
+    valueName: 'task',
+    description:
+      'check for a task instead, e.g. t1+t2-to-ct or pet-to-mr: every modality it needs, as files (t1.nii.gz, t1w.nii.gz, ...) or DICOM series, on one grid',
+  },
   json: { type: 'boolean', description: 'print the report as JSON' },
 };
 const HELP = usage(
   'fedsynth-data',
   'check DIR [flags]',
-  'Checks a SynthRAD2023-layout dataset (<subject>/mr.nii.gz, ct.nii.gz, mask.nii.gz): lists\nsubjects, shapes, spacing and value ranges, and reports problems, one line each naming the file:\nmissing or unreadable files, zero dims, NaN or infinite voxels, bad spacing or affine, MR/CT/mask\nshape or geometry mismatch, a CT not in Hounsfield units. Exits 1 when it finds any, or no subjects.',
+  "Checks a SynthRAD2023-layout dataset (<subject>/mr.nii.gz, ct.nii.gz, mask.nii.gz), or with\n--task the modalities a task needs (NIfTI files or DICOM series, symbolic links followed): lists\nsubjects, shapes, spacing and value ranges, and reports problems, one line each naming the file:\nmissing modalities or unreadable files, zero dims, NaN or infinite voxels, bad spacing or affine,\nshape or geometry mismatch between a subject's volumes, a CT not in Hounsfield units, a PET\nwithout weight and dose. Exits 1 when it finds any, or no subjects.",
   FLAGS,
 );
 
@@ -38,18 +45,29 @@ export async function main(argv: string[]): Promise<void> {
     if (!dir) throw new UsageError('check needs the dataset folder');
     if (extra.length) throw new UsageError(`unexpected arguments: ${extra.join(' ')}`);
     let bar: ReturnType<typeof createProgress> | undefined;
-    const report = await checkDataset(
-      resolve(dir),
-      {
-        source: String(values.source ?? 'mr'),
-        target: String(values.target ?? 'ct'),
-        mask: String(values.mask ?? 'mask'),
-      },
-      (d, t) => {
-        bar ??= createProgress('checking', t);
-        bar.tick(d);
-      },
-    );
+    const progress = (d: number, t: number) => {
+      bar ??= createProgress('checking', t);
+      bar.tick(d);
+    };
+    let task: ReturnType<typeof parseTask> | undefined;
+    if (values.task !== undefined) {
+      try {
+        task = parseTask(String(values.task));
+      } catch (err) {
+        throw new UsageError(`--task: ${(err as Error).message}`);
+      }
+    }
+    const report = task
+      ? await checkTaskDataset(resolve(dir), task, {}, progress)
+      : await checkDataset(
+          resolve(dir),
+          {
+            source: String(values.source ?? 'mr'),
+            target: String(values.target ?? 'ct'),
+            mask: String(values.mask ?? 'mask'),
+          },
+          progress,
+        );
     bar?.done();
     if (values.json) {
       process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
@@ -63,7 +81,7 @@ export async function main(argv: string[]): Promise<void> {
       });
       const verdict =
         report.subjects.length === 0
-          ? `no subjects found (expected <subject>/${values.source ?? 'mr'}.nii.gz and ${values.target ?? 'ct'}.nii.gz)`
+          ? `no subjects found (expected <subject>/${task ? `<${[...task.sources, task.target].join('|')}>` : (values.source ?? 'mr')}.nii.gz${task ? ' or DICOM series' : ` and ${values.target ?? 'ct'}.nii.gz`})`
           : report.problemCount
             ? `${report.problemCount} problem(s) found`
             : 'no problems found';
