@@ -91,13 +91,19 @@ async function modalitiesBeyondMriCt(
   let pairs = 0;
   for (const d of (await findSubjectDirs(dataDir)).dirs) {
     const has = new Set<Modality>();
+    const files = new Set<Modality>();
     for (const x of MODALITIES)
       try {
-        if (await findModality(d.path, x, m)) has.add(x);
+        const f = await findModality(d.path, x, m);
+        if (f) has.add(x);
+        if (f && f.format !== 'dicom') files.add(x);
       } catch {
-        has.add(x); // several series fit: it is there, and the check names the ambiguity
+        // Several series fit: a specific modality is there (the check names the ambiguity); the
+        // generic `mr` fits every MR series of a site with several sequences, and is not.
+        if (x !== 'mr') has.add(x);
       }
-    if (has.has('mr') && has.has('ct')) pairs++;
+    // SynthRAD MRI/CT pairs (files): the classic check, which reads NIfTI and PNG.
+    if (files.has('mr') && files.has('ct')) pairs++;
     for (const x of has) present.add(x);
   }
   if (pairs > 0 || present.size < 2) return null;
