@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -49,6 +49,23 @@ describe('body mask', () => {
 });
 
 describe('datasets', () => {
+  it('finds subject folders that are symbolic links (a site pointing at an existing archive)', async () => {
+    const archive = await mkdtemp(join(tmpdir(), 'fedsynth-archive-'));
+    const [id] = await writePhantomDataset({
+      out: archive,
+      subjects: 1,
+      seed: 8,
+      profile: 'site-a',
+      size: 16,
+      slices: 4,
+    });
+    const dir = await mkdtemp(join(tmpdir(), 'fedsynth-linked-'));
+    await symlink(join(archive, id), join(dir, 'patient-7'));
+    const subjects = await listSubjects(dir);
+    expect(subjects.map((s) => s.id)).toEqual(['patient-7']);
+    expect(subjects[0].sourcePath).toBe(join(dir, 'patient-7', 'mr.nii.gz'));
+  });
+
   it('lists SynthRAD subjects, reports incomplete ones, splits deterministically and slices to the model size', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'fedsynth-ds-'));
     const ids = await writePhantomDataset({

@@ -1,12 +1,12 @@
 import { createHash } from 'node:crypto';
-import { readdir, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { computeBodyMask } from './body-mask';
 import { ImagingError } from './errors';
 import { resize2d, resizeNearest2d } from './filters';
-import { readNifti } from './nifti';
+import { readImage } from './image-read';
 import { huToUnit, normalizeMr } from './normalize';
-import { pngToHu, readPng } from './png';
+import { findSubjectDirs } from './subject-files';
 import { describeNonFinite, nonFiniteCount, valueStats } from './value-stats';
 import type { Volume } from './volume';
 
@@ -24,6 +24,8 @@ export interface SubjectEntry {
   targetPath: string;
   maskPath?: string;
 }
+
+export { readImage };
 
 const EXTENSIONS = ['.nii.gz', '.nii', '.png'];
 
@@ -51,20 +53,12 @@ export async function scanSubjects(
   const source = names.source ?? 'mr';
   const target = names.target ?? 'ct';
   const maskName = names.mask ?? 'mask';
-  let entries: import('node:fs').Dirent[];
-  try {
-    entries = await readdir(dir, { withFileTypes: true });
-  } catch (err) {
-    throw new ImagingError(
-      'FILE_NOT_FOUND',
-      `${dir}: cannot read the data folder (${(err as NodeJS.ErrnoException).code ?? err})`,
-      dir,
-    );
-  }
+  // Subject folders, symbolic links to folders included (a site pointing at an existing archive).
+  const { dirs } = await findSubjectDirs(dir);
   const subjects: SubjectEntry[] = [];
   const incomplete: { id: string; missing: string[] }[] = [];
-  for (const e of entries.filter((x) => x.isDirectory()).sort((a, b) => a.name.localeCompare(b.name))) {
-    const sub = join(dir, e.name);
+  for (const e of [...dirs].sort((a, b) => a.id.localeCompare(b.id))) {
+    const sub = e.path;
     const [s, t, m] = await Promise.all([
       findModality(sub, source),
       findModality(sub, target),
@@ -72,12 +66,12 @@ export async function scanSubjects(
     ]);
     if (!s || !t) {
       incomplete.push({
-        id: e.name,
+        id: e.id,
         missing: [!s ? source : null, !t ? target : null].filter((x): x is string => x !== null),
       });
       continue;
     }
-    subjects.push({ id: e.name, sourcePath: s, targetPath: t, ...(m ? { maskPath: m } : {}) });
+    subjects.push({ id: e.id, sourcePath: s, targetPath: t, ...(m ? { maskPath: m } : {}) });
   }
   return { subjects, incomplete };
 }
@@ -146,13 +140,6 @@ export interface LoadedSubject {
   mask: Uint8Array;
   sourceUnit: Float32Array;
   targetUnit: Float32Array;
-}
-
-/** Reads NIfTI, or a PNG slice (a CT target in PNG is converted to HU, see pngToHu). */
-export async function readImage(path: string, isCt: boolean): Promise<Volume> {
-  if (!path.endsWith('.png')) return readNifti(path);
-  const { volume, bitDepth } = await readPng(path);
-  return isCt ? { ...volume, data: pngToHu(volume.data, bitDepth) } : volume;
 }
 
 /**

@@ -1,9 +1,9 @@
 import type { Dirent } from 'node:fs';
 import { readdir, readlink, stat } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
-import { readImage } from './dataset';
 import { type DicomSeries, listDicomSeries, readDicomSeries } from './dicom';
 import { ImagingError } from './errors';
+import { readImage } from './image-read';
 import type { Modality } from './task';
 import type { Volume } from './volume';
 
