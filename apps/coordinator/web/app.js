@@ -215,13 +215,15 @@
       ],
     };
     const old = charts.get(div);
-    if (old && old.series.length === opts.series.length) {
+    if (old && old.series.length === opts.series.length && old.fedsynthTitle === title) {
       old.setData(data);
       return;
     }
     old?.destroy();
     div.replaceChildren();
-    charts.set(div, new uPlot(opts, data, div));
+    const made = new uPlot(opts, data, div);
+    made.fedsynthTitle = title;
+    charts.set(div, made);
   }
 
   function renderCharts(metrics, perSite, sites) {
@@ -1174,6 +1176,14 @@
         $('#edit-round-hint').textContent = running
           ? `round ${running.number} is running: saving is refused until it ends`
           : '';
+        // MAE is in HU for a CT target, on the normalized 0..1 scale for MR and PET targets.
+        const target = current.config?.task?.target ?? 'ct';
+        const maeChart = document.querySelector('.chart[data-metric="mae"]');
+        if (maeChart)
+          maeChart.dataset.title =
+            target === 'ct'
+              ? 'validation MAE (HU)'
+              : `validation MAE (${target.toUpperCase()}, normalized 0..1)`;
         renderCharts(metrics, perSite, sites);
         if (sites) renderSites(sites);
         $('#model-sha').textContent = current.currentCheckpoint || 'no model yet';
