@@ -3,10 +3,11 @@ import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { computeBodyMask } from './body-mask';
 import { ImagingError } from './errors';
-import { resize2d, resizeNearest2d } from './filters';
 import { readImage } from './image-read';
 import { huToUnit, normalizeMr } from './normalize';
 import { findSubjectDirs } from './subject-files';
+import { DEFAULT_TASK } from './task';
+import { taskSlicesOf } from './task-data';
 import { describeNonFinite, nonFiniteCount, valueStats } from './value-stats';
 import type { Volume } from './volume';
 
@@ -119,18 +120,6 @@ export interface SlicePair {
   mask: Uint8Array;
 }
 
-/** Pads a slice to a square (with `fill`) and resamples it to size x size. */
-function toSquare(img: Float32Array, nx: number, ny: number, size: number, fill: number): Float32Array {
-  const m = Math.max(nx, ny);
-  let sq = img;
-  if (nx !== ny) {
-    sq = new Float32Array(m * m).fill(fill);
-    const ox = (m - nx) >> 1;
-    const oy = (m - ny) >> 1;
-    for (let y = 0; y < ny; y++) sq.set(img.subarray(y * nx, (y + 1) * nx), (y + oy) * m + ox);
-  }
-  return resize2d(sq, m, m, size, size);
-}
 
 /** A loaded subject: its three volumes with source and target normalized. */
 export interface LoadedSubject {
@@ -205,39 +194,15 @@ export async function loadSlicePairs(
   return slicePairsOf(await loadSubject(entry), opts);
 }
 
-/** Slices of an already loaded subject (see loadSlicePairs). */
+/** Slices of an already loaded subject (see loadSlicePairs): MRI -> CT as a task of one source. */
 export function slicePairsOf(
   s: LoadedSubject,
   opts: { size: number; minBodyFraction?: number },
 ): SlicePair[] {
-  const { size } = opts;
-  if (!Number.isInteger(size) || size < 8)
-    throw new ImagingError('INVALID_ARGUMENT', `size must be an integer >= 8, got ${size}`);
-  const minFrac = opts.minBodyFraction ?? 0.1;
   const [nx, ny, nz] = s.source.dims;
-  const plane = nx * ny;
-  const out: SlicePair[] = [];
-  for (let z = 0; z < nz; z++) {
-    const m = s.mask.subarray(z * plane, (z + 1) * plane);
-    let body = 0;
-    for (let i = 0; i < plane; i++) body += m[i];
-    if (body / plane < minFrac) continue;
-    const m2 = Math.max(nx, ny);
-    let maskSq = m;
-    if (nx !== ny) {
-      maskSq = new Uint8Array(m2 * m2);
-      const ox = (m2 - nx) >> 1;
-      const oy = (m2 - ny) >> 1;
-      for (let y = 0; y < ny; y++) maskSq.set(m.subarray(y * nx, (y + 1) * nx), (y + oy) * m2 + ox);
-    }
-    out.push({
-      subjectId: s.id,
-      sliceIndex: z,
-      size,
-      source: toSquare(s.sourceUnit.subarray(z * plane, (z + 1) * plane), nx, ny, size, -1),
-      target: toSquare(s.targetUnit.subarray(z * plane, (z + 1) * plane), nx, ny, size, -1),
-      mask: m2 === size ? Uint8Array.from(maskSq) : resizeNearest2d(maskSq, m2, m2, size, size),
-    });
-  }
-  return out;
+  return taskSlicesOf(
+    { id: s.id, dims: [nx, ny, nz], sources: [s.sourceUnit], target: s.targetUnit, mask: s.mask },
+    DEFAULT_TASK,
+    opts,
+  );
 }
