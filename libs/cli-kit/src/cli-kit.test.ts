@@ -16,11 +16,26 @@ describe('cli-kit', () => {
     expect(parseFlags(['--size', '32', '--json', 'dir'], FLAGS, true)).toEqual({
       values: { size: '32', json: true },
       positionals: ['dir'],
+      lists: {},
     });
     expect(() => parseFlags(['--sise', '32'], FLAGS)).toThrow(UsageError);
     expect(() => parseFlags(['--sise', '32'], FLAGS)).toThrow(/--sise/);
     expect(() => parseFlags(['--size'], FLAGS)).toThrow(/--size/);
     expect(() => parseFlags(['dir'], FLAGS)).toThrow(UsageError);
+  });
+
+  it('collects every value of a repeatable flag in order; other flags keep their last value', () => {
+    const flags: Record<string, FlagSpec> = {
+      ...FLAGS,
+      input: { type: 'string', valueName: 'file', description: 'an input', multiple: true },
+    };
+    expect(parseFlags(['--input', 'a', '--size', '8', '--input', 'b', '--size', '16'], flags)).toEqual({
+      values: { size: '16' },
+      positionals: [],
+      lists: { input: ['a', 'b'] },
+    });
+    expect(parseFlags(['--json'], flags).lists).toEqual({ input: [] });
+    expect(usage('tool', '', '', flags)).toMatch(/--input <file> +an input \(repeatable\)/);
   });
 
   it('checks numbers and choices, naming the flag and the allowed range', () => {

@@ -12,6 +12,8 @@ export interface FlagSpec {
   description: string;
   default?: string;
   valueName?: string;
+  /** A string flag that may be given several times; its values come back in `lists`, in order. */
+  multiple?: boolean;
 }
 
 /** Thrown for bad command-line input; the tool prints it with its usage and exits 2. */
@@ -26,26 +28,52 @@ export function usage(
 ): string {
   const lines = Object.entries(flags).map(([k, f]) => {
     const left = `--${k}${f.type === 'string' ? ` <${f.valueName ?? 'value'}>` : ''}`;
-    return `  ${left.padEnd(28)} ${f.description}${f.default !== undefined ? ` (default: ${f.default})` : ''}`;
+    return `  ${left.padEnd(28)} ${f.description}${f.multiple ? ' (repeatable)' : ''}${f.default !== undefined ? ` (default: ${f.default})` : ''}`;
   });
   return `Usage: ${name} ${synopsis}\n\n${description}\n\nFlags:\n${[...lines, `  ${'--help'.padEnd(28)} show this help`].join('\n')}\n`;
 }
 
-/** Parses flags strictly; unknown flags and missing values become UsageErrors naming the flag. */
-export function parseFlags(argv: string[], flags: Record<string, FlagSpec>, allowPositionals = false) {
+/**
+ * Parses flags strictly; unknown flags and missing values become UsageErrors naming the flag. A
+ * flag given twice keeps its last value, except a `multiple` one: every value of those is in
+ * `lists` (an empty list when the flag is absent), and not in `values`.
+ */
+export function parseFlags(
+  argv: string[],
+  flags: Record<string, FlagSpec>,
+  allowPositionals = false,
+): {
+  values: Record<string, string | boolean | undefined>;
+  positionals: string[];
+  lists: Record<string, string[]>;
+} {
+  let parsed: { values: Record<string, string | boolean | string[] | undefined>; positionals: string[] };
   try {
-    return parseArgs({
+    parsed = parseArgs({
       args: argv,
       options: {
-        ...Object.fromEntries(Object.entries(flags).map(([k, f]) => [k, { type: f.type }])),
+        ...Object.fromEntries(
+          Object.entries(flags).map(([k, f]) => [
+            k,
+            { type: f.type, ...(f.multiple && f.type === 'string' ? { multiple: true } : {}) },
+          ]),
+        ),
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
       allowPositionals,
-    }) as { values: Record<string, string | boolean | undefined>; positionals: string[] };
+    }) as typeof parsed;
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
+  const values: Record<string, string | boolean | undefined> = {};
+  const lists: Record<string, string[]> = {};
+  for (const [k, f] of Object.entries(flags)) if (f.multiple && f.type === 'string') lists[k] = [];
+  for (const [k, v] of Object.entries(parsed.values)) {
+    if (Array.isArray(v)) lists[k] = v;
+    else values[k] = v;
+  }
+  return { values, positionals: parsed.positionals, lists };
 }
 
 /** A number flag within [min, max] (an integer unless `integer` is false), or its default. */

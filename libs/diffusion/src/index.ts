@@ -19,7 +19,15 @@ export {
   type ModelMetadata,
   saveModel,
 } from './checkpoint';
-export { synthesizeTask, synthesizeVolume } from './cli/synthesize';
+export {
+  isMriToCt,
+  readTaskInputs,
+  synthesizeTask,
+  synthesizeVolume,
+  type TaskInputs,
+  taskInputsOf,
+  writeTaskOutput,
+} from './cli/synthesize';
 export { type ConvGradients, conv2d, convGrads, hasNativeConvGradients } from './conv';
 export { BatchSampler, loadSliceDataset, loadTaskDataset, type SliceDataset, stackSlices } from './data';
 export { type EvalOptions, type EvalResult, evaluateSlices, evaluateSlicesParallel } from './evaluate';

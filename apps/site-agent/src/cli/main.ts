@@ -39,15 +39,19 @@ export async function main(argv: string[]): Promise<number> {
     const options = Object.fromEntries(
       Object.entries(cmd.flags).map(([k, f]) => [
         k,
-        { type: f.type, ...(f.short ? { short: f.short } : {}) },
+        { type: f.type, ...(f.short ? { short: f.short } : {}), ...(f.multiple ? { multiple: true } : {}) },
       ]),
     );
-    ({ values } = parseArgs({
+    const parsed = parseArgs({
       args: rest,
       options: { ...options, help: { type: 'boolean', short: 'h' } },
       strict: true,
       allowPositionals: false,
-    }) as { values: Record<string, string | boolean | undefined> });
+    }).values as Record<string, string | boolean | string[] | undefined>;
+    // A repeatable flag's values, comma-joined (as the command reads a comma-separated list).
+    values = Object.fromEntries(
+      Object.entries(parsed).map(([k, v]) => [k, Array.isArray(v) ? v.join(',') : v]),
+    );
   } catch (err) {
     process.stderr.write(`fedsynth-agent ${cmd.name}: ${(err as Error).message}\n\n${commandHelp(cmd)}`);
     return 2;

@@ -257,18 +257,41 @@ function setControl(name: 'pause' | 'resume', paused: boolean): Command {
 
 const synthesizeCmd: Command = {
   name: 'synthesize',
-  summary: 'synthetic CT from an MRI with the latest global model',
+  summary: "the model's target (e.g. a synthetic CT from an MRI) with the latest global model",
   description:
-    'Runs the latest global model this site received (or --model) on a local MRI volume and writes\n' +
-    "a synthetic CT (HU) with the input's geometry. Nothing is sent anywhere.",
+    'Runs the latest global model this site received (or --model) on local images and writes the\n' +
+    "target of the model's task with the input's geometry: a synthetic CT (HU) from an MRI, or e.g. a\n" +
+    'CT from T1 and T2 (--input t1=t1.nii.gz,t2=t2.nii.gz), a FLAIR from a T1 (normalized 0..1), an\n' +
+    'MR from a PET (its dose for SUV from --pet-dose, pet.json beside it or the DICOM header).\n' +
+    'Nothing is sent anywhere.',
   flags: {
     'state-dir': STATE_DIR_FLAG,
-    input: { type: 'string', valueName: 'file', description: 'MRI volume (.nii or .nii.gz)' },
-    out: { type: 'string', valueName: 'file', description: 'synthetic CT to write (.nii.gz)' },
+    input: {
+      type: 'string',
+      valueName: '[modality=]file',
+      multiple: true,
+      description:
+        "the model's source images, each as modality=file, repeated or comma separated (--input t1=t1.nii.gz --input t2=t2.nii.gz), or a plain file for a one-source task such as MRI -> CT (NIfTI; for other tasks also PNG or a DICOM series' folder)",
+    },
+    out: {
+      type: 'string',
+      valueName: 'file',
+      description: 'the target to write (.nii.gz): CT in HU, PET in SUV, MR normalized to 0..1',
+    },
     model: {
       type: 'string',
       valueName: 'file',
       description: 'model to use instead of the latest global model',
+    },
+    mask: {
+      type: 'string',
+      valueName: 'file',
+      description: 'body mask of the input (NIfTI; computed from the input when absent)',
+    },
+    'pet-dose': {
+      type: 'string',
+      valueName: 'file',
+      description: "a PET source's dose sidecar (JSON: weight and injected dose), for SUV",
     },
     steps: { type: 'string', valueName: 'n', description: 'DDIM steps', default: '25' },
     backend: {
@@ -298,40 +321,75 @@ const synthesizeCmd: Command = {
       (v.backend as never) ?? (process.env.FEDSYNTH_BACKEND as never) ?? 'auto',
     );
     const { model: unet, metadata } = await d.loadModel(model);
-    const mr = await imaging.readNifti(resolve(String(v.input)));
-    const bar = { p: null as ReturnType<typeof createProgress> | null };
-    const size = Number(metadata.size ?? 64);
-    // As many slices per model call as this backend's memory holds (up to 32).
-    const batch = d.planSynthesis(unet.config, size, 32, d.memoryBudget(info.backend));
-    const t0 = Date.now();
-    const { ct } = await d.synthesizeVolume(unet, mr, {
-      size,
-      prediction: (metadata.prediction as 'sample') ?? 'sample',
-      schedule: (metadata.schedule as 'cosine') ?? 'cosine',
-      steps,
-      samples: 1,
-      batch,
-      seed: 0,
-      threads: d.defaultThreads(),
-      onStep: (done, total) => {
-        bar.p ??= createProgress(`synthesizing ${mr.dims[2]} slices (${info.backend})`, total);
-        bar.p.tick(done);
-      },
-    });
-    bar.p?.done();
-    await imaging.writeNifti(resolve(String(v.out)), { ...mr, data: ct }, { datatype: 'int16' });
-    unet.dispose();
-    process.stdout.write(
-      `${JSON.stringify({
-        out: resolve(String(v.out)),
-        model,
-        slices: mr.dims[2],
+    try {
+      // The model's own task (MRI -> CT for models made before tasks were recorded).
+      const task = metadata.task ? imaging.parseTask(metadata.task) : imaging.DEFAULT_TASK;
+      const inputs = d.taskInputsOf([String(v.input)], task);
+      const mriToCt = d.isMriToCt(task);
+      if (mriToCt && v['pet-dose'] !== undefined)
+        throw new Error("--pet-dose: the model's task mr-to-ct has no PET source");
+      const bar = { p: null as ReturnType<typeof createProgress> | null };
+      const size = Number(metadata.size ?? 64);
+      // As many slices per model call as this backend's memory holds (up to 32).
+      const batch = d.planSynthesis(unet.config, size, 32, d.memoryBudget(info.backend));
+      const common = {
+        size,
+        prediction: (metadata.prediction as 'sample') ?? 'sample',
+        schedule: (metadata.schedule as 'cosine') ?? 'cosine',
         steps,
         batch,
-        seconds: Number(((Date.now() - t0) / 1000).toFixed(1)),
-      })}\n`,
-    );
-    return 0;
+        seed: 0,
+        threads: d.defaultThreads(),
+      };
+      const progress = (slices: number) => (done: number, total: number) => {
+        bar.p ??= createProgress(`synthesizing ${slices} slices (${info.backend})`, total);
+        bar.p.tick(done);
+      };
+      let slices: number;
+      let t0: number;
+      if (mriToCt) {
+        const mr = await imaging.readNifti(resolve(String(inputs.mr)));
+        const mask = v.mask
+          ? Uint8Array.from((await imaging.readNifti(resolve(String(v.mask)))).data, (x) => (x > 0 ? 1 : 0))
+          : undefined;
+        if (mask && mask.length !== mr.data.length)
+          throw new Error(`--mask has ${mask.length} voxels; --input has ${mr.data.length}`);
+        slices = mr.dims[2];
+        t0 = Date.now();
+        const { ct } = await d.synthesizeVolume(unet, mr, {
+          ...common,
+          samples: 1,
+          ...(mask ? { mask } : {}),
+          onStep: progress(slices),
+        });
+        bar.p?.done();
+        await imaging.writeNifti(resolve(String(v.out)), { ...mr, data: ct }, { datatype: 'int16' });
+      } else {
+        const { normalized, reference } = await d.readTaskInputs(task, inputs, {
+          ...(v.mask ? { mask: String(v.mask) } : {}),
+          ...(v['pet-dose'] !== undefined ? { petDose: String(v['pet-dose']) } : {}),
+        });
+        slices = reference.dims[2];
+        t0 = Date.now();
+        const unit = await d.synthesizeTask(unet, normalized, task, { ...common, onStep: progress(slices) });
+        bar.p?.done();
+        await d.writeTaskOutput(resolve(String(v.out)), task, unit, reference);
+      }
+      process.stdout.write(
+        `${JSON.stringify({
+          out: resolve(String(v.out)),
+          model,
+          ...(mriToCt ? {} : { task: imaging.formatTask(task) }),
+          slices,
+          steps,
+          batch,
+          seconds: Number(((Date.now() - t0) / 1000).toFixed(1)),
+        })}\n`,
+      );
+      return 0;
+    } finally {
+      unet.dispose();
+    }
   },
 };
 

@@ -7,6 +7,8 @@ export interface FlagSpec {
   short?: string;
   valueName?: string;
   default?: string;
+  /** May be given more than once; the values reach the command comma-joined. */
+  multiple?: boolean;
 }
 
 /** One `fedsynth-agent` command. */

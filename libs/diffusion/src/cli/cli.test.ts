@@ -1,7 +1,7 @@
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readNifti, writePhantomDataset } from '@fedsynth/imaging';
+import { readNifti, writeNifti, writePhantomDataset } from '@fedsynth/imaging';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { selectBackend } from '../backend';
 import { createInitialModel } from '../checkpoint';
@@ -231,4 +231,163 @@ describe('fedsynth-train and fedsynth-synthesize', () => {
     expect(process.exitCode).toBe(1);
     expect(io.err.join('')).toMatch(/nonexistent\.safetensors: cannot be read/);
   });
+
+  it('synthesizes a CT from T1 and T2 with a t1+t2-to-ct model, and names a missing, unused or misaligned input', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'fedsynth-synth-task-'));
+    const data = join(dir, 'data');
+    const [id] = await writePhantomDataset({
+      out: data,
+      subjects: 1,
+      seed: 5,
+      profile: 'site-b',
+      size: 16,
+      slices: 3,
+      modalities: ['t1', 't2', 'ct'],
+    });
+    const model = join(dir, 'model.safetensors');
+    await writeFile(
+      model,
+      await createInitialModel({
+        size: 16,
+        channels: [8, 16],
+        numResBlocks: 1,
+        prediction: 'sample',
+        schedule: 'cosine',
+        seed: 1,
+        task: 't1+t2-to-ct',
+        conditionChannels: 2,
+      }),
+    );
+    const t1 = join(data, id, 't1.nii.gz');
+    const t2 = join(data, id, 't2.nii.gz');
+    const out = join(dir, 'sct.nii.gz');
+    const io = quiet();
+    const run = (...inputs: string[]) =>
+      synthesizeMain([
+        '--model',
+        model,
+        ...inputs.flatMap((x) => ['--input', x]),
+        '--out',
+        out,
+        '--steps',
+        '2',
+        '--backend',
+        'wasm',
+        '--threads',
+        '1',
+      ]);
+    await run(`t1=${t1}`, `t2=${t2}`);
+    expect(process.exitCode, io.err.join('')).toBe(0);
+    const result = JSON.parse(io.out[io.out.length - 1]);
+    expect(result).toMatchObject({ task: 't1+t2-to-ct', slices: 3, steps: 2, resampled: false });
+    expect(result.seconds).toBeGreaterThanOrEqual(0);
+    expect(io.err.join('')).toMatch(/t1\+t2 -> ct: 3 slices of 16x16, at the model's native 16 px/);
+    const [ref, sct] = await Promise.all([readNifti(t1), readNifti(out)]);
+    expect(sct.dims).toEqual(ref.dims);
+    for (let i = 0; i < 16; i++) expect(sct.affine[i]).toBeCloseTo(ref.affine[i], 4);
+    for (const x of sct.data) {
+      expect(Number.isInteger(x)).toBe(true);
+      expect(x).toBeGreaterThanOrEqual(-1024);
+      expect(x).toBeLessThanOrEqual(3000);
+    }
+    expect(sct.data).toContain(-1024); // air outside the body
+
+    // Usage errors name what is wrong before any synthesis.
+    for (const [inputs, message] of [
+      [[`t1=${t1}`], "the model's task t1+t2-to-ct needs --input t2=FILE"],
+      [
+        [t1],
+        `--input ${t1}: the model's task t1+t2-to-ct has 2 sources; name each one's file: --input t1=FILE --input t2=FILE`,
+      ],
+      [
+        [`t1=${t1}`, `t2=${t2}`, `flair=${t2}`],
+        "the model's task t1+t2-to-ct does not use flair (its sources: t1, t2)",
+      ],
+      [[`t1=${t1}`, `ct=${t2}`], "ct is what the model's task t1+t2-to-ct synthesizes"],
+    ] as const) {
+      io.err.length = 0;
+      await run(...inputs);
+      expect(process.exitCode, io.err.join('')).toBe(2);
+      expect(io.err.join('')).toContain(message);
+    }
+    // Inputs on different grids: both files named.
+    const vol = await readNifti(t2);
+    const short = join(dir, 't2-short.nii.gz');
+    await writeNifti(short, { ...vol, dims: [16, 16, 2], data: vol.data.subarray(0, 16 * 16 * 2) });
+    const moved = join(dir, 't2-moved.nii.gz');
+    const affine = Float64Array.from(vol.affine);
+    affine[3] += 5;
+    await writeNifti(moved, { ...vol, affine });
+    for (const [file, message] of [
+      [short, `--input t2=${short} is 16x16x2 but --input t1=${t1} is 16x16x3`],
+      [moved, `--input t2=${moved} and --input t1=${t1} are on different grids`],
+    ]) {
+      io.err.length = 0;
+      await run(`t1=${t1}`, `t2=${file}`);
+      expect(process.exitCode, io.err.join('')).toBe(1);
+      expect(io.err.join('')).toContain(message);
+    }
+  }, 120_000);
+
+  it('synthesizes a T1 (normalized 0..1) from a PET given as a plain --input, its dose from pet.json or --pet-dose', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'fedsynth-synth-pet-'));
+    const data = join(dir, 'data');
+    const [id] = await writePhantomDataset({
+      out: data,
+      subjects: 1,
+      seed: 8,
+      profile: 'site-a',
+      size: 16,
+      slices: 3,
+      anatomy: 'head',
+      modalities: ['pet', 't1'],
+    });
+    const model = join(dir, 'model.safetensors');
+    await writeFile(
+      model,
+      await createInitialModel({
+        size: 16,
+        channels: [8, 16],
+        numResBlocks: 1,
+        prediction: 'sample',
+        schedule: 'cosine',
+        seed: 2,
+        task: 'pet-to-t1',
+        conditionChannels: 1,
+      }),
+    );
+    const pet = join(data, id, 'pet.nii.gz');
+    const out = join(dir, 'st1.nii.gz');
+    const io = quiet();
+    const run = (...extra: string[]) =>
+      synthesizeMain([
+        '--model',
+        model,
+        '--input',
+        pet,
+        '--out',
+        out,
+        '--steps',
+        '1',
+        '--backend',
+        'wasm',
+        ...extra,
+      ]);
+    await run();
+    expect(process.exitCode, io.err.join('')).toBe(0);
+    expect(JSON.parse(io.out[io.out.length - 1]).task).toBe('pet-to-t1');
+    const st1 = await readNifti(out);
+    expect(st1.dims).toEqual([16, 16, 3]);
+    for (const x of st1.data) {
+      expect(x).toBeGreaterThanOrEqual(0);
+      expect(x).toBeLessThanOrEqual(1);
+    }
+    // A dose sidecar given explicitly; a missing one is named.
+    await run('--pet-dose', join(data, id, 'pet.json'));
+    expect(process.exitCode, io.err.join('')).toBe(0);
+    io.err.length = 0;
+    await run('--pet-dose', join(dir, 'none.json'));
+    expect(process.exitCode).toBe(1);
+    expect(io.err.join('')).toContain(`${join(dir, 'none.json')}: cannot be read`);
+  }, 120_000);
 });
