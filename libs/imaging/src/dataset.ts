@@ -120,7 +120,6 @@ export interface SlicePair {
   mask: Uint8Array;
 }
 
-
 /** A loaded subject: its three volumes with source and target normalized. */
 export interface LoadedSubject {
   id: string;

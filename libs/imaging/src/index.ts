@@ -71,6 +71,7 @@ export {
   nullingTi,
   PET_FWHM_MM,
   PET_SUV,
+  PHANTOM_DICOM_SERIES,
   type PhantomOptions,
   type PhantomSubject,
   type PhantomSubjectOptions,

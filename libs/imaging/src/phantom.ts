@@ -1,5 +1,6 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { writeDicomSeries } from './dicom-write';
 import { ImagingError } from './errors';
 import { gaussianBlur3d } from './filters';
 import { writeNifti } from './nifti';
@@ -640,10 +641,25 @@ function insideBody(label: Labeler, x: number, y: number, z: number, step: numbe
   return hits === 4;
 }
 
+/** What a phantom modality's DICOM series says it is. */
+export const PHANTOM_DICOM_SERIES: Record<
+  Modality,
+  { modality: 'MR' | 'CT' | 'PT'; seriesDescription: string }
+> = {
+  mr: { modality: 'MR', seriesDescription: 'MR SE' },
+  t1: { modality: 'MR', seriesDescription: 'T1w SE' },
+  t2: { modality: 'MR', seriesDescription: 'T2w SE' },
+  flair: { modality: 'MR', seriesDescription: 'FLAIR IR' },
+  pet: { modality: 'PT', seriesDescription: 'PET FDG' },
+  ct: { modality: 'CT', seriesDescription: 'CT' },
+};
+
 /**
  * Writes `subjects` phantom subjects in the SynthRAD2023 layout: `<out>/<id>/<modality>.nii.gz` for
  * each of `modalities` (default mr and ct; CT as int16 HU, the others float32) and `mask.nii.gz`;
  * with `pet`, also the BIDS-style sidecar `pet.json` (body weight, injected activity, units).
+ * With `format: 'dicom'` each modality is a DICOM series in `<out>/<id>/<modality>/` instead
+ * (PHANTOM_DICOM_SERIES; PET with its weight and dose in the header), the mask staying NIfTI.
  * Subject ids are `<profile>-<seed>-<k>` (zero-padded).
  */
 export async function writePhantomDataset(opts: {
@@ -655,6 +671,7 @@ export async function writePhantomDataset(opts: {
   slices?: number;
   anatomy?: 'head' | 'pelvis';
   modalities?: Modality[];
+  format?: 'nifti' | 'dicom';
   onProgress?: (done: number, total: number) => void;
 }): Promise<string[]> {
   if (!Number.isInteger(opts.subjects) || opts.subjects < 1)
@@ -676,10 +693,19 @@ export async function writePhantomDataset(opts: {
     });
     for (const m of modalities) {
       const vol = s.volumes[m] as Volume;
-      await writeNifti(join(dir, `${m}.nii.gz`), vol, { datatype: m === 'ct' ? 'int16' : 'float32' });
+      if (opts.format === 'dicom')
+        await writeDicomSeries(vol, join(dir, m), {
+          ...PHANTOM_DICOM_SERIES[m],
+          patientId: id,
+          // Activity as imaged, decay corrected to the injection.
+          ...(m === 'pet' && s.pet
+            ? { pet: { ...s.pet, decayCorrection: 'ADMIN' as const, units: 'BQML' } }
+            : {}),
+        });
+      else await writeNifti(join(dir, `${m}.nii.gz`), vol, { datatype: m === 'ct' ? 'int16' : 'float32' });
     }
     await writeNifti(join(dir, 'mask.nii.gz'), s.mask, { datatype: 'int16' });
-    if (s.pet) {
+    if (s.pet && opts.format !== 'dicom') {
       const sidecar = {
         BodyWeight: s.pet.weightKg,
         InjectedRadioactivity: s.pet.injectedDoseBq / 1e6,

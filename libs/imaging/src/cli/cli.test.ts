@@ -1,8 +1,11 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { access, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { encodeNifti, readNifti, writeNifti } from '../nifti';
+import { findModality, readModality } from '../subject-files';
+import type { Modality } from '../task';
+import { petSuvFactor } from '../task-subjects';
 import { main as dataMain } from './data';
 import { main as metricsMain } from './metrics';
 import { main as phantomsMain } from './phantoms';
@@ -113,5 +116,78 @@ describe('imaging CLIs', () => {
     await phantomsMain(['--out', dir, '--size', 'big']);
     expect(process.exitCode).toBe(2);
     expect(io.err.join('')).toMatch(/--size: "big" must be an integer/);
+  });
+
+  it('writes the chosen modalities as DICOM series that read back as the NIfTI phantom, PET with its dose', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'fedsynth-cli-dicom-'));
+    const io = capture();
+    const modalities: Modality[] = ['t1', 't2', 'flair', 'pet', 'ct'];
+    const args = [
+      '--subjects',
+      '1',
+      '--size',
+      '16',
+      '--slices',
+      '3',
+      '--seed',
+      '7',
+      '--modalities',
+      modalities.join(','),
+    ];
+    await phantomsMain(['--out', join(root, 'nifti'), ...args]);
+    expect(process.exitCode, io.err.join('')).toBe(0);
+    await phantomsMain(['--out', join(root, 'dicom'), ...args, '--format', 'dicom']);
+    expect(process.exitCode, io.err.join('')).toBe(0);
+    expect(JSON.parse(io.out.at(-1)!)).toMatchObject({ subjects: 1, modalities, format: 'dicom' });
+    const id = 'site-a-7-000';
+    const niftiDir = join(root, 'nifti', id);
+    const dicomDir = join(root, 'dicom', id);
+    await access(join(dicomDir, 'mask.nii.gz'));
+    const descriptions: Record<string, string> = {
+      t1: 'T1w SE',
+      t2: 'T2w SE',
+      flair: 'FLAIR IR',
+      pet: 'PET FDG',
+      ct: 'CT',
+    };
+    for (const m of modalities) {
+      const found = await findModality(dicomDir, m);
+      expect(found, m).toMatchObject({
+        format: 'dicom',
+        path: join(dicomDir, m),
+        description: descriptions[m],
+      });
+      const [vol, ref] = await Promise.all([readModality(found!), readNifti(join(niftiDir, `${m}.nii.gz`))]);
+      expect(vol.dims).toEqual(ref.dims);
+      for (let i = 0; i < 16; i++) expect(vol.affine[i], `${m} affine[${i}]`).toBeCloseTo(ref.affine[i], 4);
+      // The writer's int16 steps: 1 HU for CT, the range over 65534 for MR, max |value| / 32767 for PET.
+      let lo = Number.POSITIVE_INFINITY;
+      let hi = Number.NEGATIVE_INFINITY;
+      for (const x of ref.data) {
+        lo = Math.min(lo, x);
+        hi = Math.max(hi, x);
+      }
+      const step = m === 'ct' ? 0 : m === 'pet' ? Math.max(-lo, hi) / 32767 : (hi - lo) / 65534;
+      const tol = step / 2 + 1e-6 * Math.max(-lo, hi);
+      let worst = 0;
+      for (let i = 0; i < ref.data.length; i++) worst = Math.max(worst, Math.abs(vol.data[i] - ref.data[i]));
+      expect(worst, m).toBeLessThanOrEqual(tol);
+    }
+    const fromHeader = await petSuvFactor((await findModality(dicomDir, 'pet'))!);
+    const fromSidecar = await petSuvFactor((await findModality(niftiDir, 'pet'))!);
+    expect(Math.abs(fromHeader / fromSidecar - 1)).toBeLessThan(1e-6);
+
+    // Bad lists and formats are named.
+    for (const [flag, value, message] of [
+      ['--modalities', 't1,dwi', '--modalities: "dwi" is not a modality; known: mr, t1, t2, flair, pet, ct'],
+      ['--modalities', 't1,T1', '--modalities: t1 is listed twice'],
+      ['--modalities', ',', '--modalities: list one or more of mr, t1, t2, flair, pet, ct'],
+      ['--format', 'png', '--format: "png" must be nifti or dicom'],
+    ]) {
+      io.err.length = 0;
+      await phantomsMain(['--out', join(root, 'bad'), flag, value]);
+      expect(process.exitCode).toBe(2);
+      expect(io.err.join('')).toContain(message);
+    }
   });
 });

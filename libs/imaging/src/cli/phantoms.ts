@@ -8,14 +8,29 @@ import {
   UsageError,
   usage,
 } from '@fedsynth/cli-kit';
-import { SITE_PROFILES, writePhantomDataset } from '../phantom';
+import { PHANTOM_DICOM_SERIES, SITE_PROFILES, writePhantomDataset } from '../phantom';
+import { MODALITIES, type Modality } from '../task';
 
 const FLAGS: Record<string, FlagSpec> = {
   subjects: { type: 'string', valueName: 'n', description: 'number of subjects to write', default: '20' },
   out: {
     type: 'string',
     valueName: 'dir',
-    description: 'output folder (SynthRAD2023 layout: <id>/mr.nii.gz, ct.nii.gz, mask.nii.gz)',
+    description:
+      'output folder (SynthRAD2023 layout: <id>/<modality>.nii.gz and mask.nii.gz; with --format dicom, <id>/<modality>/ DICOM series)',
+  },
+  modalities: {
+    type: 'string',
+    valueName: 'list',
+    description: `modalities to image, comma separated: ${MODALITIES.join(', ')} (PET's dose goes in pet.json, or in the DICOM header)`,
+    default: 'mr,ct',
+  },
+  format: {
+    type: 'string',
+    valueName: 'nifti|dicom',
+    description:
+      'nifti, or dicom: each modality as a DICOM series in <id>/<modality>/ (PET with its dose in the header; the mask stays mask.nii.gz)',
+    default: 'nifti',
   },
   seed: {
     type: 'string',
@@ -41,9 +56,30 @@ const FLAGS: Record<string, FlagSpec> = {
 const HELP = usage(
   'fedsynth-phantoms',
   '--out DIR [flags]',
-  'Writes paired MRI/CT phantoms (random head and pelvis anatomies, spin-echo MRI, CT in HU)\nin the SynthRAD2023 layout, for demos and tests when no patient data may be used.',
+  'Writes phantom subjects (random head and pelvis anatomies) imaged with the chosen modalities:\n' +
+    "the profile's spin-echo MRI (mr), T1w and T2w spin echo, FLAIR, FDG PET (Bq/mL) and CT (HU),\n" +
+    'in the SynthRAD2023 layout (NIfTI) or as DICOM series, for demos and tests when no patient data\n' +
+    'may be used.',
   FLAGS,
 );
+
+/** The --modalities list, checked: known modalities, each once. */
+function modalitiesOf(text: string): Modality[] {
+  const known = MODALITIES.join(', ');
+  const list = text
+    .split(',')
+    .map((m) => m.trim().toLowerCase())
+    .filter((m) => m !== '');
+  if (list.length === 0) throw new UsageError(`--modalities: list one or more of ${known}`);
+  const seen = new Set<string>();
+  for (const m of list) {
+    if (!(MODALITIES as readonly string[]).includes(m))
+      throw new UsageError(`--modalities: "${m}" is not a modality; known: ${known}`);
+    if (seen.has(m)) throw new UsageError(`--modalities: ${m} is listed twice`);
+    seen.add(m);
+  }
+  return list as Modality[];
+}
 
 export async function main(argv: string[]): Promise<void> {
   await runCli('fedsynth-phantoms', HELP, async () => {
@@ -59,11 +95,20 @@ export async function main(argv: string[]): Promise<void> {
     const anatomy = String(values.anatomy ?? 'mixed');
     if (!['head', 'pelvis', 'mixed'].includes(anatomy))
       throw new UsageError(`--anatomy: "${anatomy}" must be head, pelvis or mixed`);
+    const modalities = modalitiesOf(String(values.modalities ?? 'mr,ct'));
+    const format = String(values.format ?? 'nifti').toLowerCase();
+    if (format !== 'nifti' && format !== 'dicom')
+      throw new UsageError(`--format: "${values.format}" must be nifti or dicom`);
     const subjects = numFlag(values, 'subjects', 1, 100_000, 20);
     const size = numFlag(values, 'size', 16, 1024, 128);
     const out = resolve(String(values.out));
+    const mrs = modalities.filter((m) => PHANTOM_DICOM_SERIES[m].modality === 'MR');
+    if (format === 'dicom' && modalities.includes('mr') && mrs.length > 1)
+      process.stderr.write(
+        `note: with --format dicom, mr is found as any MR series, so next to ${mrs.filter((m) => m !== 'mr').join(', ')} it is ambiguous; to read it as mr, match its SeriesDescription "MR SE"\n`,
+      );
     const bar = createProgress('phantoms', subjects);
-    const ids = await writePhantomDataset({
+    const common = {
       out,
       subjects,
       seed: numFlag(values, 'seed', 0, 2 ** 31 - 1, 1),
@@ -71,10 +116,15 @@ export async function main(argv: string[]): Promise<void> {
       size,
       slices: values.slices === undefined ? undefined : numFlag(values, 'slices', 1, 4096),
       anatomy: anatomy === 'mixed' ? undefined : (anatomy as 'head' | 'pelvis'),
-      onProgress: (d) => bar.tick(d),
-    });
+      modalities,
+      format: format as 'nifti' | 'dicom',
+      onProgress: (d: number) => bar.tick(d),
+    };
+    const ids = await writePhantomDataset(common);
     bar.done();
-    process.stdout.write(`${JSON.stringify({ out, profile, size, subjects: ids.length })}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ out, profile, size, subjects: ids.length, modalities, format })}\n`,
+    );
     return 0;
   });
 }
