@@ -10,7 +10,16 @@ import {
   UsageError,
   usage,
 } from '@fedsynth/cli-kit';
-import { type SlicePair } from '@fedsynth/imaging';
+import {
+  conditionChannels,
+  DEFAULT_TASK,
+  formatTask,
+  kindOf,
+  parseTask,
+  type SlicePair,
+  type TaskSpec,
+  taskModalities,
+} from '@fedsynth/imaging';
 import { LocalFederation, SITE_PHANTOM_PROFILES, writeSitePhantoms } from '../local-federation';
 
 const FLAGS: Record<string, FlagSpec> = {
@@ -26,6 +35,13 @@ const FLAGS: Record<string, FlagSpec> = {
   subjects: { type: 'string', valueName: 'n', description: 'phantom subjects per site', default: '6' },
   batch: { type: 'string', valueName: 'n', description: 'batch size (both)', default: '8' },
   lr: { type: 'string', valueName: 'x', description: 'learning rate (both)', default: '0.001' },
+  task: {
+    type: 'string',
+    valueName: 'task',
+    description:
+      'what both models learn: <source>[+<source>]-to-<target>[:2.5d=k] of mr, t1, t2, flair, pet, ct, e.g. t1-to-flair, pet-to-mr, t1+t2-to-ct',
+    default: 'mr-to-ct',
+  },
   'leave-out': {
     type: 'string',
     valueName: 'site',
@@ -34,7 +50,10 @@ const FLAGS: Record<string, FlagSpec> = {
   },
 };
 
-/** What a model scores on a set of slices (MAE in HU, PSNR in dB, SSIM). */
+/**
+ * What a model scores on a set of slices: MAE (in HU for a CT target, on the normalized 0..1 scale
+ * for MR and PET targets), PSNR in dB, SSIM.
+ */
 interface Scores {
   mae: number;
   psnr: number;
@@ -68,14 +87,16 @@ function resolveLeaveOut(raw: string, sites: number): number {
 
 const HELP = usage(
   'npm run bench:fed-vs-central --',
-  '[--sites 3] [--rounds 5] [--steps 30] [--size 32] [--leave-out site-3]',
+  '[--task mr-to-ct] [--sites 3] [--rounds 5] [--steps 30] [--size 32] [--leave-out site-3]',
   'Trains the same phantom data from the same initial model with the same number of gradient steps\n' +
     "(rounds x steps x sites) and batch size twice: centrally on the union of the sites' training\n" +
     'subjects (libs/diffusion trainer), and federated (coordinator + agent processes, secure\n' +
     "aggregation). Both final models are scored on the union of the sites' validation subjects the\n" +
     'same way. With --leave-out, that site takes no part in either training (no agent, no slices\n' +
     'pooled) and both models are also scored on all of its subjects, training and validation split,\n' +
-    'as an unseen hospital. Prints a table, then, last, one JSON object with both results and the gaps.',
+    "as an unseen hospital. With --task, the phantoms have the task's modalities and both models learn\n" +
+    'it (MAE in HU for a CT target, on the normalized 0..1 scale for MR and PET targets). Prints a\n' +
+    'table, then, last, one JSON object with both results and the gaps.',
   FLAGS,
 );
 
@@ -86,6 +107,19 @@ export async function main(argv: string[]): Promise<void> {
       process.stdout.write(HELP);
       return 0;
     }
+    let task: TaskSpec;
+    try {
+      task = parseTask(String(v.task ?? 'mr-to-ct'));
+    } catch (err) {
+      throw new UsageError(`--task: ${(err as Error).message}`);
+    }
+    const taskText = formatTask(task);
+    // The task the bench started with keeps its output as it was; any other is named in the output.
+    const isDefaultTask = taskText === formatTask(DEFAULT_TASK);
+    const targetKind = kindOf(task.target);
+    const isCt = targetKind === 'ct';
+    const maeUnit = isCt ? 'HU' : 'normalized 0..1';
+    const maeText = (x: number) => (isCt ? `${x.toFixed(1)} HU` : x.toFixed(4));
     const leaveOutRaw = v['leave-out'] === undefined ? undefined : String(v['leave-out']);
     const sites = numFlag(v, 'sites', 3, 20, leaveOutRaw === undefined ? 3 : MIN_FEDERATED_SITES + 1);
     if (leaveOutRaw !== undefined && sites - 1 < MIN_FEDERATED_SITES)
@@ -110,7 +144,12 @@ export async function main(argv: string[]): Promise<void> {
       const dataDirs = await writeSitePhantoms(
         join(dir, 'data'),
         Array.from({ length: sites }, (_, k) => siteName(k)),
-        { seed: 300, subjects, size: size * 2 },
+        {
+          seed: 300,
+          subjects,
+          size: size * 2,
+          ...(isDefaultTask ? {} : { modalities: taskModalities(task) }),
+        },
       );
       const plan = { prediction: 'sample' as const, schedule: 'cosine' as const };
       const initial = await d.createInitialModel({
@@ -119,6 +158,7 @@ export async function main(argv: string[]): Promise<void> {
         numResBlocks: 1,
         ...plan,
         seed: 7,
+        ...(isDefaultTask ? {} : { task: taskText, conditionChannels: conditionChannels(task) }),
       });
       // The same split as the agents make: each site's folder split by subject on its own. The
       // left-out site's subjects, all of them, are only scored.
@@ -127,7 +167,9 @@ export async function main(argv: string[]): Promise<void> {
       const unseen: SlicePair[] = [];
       let unseenSubjects = 0;
       for (const [k, dd] of dataDirs.entries()) {
-        const ds = await d.loadSliceDataset(dd, { size });
+        const ds = isDefaultTask
+          ? await d.loadSliceDataset(dd, { size })
+          : await d.loadTaskDataset(dd, task, { size });
         if (k === leftOut) {
           unseen.push(...ds.train, ...ds.val);
           unseenSubjects = ds.trainSubjects.length + ds.valSubjects.length;
@@ -148,12 +190,14 @@ export async function main(argv: string[]): Promise<void> {
           prediction: plan.prediction,
           steps: 10,
           seed: 1234,
+          targetKind,
         });
         model.dispose();
         return { mae: r.mae, psnr: r.psnr, ssim: r.ssim, slices: r.slices };
       };
       const totalSteps = rounds * steps * trained.length;
 
+      if (!isDefaultTask) log(`task ${taskText}: MAE in ${maeUnit}`);
       log(`central: ${totalSteps} steps on ${train.length} slices from ${trained.length} sites ...`);
       let t0 = Date.now();
       const { model } = d.decodeModel(initial, 'initial');
@@ -176,7 +220,7 @@ export async function main(argv: string[]): Promise<void> {
         steps: totalSteps,
         seconds: (Date.now() - t0) / 1000,
       };
-      log(`central: MAE ${central.mae.toFixed(1)} HU in ${central.seconds.toFixed(0)} s`);
+      log(`central: MAE ${maeText(central.mae)} in ${central.seconds.toFixed(0)} s`);
       const centralUnseen = leftOut >= 0 ? await evaluate(centralBytes, unseen) : undefined;
 
       log(`federated: ${rounds} rounds x ${steps} steps x ${trained.length} sites ...`);
@@ -187,6 +231,7 @@ export async function main(argv: string[]): Promise<void> {
       try {
         await fed.startCoordinator();
         const f = await fed.createFederation('fed-vs-central', {
+          ...(isDefaultTask ? {} : { task }),
           model: { size, channels: [16, 32, 64], numResBlocks: 1 },
           plan: {
             localSteps: steps,
@@ -215,15 +260,16 @@ export async function main(argv: string[]): Promise<void> {
       } finally {
         fed.killAll();
       }
-      log(`federated: MAE ${federated.mae.toFixed(1)} HU in ${federated.seconds.toFixed(0)} s`);
+      log(`federated: MAE ${maeText(federated.mae)} in ${federated.seconds.toFixed(0)} s`);
+      // A CT target's MAE keys say HU, as they always have; other targets' keys name no unit.
+      const maeKey = isCt ? 'maeHU' : 'mae';
       const gapOf = (fedR: Scores, cenR: Scores) => ({
-        maeHU: fedR.mae - cenR.mae,
+        [maeKey]: fedR.mae - cenR.mae,
         psnrDb: fedR.psnr - cenR.psnr,
         ssim: fedR.ssim - cenR.ssim,
         maeRatio: fedR.mae / cenR.mae,
       });
-      const figures = (r: Scores) =>
-        `${r.mae.toFixed(1)} HU / ${r.psnr.toFixed(1)} dB / ${r.ssim.toFixed(3)}`;
+      const figures = (r: Scores) => `${maeText(r.mae)} / ${r.psnr.toFixed(1)} dB / ${r.ssim.toFixed(3)}`;
       const rows: [string, Scores, Scores][] = [
         [`validation of ${trainedNames.join(', ')} (${val.length} slices)`, central, federated],
       ];
@@ -236,11 +282,13 @@ export async function main(argv: string[]): Promise<void> {
       const w = Math.max(...rows.map((r) => r[0].length));
       log(
         [
+          ...(isDefaultTask ? [] : [`task ${taskText}, MAE in ${maeUnit}`]),
           `${'scored on'.padEnd(w)}  ${'central (MAE / PSNR / SSIM)'.padEnd(30)}  federated (MAE / PSNR / SSIM)`,
           ...rows.map(([label, c, f]) => `${label.padEnd(w)}  ${figures(c).padEnd(30)}  ${figures(f)}`),
         ].join('\n'),
       );
       const out = {
+        ...(isDefaultTask ? {} : { task: taskText, maeUnit }),
         sites,
         ...(leftOut >= 0 ? { trainedSites: trainedNames } : {}),
         rounds,
@@ -264,7 +312,7 @@ export async function main(argv: string[]): Promise<void> {
                 federated: federatedUnseen,
                 gap: gapOf(federatedUnseen, centralUnseen),
                 // How much worse each model does on the unseen site than on the trained sites' validation.
-                unseenMinusValidationMaeHU: {
+                [isCt ? 'unseenMinusValidationMaeHU' : 'unseenMinusValidationMae']: {
                   central: centralUnseen.mae - central.mae,
                   federated: federatedUnseen.mae - federated.mae,
                 },
