@@ -118,6 +118,30 @@ async function gradientCase(): Promise<Map<string, Float32Array>> {
   return out;
 }
 
+/** One Adam step with clipping (the FedProx term included): loss, gradient norm, and the update. */
+async function optimizerCase(): Promise<{ loss: number; gradNorm: number; update: Float32Array }> {
+  const m = new UNet(TINY, 5);
+  randomizeWeights(m, 9);
+  const before = await m.toNamedArrays();
+  const trainer = new Trainer(m, { seed: 2, emaDecay: 0, prediction: 'v', fedProxMu: 0.01 });
+  trainer.setProxAnchor();
+  const n = 2 * 16 * 16;
+  const r = await trainer.step({
+    count: 2,
+    size: 16,
+    source: seq(n, (i) => Math.sin(i * 0.21)),
+    target: seq(n, (i) => Math.cos(i * 0.03)),
+  });
+  const after = await m.toNamedArrays();
+  const update = new Float32Array(after.reduce((a, x) => a + x.data.length, 0));
+  let o = 0;
+  for (let k = 0; k < after.length; k++)
+    for (let i = 0; i < after[k].data.length; i++) update[o++] = after[k].data[i] - before[k].data[i];
+  trainer.dispose();
+  m.dispose();
+  return { loss: r.loss, gradNorm: r.gradNorm, update };
+}
+
 async function samplingCase(): Promise<Float32Array> {
   const m = new UNet(TINY, 4);
   randomizeWeights(m, 3, 0.1);
@@ -190,6 +214,18 @@ describe('backend parity against the cpu backend', () => {
           worst = Math.max(worst, diff / Math.max(norm(g), 1e-4 * global));
         }
         expect(worst).toBeLessThan(1e-3);
+      }, 180_000);
+
+      it('one Adam step: the loss, the global gradient norm (a sum over every parameter), the update', async () => {
+        const ref = await on('cpu', optimizerCase);
+        const got = await on(tfName(), optimizerCase);
+        expect(Math.abs(got.loss - ref.loss) / ref.loss).toBeLessThan(1e-4);
+        expect(Math.abs(got.gradNorm - ref.gradNorm) / ref.gradNorm).toBeLessThan(1e-4);
+        // Adam's first step is lr * g / (|g| + eps): where g is at rounding level its sign can
+        // differ between backends; all but 1 in 1,000 weights must move alike (within 1e-6).
+        let off = 0;
+        for (let i = 0; i < ref.update.length; i++) if (Math.abs(ref.update[i] - got.update[i]) > 1e-6) off++;
+        expect(off).toBeLessThanOrEqual(Math.ceil(ref.update.length / 1000));
       }, 180_000);
 
       it('DDIM sample from the same seed (max abs difference <= 1e-3)', async () => {

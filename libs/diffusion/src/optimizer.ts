@@ -23,6 +23,24 @@ export const DEFAULT_OPTIMIZER: OptimizerConfig = {
   clipNorm: 1,
 };
 
+/**
+ * The sum of many scalars, at most 7 per addN (8 storage buffers with the output): WebGPU allows a
+ * shader 8 by default and tfjs-backend-webgpu's AddN binds one per input, so an addN of hundreds
+ * fails validation there (and leaves garbage, not an exception).
+ */
+export function sumScalars(xs: tf.Tensor[]): tf.Tensor {
+  let level = xs;
+  while (level.length > 1) {
+    const next: tf.Tensor[] = [];
+    for (let i = 0; i < level.length; i += 7) {
+      const group = level.slice(i, i + 7);
+      next.push(group.length === 1 ? group[0] : tf.addN(group));
+    }
+    level = next;
+  }
+  return level[0] ?? tf.scalar(0);
+}
+
 /** Adam (Kingma & Ba) and AdamW (Loshchilov & Hutter) with global-norm gradient clipping. */
 export class AdamOptimizer {
   private readonly m = new Map<string, tf.Variable>();
@@ -36,7 +54,7 @@ export class AdamOptimizer {
     const c = this.config;
     this.t += 1;
     const names = Object.keys(grads);
-    const normT = tf.tidy(() => tf.sqrt(tf.addN(names.map((n) => grads[n].square().sum()))));
+    const normT = tf.tidy(() => tf.sqrt(sumScalars(names.map((n) => grads[n].square().sum()))));
     // Read asynchronously: the webgpu backend cannot read a GPU buffer synchronously in Node.
     const norm = (await normT.data())[0];
     normT.dispose();

@@ -1,5 +1,5 @@
 import { alphaTerms, type PredictionType, predictionTarget, toX0AndEps } from './objective';
-import { AdamOptimizer, DEFAULT_OPTIMIZER, type OptimizerConfig } from './optimizer';
+import { AdamOptimizer, DEFAULT_OPTIMIZER, type OptimizerConfig, sumScalars } from './optimizer';
 import { seededUniform } from './rng';
 import { makeSchedule, type NoiseSchedule, type ScheduleName } from './schedule';
 import { tf } from './tf';
@@ -207,7 +207,7 @@ export class Trainer {
           loss = loss.add(l1.mul(c.l1Weight)) as tf.Scalar;
         }
         if (includeProx && c.fedProxMu > 0 && this.anchor.size > 0) {
-          const prox = tf.addN(
+          const prox = sumScalars(
             [...this.anchor].map(([name, a]) => this.model.params.get(name)!.sub(a).square().sum()),
           );
           loss = loss.add(prox.mul(c.fedProxMu / 2)) as tf.Scalar;
