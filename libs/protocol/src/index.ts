@@ -50,6 +50,19 @@ export {
   roundConfigOf,
   type SecAggClientOptions,
 } from './participant/round-start-check';
+export {
+  effectiveNoiseMultiplier,
+  epsilonAfterNextRound,
+  privacySpent,
+  siteNoiseStd,
+} from './privacy/distributed-dp';
+export {
+  type AccountantState,
+  DEFAULT_ORDERS,
+  RdpAccountant,
+  rdpToEpsilon,
+  sampledGaussianRdp,
+} from './privacy/rdp-accountant';
 export * from './schemas';
 export {
   chunkToUint32,

@@ -16,6 +16,7 @@ import type { CoordinatorContext } from '../http/context';
 import { createStrategy } from '../strategies';
 import type { StrategyStateStore } from '../strategies/strategy-state-store';
 import type { ModelServer } from './model-server';
+import { budgetExceeded, noiseHistory } from './privacy-budget';
 import { roundMetrics } from './round-metrics';
 import type { RoundRecord, RoundRecords } from './round-records';
 import { linkTransport } from './round-transport';
@@ -217,6 +218,7 @@ export async function runFederationRound(deps: RoundDeps, federationId: string):
     deps.models.keep(sha, next);
     await record.advance('evaluating');
     await secure.evaluate(result.survivors, sha, next.length);
+    const dpHistory = await noiseHistory(ctx, fed.id);
     await record.complete({
       checkpointOut: sha,
       dropouts: secure.dropoutsOf(result),
@@ -230,8 +232,12 @@ export async function runFederationRound(deps: RoundDeps, federationId: string):
         trainReports: secure.trainReports,
         evalReports: secure.evalReports,
         maxEvalCount: config.plan.maxEvalCount,
+        dp: { ...config.dp, threshold: secAgg.threshold, history: dpHistory },
       }),
     });
+    // With an epsilon budget, the federation stops before a round would spend beyond it.
+    const overBudget = budgetExceeded(config, await noiseHistory(ctx, fed.id));
+    if (overBudget) await ctx.federations.haltWithReason(fed.id, 'stopped', overBudget);
     // A federation with a round budget stops by itself once it is spent.
     const budget = config.plan.rounds;
     if (budget !== null && (await deps.records.completedCount(fed.id)) >= budget)

@@ -4,6 +4,7 @@ import { FederationConfigError, taskChannels } from '@fedsynth/protocol';
 import { FederationEntity } from '../db/entities';
 import type { CoordinatorContext } from '../http/context';
 import { ensureModelBackend } from '../model-backend';
+import { budgetExceeded, noiseHistory } from './privacy-budget';
 import type { RoundEngine } from './round-engine';
 
 /** How the runner paces rounds. */
@@ -108,6 +109,12 @@ export class FederationRunner {
           const reason = `its configuration is invalid: ${err.problems.join('; ')}`;
           if (await this.ctx.federations.haltWithReason(f.id, 'paused', reason))
             console.error(`federation "${f.name}" paused: ${reason}`);
+          continue;
+        }
+        const overBudget = budgetExceeded(config, await noiseHistory(this.ctx, f.id));
+        if (overBudget) {
+          if (await this.ctx.federations.haltWithReason(f.id, 'stopped', overBudget))
+            console.error(`federation "${f.name}" stopped: ${overBudget}`);
           continue;
         }
         const run = this.runOne(f, config).finally(() => this.inFlight.delete(f.id));

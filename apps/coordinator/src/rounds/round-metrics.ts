@@ -1,5 +1,6 @@
-import type { Message } from '@fedsynth/protocol';
+import { effectiveNoiseMultiplier, type Message, privacySpent } from '@fedsynth/protocol';
 import type { MetricEntity } from '../db/entities';
+import { DP_MULTIPLIER_METRIC } from './privacy-budget';
 
 /**
  * The most validation slices one site's evaluation report weighs, unless the federation's plan
@@ -28,6 +29,12 @@ export function roundMetrics(input: {
   trainReports: ReadonlyMap<number, Message<'round.train-report'>>;
   evalReports: ReadonlyMap<number, Message<'round.eval-report'>>;
   maxEvalCount: number;
+  /**
+   * The round's DP noise (multiplier z, delta, the secure-aggregation threshold t) and the
+   * effective multipliers of the federation's earlier noised rounds: the round is accounted at
+   * z sqrt(k / t) for its k survivors, and the global epsilon is the coordinator's own account.
+   */
+  dp?: { noiseMultiplier: number; delta: number; threshold: number; history: readonly number[] };
 }): MetricRow[] {
   const { federationId, roundNumber } = input;
   const cap = Math.max(1, Math.min(INT32_MAX, Math.floor(input.maxEvalCount) || DEFAULT_MAX_EVAL_COUNT));
@@ -37,9 +44,16 @@ export function roundMetrics(input: {
   const reports = [...input.trainReports.entries()].filter(([i]) => input.survivors.includes(i));
   if (reports.length)
     row(null, 'train_loss', reports.reduce((x, [, r]) => x + r.loss, 0) / reports.length, reports.length);
+  // Each site's own (conservative) account, as it reports it.
   const eps = reports.filter(([, r]) => r.epsilon !== null);
   for (const [i, r] of eps) row(input.siteIdOf(i), 'epsilon', r.epsilon!, 1);
-  if (eps.length) row(null, 'epsilon', Math.max(...eps.map(([, r]) => r.epsilon!)), eps.length);
+  const dp = input.dp;
+  if (dp && dp.noiseMultiplier > 0) {
+    const k = input.survivors.length;
+    const zEff = effectiveNoiseMultiplier(dp.noiseMultiplier, k, dp.threshold);
+    row(null, DP_MULTIPLIER_METRIC, zEff, k);
+    row(null, 'epsilon', privacySpent([...dp.history, zEff], dp.delta), k);
+  } else if (eps.length) row(null, 'epsilon', Math.max(...eps.map(([, r]) => r.epsilon!)), eps.length);
   row(null, 'sites', input.survivors.length, input.survivors.length);
   const evals = [...input.evalReports.entries()]
     .map(([i, r]) => ({ i, r, w: Math.min(r.count, cap) }))

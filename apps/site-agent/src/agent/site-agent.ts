@@ -11,6 +11,7 @@ import {
   type ParticipantEvent,
   ParticipantSession,
   parseMessage,
+  RdpAccountant,
   type RoundStart,
   SERVER_TO_AGENT,
   socketParser,
@@ -21,8 +22,7 @@ import { AuditLog } from '../audit/audit-log';
 import { type AgentConfig, type AgentConfigSources, modalityMatchOf } from '../config/agent-config';
 import { declineReason, readControls } from '../controls/site-controls';
 import type { IdentityKey } from '../identity/identity-key';
-import { privatizeUpdate } from '../privacy/dp';
-import { RdpAccountant } from '../privacy/rdp-accountant';
+import { privatizeUpdate, updateWeight } from '../privacy/dp';
 import { AuditedSocket } from './audited-socket';
 import type { Enrollment } from './enrollment';
 import { DataCache, effectivePlan, evaluateLocally, taskOf, trainLocally } from './local-training';
@@ -311,7 +311,7 @@ export class SiteAgent {
     const { norm, factor, epsilon } = privatizeUpdate(
       u.delta,
       start.plan.dp,
-      start.secAgg.participants.length,
+      start.secAgg.threshold,
       this.accountant,
     );
     if (epsilon !== null)
@@ -335,7 +335,11 @@ export class SiteAgent {
     });
     return {
       delta: u.delta,
-      weight: Math.min(data.train.length, start.secAgg.quantization.maxWeight),
+      weight: updateWeight(
+        data.train.length,
+        start.secAgg.quantization.maxWeight,
+        start.plan.dp.noiseMultiplier > 0,
+      ),
       report: { loss: u.loss, steps: u.steps, epsilon },
     };
   }

@@ -1,6 +1,7 @@
 import { existsSync, readFileSync, statfsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createProgress } from '@fedsynth/cli-kit';
+import { RdpAccountant } from '@fedsynth/protocol';
 import { enroll, keyFingerprint, readEnrollment } from '../agent/enrollment';
 import { loadDiffusion } from '../agent/local-training';
 import { createLogger } from '../agent/logger';
@@ -17,7 +18,6 @@ import {
   updateConfigFile,
 } from '../config/agent-config';
 import { fingerprint, readIdentityKey } from '../identity/identity-key';
-import { RdpAccountant } from '../privacy/rdp-accountant';
 import { type Command, identityPath, STATE_DIR_FLAG } from './shared';
 import { checkSiteData, firstLines, requireTrainableData } from './site-data';
 

@@ -1,15 +1,8 @@
 import { mulberry32 } from '@fedsynth/imaging';
+import { RdpAccountant, siteNoiseStd } from '@fedsynth/protocol';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import {
-  addGaussianNoiseInPlace,
-  clipL2InPlace,
-  cryptoUniform,
-  distributedNoiseStd,
-  l2Norm,
-  privatizeUpdate,
-} from './dp';
-import { RdpAccountant } from './rdp-accountant';
+import { addGaussianNoiseInPlace, clipL2InPlace, cryptoUniform, l2Norm, privatizeUpdate } from './dp';
 
 describe('clipL2InPlace', () => {
   it('bounds the norm by the clip and keeps the direction', () => {
@@ -52,9 +45,9 @@ describe('addGaussianNoiseInPlace', () => {
     expect(Math.sqrt(variance)).toBeLessThan(2.5 * 1.01);
   });
 
-  it('gives the aggregate the full noise when every site adds its share', () => {
+  it('gives the aggregate the full noise when as many sites as the threshold add their share', () => {
     const sites = 5;
-    const std = distributedNoiseStd(1.2, 0.5, sites);
+    const std = siteNoiseStd(1.2, 0.5, sites);
     const sum = new Float64Array(50_000);
     const u = cryptoUniform();
     for (let s = 0; s < sites; s++) {
@@ -100,7 +93,7 @@ describe('privatizeUpdate (one DP-FedAvg round at a site)', () => {
       const v = new Float32Array(n); // a zero update: what remains is exactly the noise
       const r = privatizeUpdate(v, dp, 4, acc, mulberry32(round));
       oracle.record(1.1, 1, 1);
-      // Each of 4 sites adds N(0, (z C)^2 / 4): the aggregate carries N(0, (z C)^2).
+      // Threshold 4: each site adds N(0, (z C)^2 / 4), so any 4 or more survivors carry N(0, (z C)^2) at least.
       expect(r.noiseStd).toBeCloseTo((1.1 * 1) / 2, 12);
       let s2 = 0;
       for (const x of v) s2 += x * x;

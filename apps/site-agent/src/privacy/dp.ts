@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { siteNoiseStd } from '@fedsynth/protocol';
 
 /** A source of uniform doubles in [0, 1). Cryptographic by default; tests inject a seeded one. */
 export type UniformSource = () => number;
@@ -58,18 +59,6 @@ export function addGaussianNoiseInPlace(
   }
 }
 
-/**
- * Per-site noise std for distributed DP: each of `expectedSites` sites adds N(0, (z C)^2 / m), so
- * the securely aggregated sum carries N(0, (z C)^2) even though no site adds all of it.
- */
-export function distributedNoiseStd(noiseMultiplier: number, clip: number, expectedSites: number): number {
-  if (!(noiseMultiplier >= 0)) throw new RangeError(`noise multiplier must be >= 0, got ${noiseMultiplier}`);
-  if (!Number.isInteger(expectedSites) || expectedSites < 1) {
-    throw new RangeError(`expected sites must be a positive integer, got ${expectedSites}`);
-  }
-  return (noiseMultiplier * clip) / Math.sqrt(expectedSites);
-}
-
 /** What differential privacy did to one round's update. */
 export interface PrivatizedUpdate {
   /** L2 norm before clipping, and the factor applied. */
@@ -83,21 +72,32 @@ export interface PrivatizedUpdate {
 
 /**
  * One round of DP-FedAvg at a site, in place: clip the update to L2 norm `dp.clip`; with a noise
- * multiplier z > 0 add this site's share N(0, (z C)^2 / n) of the aggregate's noise (n = the
- * round's participants) and record the round (every site takes part: sampling rate 1) in the
- * accountant, whose state the caller persists.
+ * multiplier z > 0 add this site's share N(0, (z C)^2 / t) of the aggregate's noise (t = the
+ * round's secure-aggregation threshold, the fewest survivors it completes with, so the sum always
+ * carries at least N(0, (z C)^2); see libs/protocol's distributed-dp) and record the round at z
+ * (a bound: dropouts never take the noise below it) in the accountant, whose state the caller
+ * persists. The caller sends the update with the equal weight DP needs (dpWeight).
  */
 export function privatizeUpdate(
   delta: Float32Array,
   dp: { clip: number; noiseMultiplier: number; delta: number },
-  participants: number,
+  threshold: number,
   accountant: { record(z: number, q: number, steps: number): void; epsilon(delta: number): number },
   uniform?: UniformSource,
 ): PrivatizedUpdate {
   const { norm, factor } = clipL2InPlace(delta, dp.clip);
   if (!(dp.noiseMultiplier > 0)) return { norm, factor, noiseStd: 0, epsilon: null };
-  const noiseStd = distributedNoiseStd(dp.noiseMultiplier, dp.clip, participants);
+  const noiseStd = siteNoiseStd(dp.noiseMultiplier, dp.clip, threshold);
   addGaussianNoiseInPlace(delta, noiseStd, uniform);
   accountant.record(dp.noiseMultiplier, 1, 1);
   return { norm, factor, noiseStd, epsilon: accountant.epsilon(dp.delta) };
+}
+
+/**
+ * The weight a site gives its update in the aggregate: its training slices (capped at the round's
+ * maxWeight), or with DP noise the same weight for every site, since the noise covers a change of
+ * at most C in the sum, and a data-size weight would scale a large site's influence beyond it.
+ */
+export function updateWeight(trainSlices: number, maxWeight: number, dpNoise: boolean): number {
+  return dpNoise ? maxWeight : Math.min(trainSlices, maxWeight);
 }

@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
+import { effectiveNoiseMultiplier, privacySpent } from './distributed-dp';
 import { DEFAULT_ORDERS, RdpAccountant, rdpToEpsilon, sampledGaussianRdp } from './rdp-accountant';
 
 // Independent oracle: the Rényi divergence of the sampled Gaussian mechanism computed by numerical
@@ -47,6 +48,33 @@ describe('sampledGaussianRdp', () => {
     expect(() => sampledGaussianRdp(1.5, 1, 2)).toThrow(/sampling probability/);
     expect(() => sampledGaussianRdp(0.5, 0, 2)).toThrow(/noise multiplier/);
     expect(() => sampledGaussianRdp(0.5, 1, 1.5)).toThrow(/order/);
+  });
+});
+
+describe('the distributed-noise case', () => {
+  it('accounts a round of k survivors of threshold t at the divergence of their summed noise (numerical integration)', () => {
+    // Each survivor adds N(0, (z C)^2 / t); k of them sum to a Gaussian of std z C sqrt(k / t). The
+    // oracle integrates the divergence of that summed mechanism (sensitivity C = 1) directly.
+    const cases: [number, number, number, number][] = [
+      [1.0, 5, 3, 4], // z, k, t, order
+      [0.8, 3, 3, 8],
+      [1.3, 10, 4, 16],
+      [2.0, 7, 7, 32],
+    ];
+    const oracle = JSON.parse(
+      execFileSync(
+        '/usr/bin/python3',
+        ['-c', ORACLE, JSON.stringify(cases.map(([z, k, t, a]) => [1, z * Math.sqrt(k / t), a]))],
+        { encoding: 'utf8' },
+      ),
+    );
+    cases.forEach(([z, k, t, a], i) => {
+      const ours = sampledGaussianRdp(1, effectiveNoiseMultiplier(z, k, t), a);
+      expect(Math.abs(ours - oracle[i]) / oracle[i]).toBeLessThan(1e-6);
+    });
+    // More survivors than the threshold only add noise: the spent epsilon falls, never rises.
+    expect(privacySpent([effectiveNoiseMultiplier(1, 5, 3)], 1e-5)).toBeLessThan(privacySpent([1], 1e-5));
+    expect(() => effectiveNoiseMultiplier(1, 2, 3)).toThrow(/at least 3 survivors/);
   });
 });
 
