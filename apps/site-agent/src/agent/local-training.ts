@@ -96,9 +96,13 @@ export class DataCache {
     };
   }
 
-  /** Subjects in the data folder (what the agent reports as its sample count). */
+  /**
+   * Subjects in the data folder (what the agent reports as its sample count): SynthRAD MRI/CT
+   * subjects, or for a site of other modalities its subject folders.
+   */
   async subjectCount(): Promise<number> {
-    return (await listSubjects(this.dataDir, this.names)).length;
+    const pairs = (await listSubjects(this.dataDir, this.names)).length;
+    return pairs > 0 ? pairs : (await findSubjectDirs(this.dataDir)).dirs.length;
   }
 
   /** How many subjects have each modality (files or DICOM series); scanned once. */
