@@ -250,6 +250,7 @@ export async function main(argv: string[]): Promise<void> {
       const f = await fed.api<{ currentCheckpoint: string }>('GET', `/api/federations/${federation.id}`);
       const model = await fed.api<Uint8Array>('GET', `/api/checkpoints/${f.currentCheckpoint}`);
       await writeFile(join(out, 'model.safetensors'), model);
+      const lastMetrics = await fed.metrics(federation.id);
       await fed.stop();
 
       // The task's target for the held-out phantom with the final global model.
@@ -306,6 +307,14 @@ export async function main(argv: string[]): Promise<void> {
       await writePng(join(out, 'strip.png'), s.data, s.width, s.height, 8);
 
       const minutes = (Date.now() - t0) / 60_000;
+      // Memorization check of the last round: computed at each site, only the means left it.
+      const lastRound = Math.max(-1, ...lastMetrics.map((m) => m.round));
+      const g = (name: string) =>
+        lastMetrics.find((m) => m.round === lastRound && m.site === null && m.name === name)?.value;
+      const memo =
+        g('memorization_ratio') !== undefined
+          ? `Memorization check (round ${lastRound}): synthesized validation slices lie ${g('nearest_synth')!.toFixed(3)} (RMS, model scale) from the nearest training slice at their site, real validation slices ${g('nearest_real')!.toFixed(3)}: ratio ${g('memorization_ratio')!.toFixed(2)} (about 1: the model does not reproduce training images).`
+          : '';
       const first = table.find((r) => r.stage === 'completed' && r.mae !== null);
       const last = [...table].reverse().find((r) => r.stage === 'completed' && r.mae !== null);
       const md = [
@@ -327,6 +336,8 @@ export async function main(argv: string[]): Promise<void> {
           : '',
         '',
         `Held-out phantom (${holdoutId}), whole volume, DDIM 25 steps: MAE ${maeText(held.mae)}, PSNR ${held.psnr.toFixed(2)} dB, SSIM ${held.ssim.toFixed(3)}.`,
+        '',
+        memo,
         '',
         `![${task.sources[0].toUpperCase()} | synthetic ${T} | ${T}](strip.png)`,
         '',

@@ -34,6 +34,8 @@ export interface EvalResult {
   ssim: number;
   slices: number;
   voxels: number;
+  /** The synthesized slices on the model's scale, one per validation slice (for further checks). */
+  images: Float32Array[];
 }
 
 /**
@@ -114,5 +116,6 @@ function score(mean: Float32Array, b: ReturnType<typeof stackSlices>, kind: Inte
     ssim += m.ssim * m.voxels;
     voxels += m.voxels;
   }
-  return { mae: mae / voxels, psnr: psnr / voxels, ssim: ssim / voxels, slices: b.count, voxels };
+  const images = Array.from({ length: b.count }, (_, i) => mean.slice(i * px, (i + 1) * px));
+  return { mae: mae / voxels, psnr: psnr / voxels, ssim: ssim / voxels, slices: b.count, voxels, images };
 }

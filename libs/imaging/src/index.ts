@@ -36,6 +36,7 @@ export { type DicomWriteOptions, writeDicomSeries } from './dicom-write';
 export { ctGrey, sideBySide, stretchGrey } from './display';
 export { ImagingError, type ImagingErrorCode } from './errors';
 export { gaussianBlur3d, resize2d, resizeNearest2d } from './filters';
+export { type MemorizationFigures, memorizationFigures, nearestDistances } from './memorization';
 export {
   computeIntensityMetrics,
   computeMetrics,

@@ -141,6 +141,8 @@ export const REPORT_RANGES = {
   psnr: [0, 200],
   ssim: [-1, 1],
   epsilon: [0, 1_000_000],
+  /** RMS distances on the model's [-1, 1] scale. */
+  nearest: [0, 2],
 } as const;
 
 const inRange = (name: keyof typeof REPORT_RANGES) => {
@@ -173,6 +175,12 @@ export const evalReport = z.object({
   ssim: inRange('ssim'),
   /** Validation slices; the coordinator caps the weight it gives them (the federation's maxEvalCount). */
   count: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+  /**
+   * Memorization check, means over the scored slices: the RMS distance of each synthesized slice
+   * to its nearest training slice at the site, and of each real validation slice to it.
+   */
+  nearestSynth: inRange('nearest').optional(),
+  nearestReal: inRange('nearest').optional(),
 });
 
 /** Either side: a refusal or failure the other side should know about. */

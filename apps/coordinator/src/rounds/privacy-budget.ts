@@ -8,12 +8,10 @@ export const DP_MULTIPLIER_METRIC = 'dp_noise_multiplier';
 
 /** The effective noise multipliers of a federation's completed noised rounds, in round order. */
 export async function noiseHistory(ctx: CoordinatorContext, federationId: string): Promise<number[]> {
-  const rows = await ctx.db.dataSource
-    .getRepository(MetricEntity)
-    .find({
-      where: { federationId, siteId: IsNull(), name: DP_MULTIPLIER_METRIC },
-      order: { roundNumber: 'ASC' },
-    });
+  const rows = await ctx.db.dataSource.getRepository(MetricEntity).find({
+    where: { federationId, siteId: IsNull(), name: DP_MULTIPLIER_METRIC },
+    order: { roundNumber: 'ASC' },
+  });
   return rows.map((r) => r.value);
 }
 

@@ -62,4 +62,32 @@ describe('roundMetrics', () => {
       12,
     );
   });
+
+  it('weighs the memorization figures by slices and gives the global ratio (hand-computed); DP rows from the coordinator', () => {
+    const rows = roundMetrics({
+      federationId: 'f',
+      roundNumber: 2,
+      siteIdOf: (i) => `site-${i}`,
+      survivors: [1, 2, 3],
+      trainReports: new Map([[1, { roundId: 'f:2', loss: 0.2, steps: 5, epsilon: 9 }]]),
+      evalReports: new Map([
+        [1, { ...ev(60, 30, 0.9, 10), nearestSynth: 0.2, nearestReal: 0.4 }],
+        [2, { ...ev(62, 31, 0.8, 30), nearestSynth: 0.1, nearestReal: 0.3 }],
+        [3, ev(61, 30, 0.9, 20)], // an older agent without the check: left out of it
+      ]),
+      maxEvalCount: 1000,
+      dp: { noiseMultiplier: 1, delta: 1e-5, threshold: 3, history: [] },
+    });
+    const global = (name: string) => rows.find((r) => r.siteId === null && r.name === name);
+    // (0.2*10 + 0.1*30) / 40 = 0.125; (0.4*10 + 0.3*30) / 40 = 0.325.
+    expect(global('nearest_synth')!.value).toBeCloseTo(0.125, 12);
+    expect(global('nearest_real')!.value).toBeCloseTo(0.325, 12);
+    expect(global('memorization_ratio')!.value).toBeCloseTo(0.125 / 0.325, 12);
+    expect(global('nearest_synth')!.count).toBe(40);
+    expect(rows.filter((r) => r.siteId === 'site-3' && r.name.startsWith('nearest'))).toHaveLength(0);
+    // With DP the global epsilon is the coordinator's own account at z sqrt(3 / 3) = 1, not a site's 9.
+    expect(global('dp_noise_multiplier')!.value).toBe(1);
+    expect(global('epsilon')!.value).toBeLessThan(9);
+    expect(rows.find((r) => r.siteId === 'site-1' && r.name === 'epsilon')!.value).toBe(9);
+  });
 });

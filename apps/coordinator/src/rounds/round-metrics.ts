@@ -64,5 +64,20 @@ export function roundMetrics(input: {
   if (n > 0)
     for (const name of ['mae', 'psnr', 'ssim'] as const)
       row(null, name, evals.reduce((x, e) => x + e.r[name] * e.w, 0) / n, n);
+  // Memorization check: how near the synthesized slices lie to the sites' training slices, next to
+  // how near real unseen slices do; the global ratio is about 1 for a model that does not copy.
+  const near = evals.filter((e) => e.r.nearestSynth !== undefined && e.r.nearestReal !== undefined);
+  for (const { i, r, w } of near) {
+    row(input.siteIdOf(i), 'nearest_synth', r.nearestSynth!, w);
+    row(input.siteIdOf(i), 'nearest_real', r.nearestReal!, w);
+  }
+  const m = near.reduce((x, e) => x + e.w, 0);
+  if (m > 0) {
+    const synth = near.reduce((x, e) => x + e.r.nearestSynth! * e.w, 0) / m;
+    const real = near.reduce((x, e) => x + e.r.nearestReal! * e.w, 0) / m;
+    row(null, 'nearest_synth', synth, m);
+    row(null, 'nearest_real', real, m);
+    if (real > 0) row(null, 'memorization_ratio', synth / real, m);
+  }
   return rows;
 }

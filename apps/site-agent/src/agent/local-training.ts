@@ -8,6 +8,7 @@ import {
   MODALITIES,
   type Modality,
   type ModalityMatch,
+  memorizationFigures,
   type SlicePair,
   type TaskSpec,
   taskModalities,
@@ -56,7 +57,13 @@ export interface LocalEval {
   psnr: number;
   ssim: number;
   count: number;
+  /** Memorization check: mean RMS distance to the nearest training slice, synthetic and real. */
+  nearestSynth?: number;
+  nearestReal?: number;
 }
+
+/** At most this many training slices are searched for the nearest one (evenly spaced). */
+const NEAREST_SEARCH = 2000;
 
 type Diffusion = typeof import('@fedsynth/diffusion');
 let diffusion: Diffusion | null = null;
@@ -279,7 +286,23 @@ export async function evaluateLocally(opts: {
       seed: 1234,
       targetKind: kindOf(data.task.target),
     });
-    return { mae: r.mae, psnr: r.psnr, ssim: r.ssim, count: r.slices };
+    // The check runs here; only the two means leave the site.
+    const train = evenlySpaced(data.train, NEAREST_SEARCH).map((s) => s.target);
+    const near =
+      train.length > 0
+        ? memorizationFigures(
+            r.images,
+            slices.map((s) => s.target),
+            train,
+          )
+        : null;
+    return {
+      mae: r.mae,
+      psnr: r.psnr,
+      ssim: r.ssim,
+      count: r.slices,
+      ...(near ? { nearestSynth: near.synthToTrain, nearestReal: near.realToTrain } : {}),
+    };
   } finally {
     model.dispose();
   }

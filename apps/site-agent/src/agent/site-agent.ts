@@ -363,10 +363,13 @@ export class SiteAgent {
     });
     this.opts.log.info('evaluated the new global model', {
       round: m.roundId,
-      maeHU: e.mae,
+      mae: e.mae,
       psnr: e.psnr,
       ssim: e.ssim,
       slices: e.count,
+      ...(e.nearestSynth !== undefined
+        ? { nearestTrainingSliceSynthetic: e.nearestSynth, nearestTrainingSliceReal: e.nearestReal }
+        : {}),
     });
     return e;
   }

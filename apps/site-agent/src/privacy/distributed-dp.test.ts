@@ -58,7 +58,9 @@ describe('distributed DP through secure aggregation', () => {
       const { std, survivors } = aggregateNoiseStd(dropAt);
       expect(survivors).toBe(dropAt === null ? 5 : 4);
       const target = effectiveNoiseMultiplier(dp.noiseMultiplier, survivors, THRESHOLD) * dp.clip;
-      console.info(`${survivors} survivors: aggregate noise std ${std.toFixed(4)}, target ${target.toFixed(4)}`);
+      console.info(
+        `${survivors} survivors: aggregate noise std ${std.toFixed(4)}, target ${target.toFixed(4)}`,
+      );
       expect(Math.abs(std - target) / target, `${survivors} survivors`).toBeLessThan(0.02);
       // Never below the guaranteed z C, whatever the dropouts.
       expect(std).toBeGreaterThan(dp.noiseMultiplier * dp.clip * 0.98);
