@@ -112,6 +112,9 @@ describe('T1 + T2 -> CT through four agent processes', () => {
     );
     expect(mae(0)?.count, all).toBeGreaterThan(0);
     expect(mae(1)!.value, all).toBeLessThan(mae(0)!.value);
+    // The memorization check reached the coordinator as means only: a positive global ratio.
+    const ratio = metrics.find((m) => m.round === 1 && m.site === null && m.name === 'memorization_ratio');
+    expect(ratio?.value, all).toBeGreaterThan(0);
     // The DICOM site trained: its agent log shows the local training of the rounds.
     const log3 = readFileSync(join(dir, 'work', 'sites', 'site-3', 'agent.log'), 'utf8');
     expect(log3).toMatch(/local training done/);
