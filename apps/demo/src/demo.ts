@@ -18,6 +18,7 @@ import {
   taskModalities,
   unitToHu,
   unitToNative,
+  withColourBar,
   writeNifti,
   writePhantomDataset,
   writePng,
@@ -237,12 +238,26 @@ export async function main(argv: string[]): Promise<void> {
       say('');
       say(line(COLUMNS));
       const table: Row[] = [];
+      const sampled: number[] = [];
       await fed.waitForRounds(federation.id, rounds, {
         timeoutMs: 60 * 60_000,
         maxFailures: 5,
         onRound: async (r) => {
           const row = rowOf(r, await fed.metrics(federation.id));
           table.push(row);
+          // The coordinator's sample of this round's model (its own phantom, never site data).
+          if (r.stage === 'completed' && r.checkpointOut) {
+            try {
+              const png = await fed.api<Uint8Array>(
+                'GET',
+                `/api/federations/${federation.id}/sample?checkpoint=${r.checkpointOut}`,
+              );
+              await writeFile(join(out, `round-${r.number}.png`), png);
+              sampled.push(r.number);
+            } catch (err) {
+              say(`  (no sample for round ${r.number}: ${(err as Error).message})`);
+            }
+          }
           say(line(fmt(row, maeDigits)) + (r.error ? `  ${r.error}` : ''));
         },
       });
@@ -294,7 +309,8 @@ export async function main(argv: string[]): Promise<void> {
       const px = nx * ny;
       const grey = (u: Float32Array) =>
         isCt ? Float32Array.from(unitToHu(u), ctGrey) : Float32Array.from(u, (x) => ((x + 1) / 2) * 255);
-      const s = sideBySide(
+      // At least 256 px a panel (nearest neighbour), and a bar with the window of the last two panels.
+      const panels = sideBySide(
         [
           stretchGrey(norm.sources[0].subarray(z * px, (z + 1) * px)),
           grey(unit.subarray(z * px, (z + 1) * px)),
@@ -302,8 +318,9 @@ export async function main(argv: string[]): Promise<void> {
         ],
         nx,
         ny,
-        { gap: 4 },
+        { gap: 8, scale: Math.max(1, Math.ceil(256 / Math.max(nx, ny))) },
       );
+      const s = isCt ? withColourBar(panels, -1000, 1500) : withColourBar(panels, 0, 1, { digits: 1 });
       await writePng(join(out, 'strip.png'), s.data, s.width, s.height, 8);
 
       const minutes = (Date.now() - t0) / 60_000;
@@ -339,6 +356,14 @@ export async function main(argv: string[]): Promise<void> {
         '',
         memo,
         '',
+        ...(sampled.length
+          ? [
+              'The global model after each round, on a phantom the coordinator generates itself',
+              `(${task.sources[0].toUpperCase()} | synthetic ${T} | ${T}):`,
+              '',
+              ...sampled.map((n) => `Round ${n}:\n\n![round ${n}](round-${n}.png)\n`),
+            ]
+          : []),
         `![${task.sources[0].toUpperCase()} | synthetic ${T} | ${T}](strip.png)`,
         '',
         `Files: \`model.safetensors\` (final global model), \`${synthName}\` (held-out phantom),`,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ctGrey, sideBySide, stretchGrey } from './display';
+import { ctGrey, sideBySide, stretchGrey, withColourBar } from './display';
 
 describe('display strips', () => {
   it('puts panels side by side, anterior up, scaled, with white gaps', () => {
@@ -18,5 +18,20 @@ describe('display strips', () => {
     expect([ctGrey(-2000), ctGrey(-1000), ctGrey(250), ctGrey(3000)]).toEqual([0, 0, 127.5, 255]);
     expect([...stretchGrey(Float32Array.of(2, 4, 6))]).toEqual([0, 127.5, 255]);
     expect([...stretchGrey(Float32Array.of(3, 3))]).toEqual([0, 0]);
+  });
+
+  it('adds a bar from black (lo) at the bottom to white (hi) at the top, labelled in black', () => {
+    const strip = { data: new Float32Array(10 * 120).fill(128), width: 10, height: 120 };
+    const out = withColourBar(strip, -1000, 1500, { gap: 2, barWidth: 4 });
+    // The strip is copied unchanged; the bar starts after the gap.
+    expect(out.data[5 * out.width + 3]).toBe(128);
+    expect(out.data[0 * out.width + 12]).toBe(255);
+    expect(out.data[119 * out.width + 12]).toBe(0);
+    expect(out.data[60 * out.width + 12]).toBeCloseTo(255 * (1 - 60 / 119), 4);
+    // Labels: '1500' at the top right of the bar; its first glyph '1' has a pixel in row 0, column 1.
+    const tx = 10 + 2 + 4 + 4;
+    expect(out.data[0 * out.width + tx + 1]).toBe(0);
+    expect(out.data[0 * out.width + tx]).toBe(255);
+    expect(out.height).toBe(120);
   });
 });

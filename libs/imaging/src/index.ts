@@ -33,7 +33,7 @@ export {
   readPetTags,
 } from './dicom';
 export { type DicomWriteOptions, writeDicomSeries } from './dicom-write';
-export { ctGrey, sideBySide, stretchGrey } from './display';
+export { ctGrey, sideBySide, stretchGrey, withColourBar } from './display';
 export { ImagingError, type ImagingErrorCode } from './errors';
 export { gaussianBlur3d, resize2d, resizeNearest2d } from './filters';
 export { type MemorizationFigures, memorizationFigures, nearestDistances } from './memorization';

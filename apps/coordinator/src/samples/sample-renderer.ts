@@ -13,11 +13,12 @@ import {
   suvFactor,
   taskModalities,
   unitToHu,
+  withColourBar,
 } from '@fedsynth/imaging';
 import { ensureModelBackend } from '../model-backend';
 
-/** How the three panels are drawn: each pixel repeated this many times, 8 px gaps. */
-const SCALE = 4;
+/** Panels at least this wide: small models' pixels repeated (nearest neighbour), 8 px gaps. */
+const MIN_PANEL = 256;
 
 /**
  * Source | synthetic | target for a phantom the coordinator generates itself (never site data):
@@ -88,9 +89,14 @@ export class SampleRenderer {
         [Float32Array.from(first, (v) => ((v + 1) / 2) * 255), grey(mean), grey(target)],
         size,
         size,
-        { scale: SCALE, gap: 8 },
+        { scale: Math.max(1, Math.ceil(MIN_PANEL / size)), gap: 8 },
       );
-      return encodePng(strip.data, strip.width, strip.height, 8);
+      // The bar reads the synthetic and target panels: HU for CT, the normalized scale otherwise.
+      const barred =
+        kindOf(task.target) === 'ct'
+          ? withColourBar(strip, -1000, 1500)
+          : withColourBar(strip, 0, 1, { digits: 1 });
+      return encodePng(barred.data, barred.width, barred.height, 8);
     } finally {
       model.dispose();
     }
