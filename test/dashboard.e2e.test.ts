@@ -107,7 +107,9 @@ describe('dashboard in headless Chromium', () => {
       },
     );
     const width = await page.$eval('#sample-img', (img) => (img as HTMLImageElement).naturalWidth);
-    expect(width).toBe(3 * 16 * 4 + 16);
+    // Three 16-px slices at 16x (at least 256 px a panel), two 8-px gaps, then the HU bar: an 8-px
+    // gap, 16 px of bar, 4 px, and labels of up to 5 characters at 4 font pixels of 2 px, plus 4.
+    expect(width).toBe(3 * 256 + 2 * 8 + (8 + 16 + 4 + (5 * 4 * 2 + 4)));
     await page.screenshot({ path: join(ARTIFACTS, 'dashboard-admin.png'), fullPage: true });
 
     // API tokens and the audit log: the federation's start is in the log.
