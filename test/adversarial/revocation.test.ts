@@ -24,12 +24,17 @@ describe('revocation', () => {
   it('takes effect at once, mid-round, before and after the site uploaded', async () => {
     const fed = await federationWithSites(target, 'revoke', 5);
     const [s0, , , victim2, victim1] = fed.sites;
-    let holdSite0: Promise<void> | null = null;
+    // Site 0 holds its masked input back in round 1 only: decided before any round starts, so a
+    // round 1 that runs fast on a busy machine cannot slip through before the hold is in place.
     let releaseSite0: () => void = () => undefined;
+    const holdSite0 = new Promise<void>((r) => {
+      releaseSite0 = r;
+    });
     const agents: Socket[] = await Promise.all(
       fed.sites.map((s, k) =>
         startAgent(`${target.url}/agents`, s.kp, deltaFor(TINY_PARAMS, k), 10 + k, {
-          beforeMaskedInput: k === 4 ? never : k === 0 ? () => holdSite0 ?? Promise.resolve() : undefined,
+          beforeMaskedInput:
+            k === 4 ? never : k === 0 ? (n) => (n === 1 ? holdSite0 : Promise.resolve()) : undefined,
         }),
       ),
     );
@@ -75,9 +80,6 @@ describe('revocation', () => {
 
     // Round 1: victim 2 uploads; site 0 holds its upload so the stage stays open; victim 2 is
     // revoked with its update already in the sum: the round is discarded, the model unchanged.
-    holdSite0 = new Promise<void>((r) => {
-      releaseSite0 = r;
-    });
     const r1 = await until(
       'round 1 in masked-input',
       async () =>

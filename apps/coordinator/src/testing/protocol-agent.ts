@@ -86,8 +86,11 @@ export function startAgent(
   weight: number,
   opts: {
     dropAt?: string;
-    /** Awaited once the coordinator asks for the masked input, before the training report and the upload. */
-    beforeMaskedInput?: () => Promise<void>;
+    /**
+     * Awaited once the coordinator asks for the masked input, before the training report and the
+     * upload; given the round's number.
+     */
+    beforeMaskedInput?: (roundNumber: number) => Promise<void>;
     /** The coordinator key pinned at enrollment; without it round starts are not checked. */
     coordinatorKey?: Uint8Array;
     /** Replaces the signed key advert (e.g. with forged keys). */
@@ -140,7 +143,7 @@ export function startAgent(
         // A real site trains here from the checkpoint it fetched: it must arrive intact.
         if ((await model()).length === 0) throw new Error('empty checkpoint');
         await inboxOf(start.secAgg.roundId).arrived;
-        await opts.beforeMaskedInput?.();
+        await opts.beforeMaskedInput?.(start.roundNumber);
         // epsilon stands in for a DP accountant: distinct per site.
         return { delta, weight, report: { loss: 0.25, steps: 10, epsilon: weight / 100 } };
       },
