@@ -1,25 +1,13 @@
-import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { createInitialModel, decodeSafetensors, flattenCanonical, selectBackend } from '@fedsynth/diffusion';
 import { writePhantomDataset } from '@fedsynth/imaging';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { runAgent } from './agent-process';
 
-/** The built CLI as a site runs it, in its own process (see run-commands.test.ts). */
-const BIN = resolve(__dirname, '..', '..', 'bin', 'fedsynth-agent.js');
-
-function agent(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
-  const env = Object.fromEntries(
-    Object.entries(process.env).filter(([k]) => !k.startsWith('FEDSYNTH_AGENT_')),
-  );
-  return new Promise((done) => {
-    execFile(process.execPath, [BIN, ...args], { env, timeout: 120_000 }, (error, out, err) => {
-      done({ code: error ? (typeof error.code === 'number' ? error.code : null) : 0, out, err });
-    });
-  });
-}
+const agent = (args: string[]) => runAgent(args, 120_000);
 
 let stateDir: string;
 let dataDir: string;

@@ -1,27 +1,11 @@
-import { execFile } from 'node:child_process';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { readNifti, writeNifti, writePhantomDataset } from '@fedsynth/imaging';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { runAgent } from './agent-process';
 
-/**
- * The built CLI (`npx tsc -b` first) as a site runs it, in its own process. `run` must check the
- * data before it connects anywhere, so these runs end on their own; the timeout only turns a hang
- * into a failure.
- */
-const BIN = resolve(__dirname, '..', '..', 'bin', 'fedsynth-agent.js');
-
-function agent(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
-  const env = Object.fromEntries(
-    Object.entries(process.env).filter(([k]) => !k.startsWith('FEDSYNTH_AGENT_')),
-  );
-  return new Promise((done) => {
-    execFile(process.execPath, [BIN, ...args], { env, timeout: 30_000 }, (error, out, err) => {
-      done({ code: error ? (typeof error.code === 'number' ? error.code : null) : 0, out, err });
-    });
-  });
-}
+const agent = (args: string[]) => runAgent(args, 30_000);
 
 let stateDir: string;
 let dataDir: string;
