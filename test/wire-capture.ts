@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createConnection, createServer, type Server } from 'node:net';
+import { socketParser } from '@fedsynth/protocol';
 
 /** Everything one client sent over one TCP connection, in order. */
 export interface CapturedConnection {
@@ -167,4 +168,25 @@ export function groupMessages(frames: { opcode: number; payload: Buffer }[]): {
     });
   }
   return { messages, control };
+}
+
+/** Every socket.io event a captured client sent, decoded: its name and payload. */
+export function sentEvents(capture: WireCapture): { event: string; payload: unknown }[] {
+  const out: { event: string; payload: unknown }[] = [];
+  for (const conn of capture.connections) {
+    const { frames } = parseConnection(Buffer.concat(conn.chunks));
+    for (const m of groupMessages(frames).messages) {
+      if (m.packetType !== 2 && m.packetType !== 5) continue;
+      const decoder = new socketParser.Decoder();
+      let packet: { data?: unknown[] } | undefined;
+      decoder.on('decoded', (p: typeof packet) => {
+        packet = p;
+      });
+      decoder.add(m.frames[0].subarray(1).toString('utf8'));
+      for (const b of m.frames.slice(1)) decoder.add(b);
+      const [event, payload] = (packet?.data ?? []) as [string, unknown];
+      out.push({ event, payload });
+    }
+  }
+  return out;
 }

@@ -73,7 +73,7 @@ export function normalizeTaskSubject(s: TaskSubject, task: TaskSpec): Normalized
         where,
       );
   }
-  if (s.mask && s.mask.dims.some((d, i) => d !== ref.dims[i]))
+  if (s.mask?.dims.some((d, i) => d !== ref.dims[i]))
     throw new ImagingError(
       'SHAPE_MISMATCH',
       `subject ${s.id}: the mask is ${s.mask.dims.join('x')} but ${need[0]} is ${ref.dims.join('x')}`,

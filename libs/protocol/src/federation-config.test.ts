@@ -47,7 +47,7 @@ describe('FederationConfig', () => {
         maxWeight: 100_000,
       },
       dp: { clip: 10, noiseMultiplier: 0, delta: 1e-5, epsilonBudget: null },
-      privacy: { perSiteMetrics: true },
+      privacy: { perSiteMetrics: true, hideCounts: false },
     });
     // A strategy's own defaults come with its kind.
     expect(parseFederationConfig({ strategy: { kind: 'fedadam' } }).strategy).toEqual({

@@ -138,6 +138,12 @@ const dp = z.strictObject({
 const privacy = z.strictObject({
   /** Whether admins see each site's evaluation figures (researchers never do). */
   perSiteMetrics: z.boolean().default(true),
+  /**
+   * Sites send no count in plain text: the login hello leaves out the subject count and
+   * evaluation reports weigh each site alike (count 1); sample counts stay only inside the
+   * masked vector, where the coordinator learns their sum.
+   */
+  hideCounts: z.boolean().default(false),
 });
 
 /** The schema of a federation's configuration; every section and field has a default. */

@@ -40,17 +40,25 @@ export const authResponse = z.object({
   agentVersion: z.string().max(50),
 });
 /** Coordinator -> agent: who the coordinator knows you as. */
-export const authResult = z.object({ siteId: id, siteName: z.string(), federationId: id.nullable() });
+export const authResult = z.object({
+  siteId: id,
+  siteName: z.string(),
+  federationId: id.nullable(),
+  /** The federation's privacy setting: send no plain-text counts (see its configuration). */
+  hideCounts: z.boolean().optional(),
+});
 
 /** Agent -> coordinator after login: what the site can do right now. */
 export const agentHello = z.object({
   backend: z.string().max(50),
   device: z.string().max(200),
+  /** Subjects at the site; left out when the federation hides counts. */
   sampleCount: z
     .number()
     .int()
     .min(0)
-    .max(2 ** 31 - 1),
+    .max(2 ** 31 - 1)
+    .optional(),
   accepting: z.boolean(),
   reason: z.string().max(200).optional(),
 });

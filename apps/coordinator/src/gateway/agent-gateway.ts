@@ -312,6 +312,16 @@ export class AgentGateway {
     socket.disconnect(true);
   }
 
+  /** Whether the site's federation asks its sites to send no plain-text counts. */
+  private async hidesCounts(federationId: string | null): Promise<boolean> {
+    if (!federationId) return false;
+    try {
+      return this.ctx.federations.configOf(await this.ctx.federations.get(federationId)).privacy.hideCounts;
+    } catch {
+      return false;
+    }
+  }
+
   /**
    * The most sites a round of the federation can have (its plan's maxSites), which bounds a site's
    * share and unmask messages; the schema's largest when its configuration does not parse.
@@ -399,7 +409,12 @@ export class AgentGateway {
           if (this.replicated && !this.driving) this.ns.serverSideEmit(GONE, site.id);
         });
         this.attachHandlers(session, socket);
-        socket.emit('auth.ok', { siteId: site.id, siteName: site.name, federationId: site.federationId });
+        socket.emit('auth.ok', {
+          siteId: site.id,
+          siteName: site.name,
+          federationId: site.federationId,
+          ...((await this.hidesCounts(site.federationId)) ? { hideCounts: true } : {}),
+        });
       } catch (err) {
         const e = agentError(err);
         this.refuse(socket, e.code === 'INTERNAL' ? 'INTERNAL' : e.code, e.message);
@@ -435,7 +450,7 @@ export class AgentGateway {
             {
               backend: hello.backend,
               device: hello.device,
-              sampleCount: hello.sampleCount,
+              ...(hello.sampleCount !== undefined ? { sampleCount: hello.sampleCount } : {}),
               lastSeenAt: new Date(),
             },
           );

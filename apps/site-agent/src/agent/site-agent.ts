@@ -65,6 +65,8 @@ export class SiteAgent {
   private channel!: AuditedSocket;
   private readonly session: ParticipantSession;
   private readonly data: DataCache | null;
+  /** The federation asks for no plain-text counts (from the login's answer). */
+  private hideCounts = false;
   private readonly accountant: RdpAccountant;
   private readonly modelsDir: string;
   private readonly status: AgentStatus;
@@ -173,6 +175,7 @@ export class SiteAgent {
       this.refusedDelayMs = 2000;
       this.setStatus({ connection: 'connected', lastError: null });
       log.info('connected', { site: m.siteName, coordinator: enrollment.coordinatorUrl });
+      this.hideCounts = m.hideCounts === true;
       void this.hello();
     });
     s.on('protocol.error', (raw: unknown) => {
@@ -257,7 +260,7 @@ export class SiteAgent {
     this.channel.emit('agent.hello', {
       backend: this.opts.backend.backend,
       device: this.opts.backend.device.slice(0, 200),
-      sampleCount,
+      ...(this.hideCounts ? {} : { sampleCount }),
       accepting: reason === null,
       ...(reason ? { reason } : {}),
     });
@@ -371,7 +374,8 @@ export class SiteAgent {
         ? { nearestTrainingSliceSynthetic: e.nearestSynth, nearestTrainingSliceReal: e.nearestReal }
         : {}),
     });
-    return e;
+    // With counts hidden every site weighs the same in the global figures: no slice count is sent.
+    return this.hideCounts ? { ...e, count: Math.min(e.count, 1) } : e;
   }
 
   /** The status file follows the session's rounds. */
