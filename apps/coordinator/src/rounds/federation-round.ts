@@ -16,7 +16,7 @@ import type { CoordinatorContext } from '../http/context';
 import { createStrategy } from '../strategies';
 import type { StrategyStateStore } from '../strategies/strategy-state-store';
 import type { ModelServer } from './model-server';
-import { budgetExceeded, noiseHistory } from './privacy-budget';
+import { federationOverBudget, noiseHistory } from './privacy-budget';
 import { roundMetrics } from './round-metrics';
 import type { RoundRecord, RoundRecords } from './round-records';
 import { linkTransport } from './round-transport';
@@ -218,7 +218,7 @@ export async function runFederationRound(deps: RoundDeps, federationId: string):
     deps.models.keep(sha, next);
     await record.advance('evaluating');
     await secure.evaluate(result.survivors, sha, next.length);
-    const dpHistory = await noiseHistory(ctx, fed.id);
+    const dpHistory = config.dp.noiseMultiplier > 0 ? await noiseHistory(ctx, fed.id) : [];
     await record.complete({
       checkpointOut: sha,
       dropouts: secure.dropoutsOf(result),
@@ -236,7 +236,7 @@ export async function runFederationRound(deps: RoundDeps, federationId: string):
       }),
     });
     // With an epsilon budget, the federation stops before a round would spend beyond it.
-    const overBudget = budgetExceeded(config, await noiseHistory(ctx, fed.id));
+    const overBudget = await federationOverBudget(ctx, fed.id, config);
     if (overBudget) await ctx.federations.haltWithReason(fed.id, 'stopped', overBudget);
     // A federation with a round budget stops by itself once it is spent.
     const budget = config.plan.rounds;

@@ -4,7 +4,7 @@ import { FederationConfigError, taskChannels } from '@fedsynth/protocol';
 import { FederationEntity } from '../db/entities';
 import type { CoordinatorContext } from '../http/context';
 import { ensureModelBackend } from '../model-backend';
-import { budgetExceeded, noiseHistory } from './privacy-budget';
+import { federationOverBudget } from './privacy-budget';
 import type { RoundEngine } from './round-engine';
 
 /** How the runner paces rounds. */
@@ -111,7 +111,7 @@ export class FederationRunner {
             console.error(`federation "${f.name}" paused: ${reason}`);
           continue;
         }
-        const overBudget = budgetExceeded(config, await noiseHistory(this.ctx, f.id));
+        const overBudget = await federationOverBudget(this.ctx, f.id, config);
         if (overBudget) {
           if (await this.ctx.federations.haltWithReason(f.id, 'stopped', overBudget))
             console.error(`federation "${f.name}" stopped: ${overBudget}`);

@@ -27,3 +27,13 @@ export function budgetExceeded(config: FederationConfig, history: readonly numbe
   if (next <= epsilonBudget) return null;
   return `its privacy budget is spent: epsilon ${privacySpent(history, delta).toFixed(3)} after ${history.length} noised rounds, ${next.toFixed(3)} after one more, budget ${epsilonBudget} (delta ${delta})`;
 }
+
+/** budgetExceeded for a federation, reading its noise history only when it has a DP budget. */
+export async function federationOverBudget(
+  ctx: CoordinatorContext,
+  federationId: string,
+  config: FederationConfig,
+): Promise<string | null> {
+  if (!(config.dp.noiseMultiplier > 0) || config.dp.epsilonBudget === null) return null;
+  return budgetExceeded(config, await noiseHistory(ctx, federationId));
+}
