@@ -128,8 +128,17 @@ export class SiteAgent {
     }
   }
 
-  /** Connects and runs until stop(); rejects when the coordinator refuses this site for good. */
-  run(): Promise<void> {
+  /**
+   * Takes the inventory of the site's modalities (what a round's task is checked against), then
+   * connects and runs until stop(); rejects when the coordinator refuses this site for good.
+   */
+  async run(): Promise<void> {
+    if (this.data)
+      try {
+        await this.data.inventory();
+      } catch (err) {
+        this.opts.log.error('cannot read the local data', { error: (err as Error).message });
+      }
     return new Promise((resolve, reject) => {
       this.onFatal = (err) => {
         void this.stop().then(() => reject(err));
@@ -251,7 +260,6 @@ export class SiteAgent {
     if (this.data) {
       try {
         sampleCount = await this.data.subjectCount();
-        await this.data.inventory();
       } catch (err) {
         this.opts.log.error('cannot read the local data', { error: (err as Error).message });
       }
