@@ -28,6 +28,8 @@ export default defineConfig({
   test: {
     include: ['libs/*/src/**/*.test.ts', 'apps/*/src/**/*.test.ts', 'test/**/*.test.ts'],
     exclude: ['**/node_modules/**', '**/dist/**'],
+    // Starts the suite's own PostgreSQL and Redis (FEDSYNTH_TEST_PG, FEDSYNTH_TEST_REDIS).
+    globalSetup: ['test/services/global-setup.ts'],
     pool: 'forks',
     maxWorkers: 2,
     testTimeout: 60_000,

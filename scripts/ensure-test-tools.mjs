@@ -1,9 +1,13 @@
 #!/usr/bin/env node
 // Makes sure the outside tools that the test suite uses as independent oracles are present:
 // nibabel, pydicom, scikit-image and numpy in Debian's python3, dcm2niix, and Chromium for the
-// dashboard's browser test (driven by playwright-core). Installs them
-// with apt-get when running as root on Debian; otherwise says exactly what to install.
+// dashboard's browser test (driven by playwright-core); and the servers the suite starts for
+// itself (test/services/global-setup.ts): PostgreSQL's server binaries and redis-server. Installs
+// them with apt-get when running as root on Debian; otherwise says exactly what to install.
+// (Debian's postgresql package may create and start a cluster on port 5432; the tests never use it.)
 import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
 
 const PY = '/usr/bin/python3';
 const APT_PACKAGES = [
@@ -13,7 +17,18 @@ const APT_PACKAGES = [
   'python3-numpy',
   'dcm2niix',
   'chromium',
+  'postgresql',
+  'redis-server',
 ];
+
+/** Whether initdb and pg_ctl exist: in Debian's /usr/lib/postgresql/<version>/bin, or on PATH. */
+function hasPostgresServer() {
+  const hasBoth = (d) => existsSync(join(d, 'initdb')) && existsSync(join(d, 'pg_ctl'));
+  const root = '/usr/lib/postgresql';
+  const versions = existsSync(root) ? readdirSync(root) : [];
+  if (versions.some((v) => hasBoth(join(root, v, 'bin')))) return true;
+  return (process.env.PATH ?? '').split(delimiter).some((d) => d && hasBoth(d));
+}
 
 function missing() {
   const out = [];
@@ -23,6 +38,9 @@ function missing() {
   if (d.error) out.push('dcm2niix');
   const c = spawnSync('/usr/bin/chromium', ['--version'], { stdio: 'ignore' });
   if (c.error || c.status !== 0) out.push('chromium');
+  if (!hasPostgresServer()) out.push('PostgreSQL server (initdb, pg_ctl)');
+  const r = spawnSync('redis-server', ['--version'], { stdio: 'ignore' });
+  if (r.error || r.status !== 0) out.push('redis-server');
   return out;
 }
 

@@ -15,7 +15,7 @@ import { tinyFederation } from './tiny-federation';
 import { until } from './until';
 
 /**
- * Two coordinator replicas on one PostgreSQL database and the local Redis, behind a small TCP load
+ * Two coordinator replicas on one PostgreSQL database and one Redis (the test suite's own), behind a small TCP load
  * balancer that spreads the agents' websockets over both and fails over when one is gone. Three
  * agent processes train; the replica driving the rounds is killed; the other takes over.
  */
@@ -26,6 +26,14 @@ let lb: Server;
 const replicas: SpawnedCoordinator[] = [];
 let fed: LocalFederation;
 let federationId: string;
+
+/** The test suite's own Redis, started by vitest's globalSetup (test/services/global-setup.ts). */
+function testRedisUrl(): string {
+  const url = process.env.FEDSYNTH_TEST_REDIS;
+  if (!url)
+    throw new Error('FEDSYNTH_TEST_REDIS is not set: run the tests with `npm test` (vitest.config.ts)');
+  return url;
+}
 
 async function startReplica(dataDir: string, databaseUrl: string, redisKey: string): Promise<void> {
   const c = await spawnCoordinator(
@@ -46,7 +54,7 @@ async function startReplica(dataDir: string, databaseUrl: string, redisKey: stri
       env: {
         ...process.env,
         DATABASE_URL: databaseUrl,
-        REDIS_URL: 'redis://127.0.0.1:6379',
+        REDIS_URL: testRedisUrl(),
         FEDSYNTH_REDIS_KEY: redisKey,
         FEDSYNTH_ADMIN_TOKEN: ADMIN,
       },

@@ -5,20 +5,33 @@ import { join } from 'node:path';
 import { Client } from 'pg';
 import { type Database, openDatabase } from './database';
 
-/** The test PostgreSQL server (trust auth on these machines); FEDSYNTH_TEST_PG overrides. */
-export const ADMIN_URL = process.env.FEDSYNTH_TEST_PG ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+/**
+ * The test suite's own PostgreSQL server (trust auth, superuser `postgres`), which vitest's
+ * globalSetup (test/services/global-setup.ts) starts and names in FEDSYNTH_TEST_PG.
+ */
+export function adminUrl(): string {
+  const url = process.env.FEDSYNTH_TEST_PG;
+  if (!url) {
+    throw new Error(
+      "FEDSYNTH_TEST_PG is not set: run the tests through vitest with the repository's vitest.config.ts " +
+        '(`npm test`), whose globalSetup starts a PostgreSQL server for them.',
+    );
+  }
+  return url;
+}
 
 /** A fresh, empty database on the real server: its URL, and drop() to remove it. */
 export async function freshPostgresUrl(): Promise<{ url: string; drop: () => Promise<void> }> {
   const name = `fedsynth_t_${randomBytes(5).toString('hex')}`;
-  const admin = new Client({ connectionString: ADMIN_URL });
+  const adminUrlNow = adminUrl();
+  const admin = new Client({ connectionString: adminUrlNow });
   await admin.connect();
   await admin.query(`CREATE DATABASE ${name}`);
   await admin.end();
   return {
-    url: ADMIN_URL.replace(/\/[^/]*$/, `/${name}`),
+    url: adminUrlNow.replace(/\/[^/]*$/, `/${name}`),
     drop: async () => {
-      const c = new Client({ connectionString: ADMIN_URL });
+      const c = new Client({ connectionString: adminUrlNow });
       await c.connect();
       await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
       await c.end();
