@@ -3,6 +3,7 @@ import { type FindOptionsSelect, IsNull, type Repository } from 'typeorm';
 import { type ApiRole, ApiTokenEntity } from '../db/entities';
 import { CoordinatorError, ErrorCode } from '../errors/coordinator-error';
 import { requireUuid } from '../http/ids';
+import { log } from '../logging/logger';
 
 const PREFIX = 'fsk_';
 
@@ -186,7 +187,7 @@ export class ApiTokenService {
         })
         .execute();
     } catch (err) {
-      console.error(`recording the use of API token ${row.id} failed: ${(err as Error).message}`);
+      log('auth').warn({ err, tokenId: row.id }, 'recording the use of an API token failed');
     }
   }
 

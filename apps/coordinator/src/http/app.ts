@@ -16,6 +16,9 @@ import { AuthModule } from '../auth/auth.module';
 import { CheckpointsModule } from '../checkpoints/checkpoints.module';
 import { FederationsModule } from '../federations/federations.module';
 import { HealthModule } from '../health/health.module';
+import { type Logger, log } from '../logging/logger';
+import { NestLogger } from '../logging/nest-logger';
+import { requestLog } from '../logging/request-log';
 import { SitesModule } from '../sites/sites.module';
 import { auditTrail } from './audit-trail';
 import { RolesGuard } from './auth';
@@ -64,17 +67,22 @@ export const WEB_DIR = join(__dirname, '..', '..', 'web');
  * Builds the HTTP application (REST API, OpenAPI at /api/docs, /health, /metrics, the dashboard).
  * Nest's own body parsers are off: the boundary (see boundary.ts) authenticates a request and
  * decides from its headers whether and how much of its body to read, before any route runs.
+ * Nest's messages and a record per request (see request-log.ts) go to `logger` (default: the
+ * process's logger).
  */
 export async function createHttpApp(
   ctx: CoordinatorContext,
-  opts: { https?: { key: Buffer; cert: Buffer } } = {},
+  opts: { https?: { key: Buffer; cert: Buffer }; logger?: Logger } = {},
 ): Promise<INestApplication> {
+  const logger = opts.logger ?? log();
   const app = await NestFactory.create<NestExpressApplication>(CoordinatorModule.forRoot(ctx), {
-    logger: ['error', 'warn'],
+    logger: new NestLogger(logger),
     httpsOptions: opts.https,
     bodyParser: false,
   });
   const { boundary } = ctx;
+  // First, so that it times the whole request and also records the ones refused further on.
+  app.use(requestLog(logger));
   app.disable('x-powered-by');
   app.set('trust proxy', boundary.trustProxy);
   app.use(securityHeaders({ tls: !!opts.https }));

@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { Request, Response } from 'express';
 import { describe, expect, it, vi } from 'vitest';
 import type { AuditRecord } from '../audit/audit-log';
+import { log as logger } from '../logging/logger';
 import { auditAction, auditTrail, describeRequest } from './audit-trail';
 
 const q = (s = '') => new URLSearchParams(s);
@@ -154,13 +155,16 @@ describe('auditTrail middleware', () => {
     expect(recorded.at(-1)).toMatchObject({ action: 'model.upload', detail: { aborted: true } });
     // A failing write is logged (once a minute at most) and nothing is thrown.
     fail = true;
-    const log = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    const log = vi.spyOn(logger('audit'), 'error').mockImplementation(() => undefined);
     try {
       run('POST', `/api/federations/${ID}/stop`, 201);
       run('POST', `/api/federations/${ID}/stop`, 409);
       await new Promise((r) => setTimeout(r, 0));
       expect(log).toHaveBeenCalledTimes(1);
-      expect(String(log.mock.calls[0][0])).toMatch(/recording an event failed: disk full/);
+      expect(log.mock.calls[0]).toEqual([
+        { err: expect.objectContaining({ message: 'disk full' }) },
+        'recording an audit event failed',
+      ]);
     } finally {
       log.mockRestore();
     }

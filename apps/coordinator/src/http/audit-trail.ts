@@ -1,6 +1,7 @@
 import type { NextFunction, Request, Response } from 'express';
 import type { AuditRecord } from '../audit/audit-log';
 import type { ApiAuth } from '../auth/api-tokens';
+import { log } from '../logging/logger';
 
 /** What a request is to the audit trail. */
 export interface RequestKind {
@@ -148,9 +149,8 @@ export function auditTrail(deps: {
       suppressed++;
       return;
     }
-    console.error(
-      `audit trail: recording an event failed: ${(err as Error).message}${suppressed ? ` (and ${suppressed} more since the last report)` : ''}`,
-    );
+    // `suppressed`: the failures since the last report that were not logged.
+    log('audit').error({ err, ...(suppressed ? { suppressed } : {}) }, 'recording an audit event failed');
     lastError = t;
     suppressed = 0;
   };

@@ -2,6 +2,7 @@ import type { NextFunction, Request, Response } from 'express';
 import getRawBody from 'raw-body';
 import type { ApiAuth } from '../auth/api-tokens';
 import { CoordinatorError, ErrorCode } from '../errors/coordinator-error';
+import { requestLogger } from '../logging/request-log';
 import { type BodyLimits, bodyRule, MEDIA_TYPE, mediaType } from './body-policy';
 import type { FailureLimiter } from './failure-limiter';
 import { sendError } from './respond';
@@ -144,7 +145,7 @@ export function apiBoundary(deps: {
         );
       return next();
     } catch (err) {
-      console.error(err);
+      requestLogger(req).error({ err }, 'internal error in the API boundary');
       sendError(req, res, ErrorCode.INTERNAL, 'internal error; see the coordinator log');
     }
   };

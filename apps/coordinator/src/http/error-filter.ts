@@ -2,6 +2,7 @@ import { type ArgumentsHost, Catch, type ExceptionFilter, HttpException } from '
 import type { Request, Response } from 'express';
 import { ZodError } from 'zod';
 import { CoordinatorError, ErrorCode } from '../errors/coordinator-error';
+import { requestLogger } from '../logging/request-log';
 import { sendError } from './respond';
 
 /**
@@ -22,7 +23,7 @@ export class HttpErrorFilter implements ExceptionFilter {
     } else if (err instanceof HttpException && err.getStatus() === 404) {
       sendError(req, res, ErrorCode.NOT_FOUND, `no route ${req.method} ${req.path}`);
     } else {
-      console.error(err);
+      requestLogger(req).error({ err }, 'internal error while answering a request');
       sendError(req, res, ErrorCode.INTERNAL, 'internal error; see the coordinator log');
     }
   }

@@ -3,6 +3,7 @@ import type { FederationConfig } from '@fedsynth/protocol';
 import { FederationConfigError, taskChannels } from '@fedsynth/protocol';
 import { FederationEntity } from '../db/entities';
 import type { CoordinatorContext } from '../http/context';
+import { log } from '../logging/logger';
 import { ensureModelBackend } from '../model-backend';
 import { federationOverBudget } from './privacy-budget';
 import type { RoundEngine } from './round-engine';
@@ -73,8 +74,9 @@ export class FederationRunner {
     });
     const sha = await this.ctx.checkpoints.put(bytes, { federationId: f.id });
     if (!(await this.ctx.federations.setInitialCheckpoint(f.id, sha))) return;
-    console.log(
-      `federation "${f.name}": initialized the global model from its model config (${sha.slice(0, 12)}, ${bytes.length} bytes)`,
+    log('rounds').info(
+      { federationId: f.id, federation: f.name, sha256: sha, bytes: bytes.length },
+      'initialized the global model from the model config',
     );
   }
 
@@ -84,9 +86,23 @@ export class FederationRunner {
       if (!f.currentCheckpoint) await this.initializeModel(f, config);
       const r = await this.engine.runRound(f.id);
       if (r.stage !== 'completed') this.lastFailure.set(f.id, Date.now());
+      log('rounds')[r.stage === 'completed' ? 'info' : 'warn'](
+        {
+          federationId: f.id,
+          federation: f.name,
+          round: r.number,
+          stage: r.stage,
+          durationMs: new Date(r.finishedAt ?? Date.now()).getTime() - new Date(r.startedAt).getTime(),
+          sites: r.participants?.length ?? 0,
+          dropouts: r.dropouts?.length ?? 0,
+          ...(r.error ? { error: r.error } : {}),
+          ...(r.checkpointOut ? { checkpoint: r.checkpointOut } : {}),
+        },
+        `round ${r.number} ${r.stage}`,
+      );
     } catch (err) {
       this.lastFailure.set(f.id, Date.now());
-      console.error(`federation "${f.name}": ${(err as Error).message}`);
+      log('rounds').error({ err, federationId: f.id, federation: f.name }, 'the round could not run');
     }
   }
 
@@ -108,20 +124,23 @@ export class FederationRunner {
           if (!(err instanceof FederationConfigError)) throw err;
           const reason = `its configuration is invalid: ${err.problems.join('; ')}`;
           if (await this.ctx.federations.haltWithReason(f.id, 'paused', reason))
-            console.error(`federation "${f.name}" paused: ${reason}`);
+            log('rounds').warn({ federationId: f.id, federation: f.name, reason }, 'federation paused');
           continue;
         }
         const overBudget = await federationOverBudget(this.ctx, f.id, config);
         if (overBudget) {
           if (await this.ctx.federations.haltWithReason(f.id, 'stopped', overBudget))
-            console.error(`federation "${f.name}" stopped: ${overBudget}`);
+            log('rounds').warn(
+              { federationId: f.id, federation: f.name, reason: overBudget },
+              'federation stopped',
+            );
           continue;
         }
         const run = this.runOne(f, config).finally(() => this.inFlight.delete(f.id));
         this.inFlight.set(f.id, run);
       }
     } catch (err) {
-      console.error(`round runner: ${(err as Error).message}`);
+      log('rounds').error({ err }, 'the round runner failed');
     } finally {
       this.busy = false;
     }

@@ -1,4 +1,5 @@
 import { Client } from 'pg';
+import { log } from '../logging/logger';
 
 /** The advisory-lock key of the round lease (per database): "fedsynth rounds". */
 export const ROUND_LEASE_KEY = 0x6665_6473;
@@ -20,7 +21,7 @@ export class RoundLease {
     this.client = new Client({ connectionString: databaseUrl });
     this.client.on('error', (err) => {
       // Without its connection the lease is gone: stop at once rather than drive without it.
-      console.error(`round lease: lost the database connection (${err.message}); exiting`);
+      log('rounds').fatal({ err }, 'round lease: lost the database connection; exiting');
       process.exit(1);
     });
   }

@@ -3,6 +3,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
+import { LOG_LEVELS } from '../agent/logger';
 import { parseTrainingWindow } from '../controls/training-window';
 
 /** Where the agent keeps its identity, state and audit log unless told otherwise. */
@@ -21,6 +22,8 @@ const windowSpec = z.string().refine(
   },
   { message: 'must look like 20:00-06:00 (24-hour clock) or "always"' },
 );
+
+const LOG_FORMATS = ['auto', 'pretty', 'json'] as const;
 
 /** Every setting of the agent, with its default. */
 export const agentConfigSchema = z
@@ -79,7 +82,9 @@ export const agentConfigSchema = z
       )
       .optional(),
     caCert: z.string().min(1).optional(),
-    logFormat: z.enum(['auto', 'pretty', 'json']).default('auto'),
+    logFormat: z.enum(LOG_FORMATS, { error: `must be one of ${LOG_FORMATS.join(', ')}` }).default('auto'),
+    /** The least severe log records written. */
+    logLevel: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
   })
   .strict();
 
@@ -108,13 +113,28 @@ const ENV_KEYS: Record<string, keyof AgentConfig> = {
   FEDSYNTH_AGENT_TRAINING_THREADS: 'trainingThreads',
   FEDSYNTH_AGENT_MEMORY_MB: 'memoryMb',
   FEDSYNTH_AGENT_CA_CERT: 'caCert',
+  // The variables shared with the coordinator first: the agent's own win.
+  FEDSYNTH_LOG_FORMAT: 'logFormat',
   FEDSYNTH_AGENT_LOG_FORMAT: 'logFormat',
+  FEDSYNTH_LOG_LEVEL: 'logLevel',
+  FEDSYNTH_AGENT_LOG_LEVEL: 'logLevel',
+};
+
+/** Settings with a fixed set of values, checked where they come from (a variable or a flag). */
+const CHOICES: Partial<Record<keyof AgentConfig, readonly string[]>> = {
+  logFormat: LOG_FORMATS,
+  logLevel: LOG_LEVELS,
 };
 
 const NUMERIC = new Set<keyof AgentConfig>(['maxLocalSteps', 'maxBatch', 'trainingThreads', 'memoryMb']);
 const BOOLEAN = new Set<keyof AgentConfig>(['paused', 'optOut']);
 
 function coerce(key: keyof AgentConfig, raw: string, origin: string, problems: string[]): unknown {
+  const choices = CHOICES[key];
+  if (choices && !choices.includes(raw)) {
+    problems.push(`${key} (from ${origin}): "${raw}" must be one of ${choices.join(', ')}`);
+    return undefined;
+  }
   if (NUMERIC.has(key)) {
     const n = Number(raw);
     if (raw.trim() === '' || !Number.isFinite(n))
