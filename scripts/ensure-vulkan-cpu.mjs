@@ -9,7 +9,8 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 const run = (cmd, args) =>
   spawnSync(cmd, args, { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
 const installed = (pkg) => {
-  const r = spawnSync('dpkg-query', ['-W', '-f=${Version}', pkg], { encoding: 'utf8' });
+  // dpkg-query's own field syntax, not a template string.
+  const r = spawnSync('dpkg-query', ['-W', `-f=${'$'}{Version}`, pkg], { encoding: 'utf8' });
   return r.status === 0 ? r.stdout.trim() : null;
 };
 
@@ -35,4 +36,5 @@ const r = run('apt-get', [
   'mesa-vulkan-drivers',
   'libvulkan1',
 ]);
-if (r.status !== 0) console.error('fedsynth: could not install lavapipe; the webgpu parity tests will be skipped');
+if (r.status !== 0)
+  console.error('fedsynth: could not install lavapipe; the webgpu parity tests will be skipped');

@@ -2,7 +2,17 @@ import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
-import { type FlagSpec, numFlag, parseFlags, runCli, UsageError, usage } from '@fedsynth/cli-kit';
+import {
+  asksForVersion,
+  type FlagSpec,
+  numFlag,
+  parseFlags,
+  runCli,
+  UsageError,
+  usage,
+  versionLine,
+} from '@fedsynth/cli-kit';
+import { PROTOCOL_VERSION } from '@fedsynth/protocol';
 import { type AdminBackend, auditTable, databaseBackend, restBackend, tokenTable } from './admin-commands';
 import { MAX_AUDIT_PAGE } from './audit/audit-log';
 import { loadOrCreateCoordinatorIdentity } from './auth/coordinator-identity';
@@ -14,6 +24,8 @@ import { DEFAULT_BODY_LIMITS } from './http/body-policy';
 import { type BoundarySettings, DEFAULT_BOUNDARY } from './http/boundary-settings';
 import { CoordinatorContext } from './http/context';
 import { DEFAULT_FAILURE_LIMIT } from './http/failure-limiter';
+import { LOG_LEVELS, logSettings } from './logging/log-settings';
+import { createLogger, type Logger, useLogger } from './logging/logger';
 import { FederationRunner } from './rounds/federation-runner';
 import { RoundEngine } from './rounds/round-engine';
 import { RoundLease } from './rounds/round-lease';
@@ -123,6 +135,19 @@ const SERVE_FLAGS: Record<string, FlagSpec> = {
     valueName: 'origins',
     description: 'browser origins allowed to call the API cross-site (comma-separated); none by default',
   },
+  'log-level': {
+    type: 'string',
+    valueName: 'level',
+    description: `least severe log records written: ${LOG_LEVELS.join('|')} ($FEDSYNTH_LOG_LEVEL)`,
+    default: 'info',
+  },
+  'log-format': {
+    type: 'string',
+    valueName: 'json|pretty|auto',
+    description:
+      'log records on stderr: JSON lines, or human lines; auto: pretty on a terminal, JSON otherwise ($FEDSYNTH_LOG_FORMAT)',
+    default: 'auto',
+  },
 };
 /** --url and --token of the commands that act on the database unless they are given a coordinator. */
 const VIA_API_FLAGS: Record<string, FlagSpec> = {
@@ -187,7 +212,7 @@ const REMOTE_FLAGS: Record<string, FlagSpec> = {
 const COMMANDS = {
   serve: [
     'serve [flags]',
-    'Starts the coordinator: dashboard at /, REST API (OpenAPI at /api/docs), /health, /metrics.\nPrints a first admin API token when none exists ($FEDSYNTH_ADMIN_TOKEN installs a given one).',
+    'Starts the coordinator: dashboard at /, REST API (OpenAPI at /api/docs), /health, /metrics.\nPrints a first admin API token when none exists ($FEDSYNTH_ADMIN_TOKEN installs a given one),\nthen its address, on stdout; logs go to stderr (one JSON record a line, or human lines: --log-format).',
     SERVE_FLAGS,
   ],
   migrate: ['migrate [flags]', 'Brings the database schema up to date and exits.', DB_FLAGS],
@@ -208,7 +233,7 @@ const COMMANDS = {
   ],
 } as const;
 
-const TOP = `fedsynth-coordinator ${VERSION}
+const TOP = `${versionLine('fedsynth-coordinator', VERSION, PROTOCOL_VERSION)}
 
 Usage: fedsynth-coordinator <command> [flags]
 
@@ -220,7 +245,8 @@ ${Object.entries(COMMANDS)
   )
   .join('\n')}
 
-Run 'fedsynth-coordinator <command> --help' for its flags.
+Run 'fedsynth-coordinator <command> --help' for its flags; 'fedsynth-coordinator --version' for the
+version and the agent protocol version it speaks.
 `;
 
 function dataDir(v: Record<string, unknown>): string {
@@ -280,7 +306,22 @@ function boundarySettings(v: Record<string, string | boolean | undefined>): Boun
   };
 }
 
+/** `serve`: logs with the settings of its flags from the start; a failure to start is logged too. */
 async function serve(v: Record<string, string | boolean | undefined>): Promise<number> {
+  const logger = createLogger(logSettings(v));
+  useLogger(logger);
+  try {
+    return await startServing(v, logger);
+  } catch (err) {
+    if (!(err instanceof UsageError)) logger.fatal({ err }, 'the coordinator could not start');
+    throw err;
+  }
+}
+
+async function startServing(
+  v: Record<string, string | boolean | undefined>,
+  logger: Logger,
+): Promise<number> {
   const port = numFlag(v, 'port', 0, 65535, Number(process.env.PORT ?? 8080));
   const host = String(v.host ?? '127.0.0.1');
   if (!!v['tls-cert'] !== !!v['tls-key']) throw new UsageError('--tls-cert and --tls-key go together');
@@ -297,14 +338,19 @@ async function serve(v: Record<string, string | boolean | undefined>): Promise<n
     boundary,
   );
   if (!(await ctx.tokens.hasAdmin())) {
-    // A deployment may provide the first admin token as a secret; otherwise one is made and shown.
+    // A deployment may provide the first admin token as a secret; otherwise one is made and shown
+    // to the operator once, on stdout, as plain text: never as a log record, which pipelines ship.
     const given = process.env.FEDSYNTH_ADMIN_TOKEN;
     if (given) {
-      await ctx.tokens.create('admin', 'first admin ($FEDSYNTH_ADMIN_TOKEN)', { given });
-      process.stdout.write('first admin API token installed from $FEDSYNTH_ADMIN_TOKEN\n');
+      const { id } = await ctx.tokens.create('admin', 'first admin ($FEDSYNTH_ADMIN_TOKEN)', { given });
+      logger.info({ tokenId: id }, 'first admin API token installed from $FEDSYNTH_ADMIN_TOKEN');
     } else {
-      const { token } = await ctx.tokens.create('admin', 'first admin (printed by serve)');
+      const { id, token } = await ctx.tokens.create('admin', 'first admin (printed by serve)');
       process.stdout.write(`first admin API token (shown once, keep it safe):\n  ${token}\n`);
+      logger.warn(
+        { tokenId: id },
+        'created a first admin API token and printed it once on stdout (it is not logged); set $FEDSYNTH_ADMIN_TOKEN to provide one instead',
+      );
     }
   }
   const app = await createHttpApp(ctx, { https });
@@ -340,8 +386,9 @@ async function serve(v: Record<string, string | boolean | undefined>): Promise<n
   const drive = async () => {
     const aborted = await engine.recover();
     if (aborted)
-      process.stdout.write(
-        `marked ${aborted} round(s) left unfinished by a restart as aborted; training continues from the last checkpoint\n`,
+      logger.warn(
+        { rounds: aborted },
+        `marked ${aborted} round(s) left unfinished by a restart as aborted; training continues from the last checkpoint`,
       );
     runner.start();
   };
@@ -356,17 +403,23 @@ async function serve(v: Record<string, string | boolean | undefined>): Promise<n
     await gateway.useRedis(redisUrl, process.env.FEDSYNTH_REDIS_KEY ?? 'fedsynth');
     lease = new RoundLease(databaseUrl);
   }
+  // Idle keep-alive connections stay open longer than clients keep them (undici: 4 s, load
+  // balancers: 60 s), so a client never reuses a connection the server has just closed; on a
+  // busy machine Node's 5 s default lost that race and requests failed with ECONNRESET.
+  const server = app.getHttpServer() as import('node:http').Server;
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
   await app.listen(port, host);
   if (lease) {
-    process.stdout.write('replica mode: waiting for the round lease (another replica may be driving)\n');
+    logger.info('replica mode: waiting for the round lease (another replica may be driving)');
     lease
       .start(async () => {
         gateway.driving = true;
-        process.stdout.write('holding the round lease: this replica drives the rounds\n');
+        logger.info('holding the round lease: this replica drives the rounds');
         await drive();
       })
       .catch((err) => {
-        console.error(`round lease: ${(err as Error).message}`);
+        logger.fatal({ err }, 'round lease failed; exiting');
         process.exit(1);
       });
   } else {
@@ -374,10 +427,23 @@ async function serve(v: Record<string, string | boolean | undefined>): Promise<n
   }
   const addr = app.getHttpServer().address() as { port: number };
   const url = `${https ? 'https' : 'http'}://${host}:${addr.port}`;
+  logger.info(
+    {
+      version: VERSION,
+      url,
+      database: db.kind,
+      databaseLocation: db.location,
+      docs: `${url}/api/docs`,
+      agents: `${url}/agents`,
+    },
+    `listening on ${url}`,
+  );
+  // For the operator and for scripts, whatever the log level: the address (e.g. of --port 0).
   process.stdout.write(
     `fedsynth coordinator ${VERSION} listening on ${url} (database: ${db.kind} ${db.location}); API docs at ${url}/api/docs; agents connect to ${url}/agents\n`,
   );
-  const stop = async () => {
+  const stop = async (signal: NodeJS.Signals) => {
+    logger.info({ signal }, 'stopping');
     await lease?.close();
     // A round in progress is recorded as aborted rather than waited for (a stage may wait minutes);
     // the next start resumes from the last stored checkpoint, exactly as after a crash.
@@ -586,6 +652,11 @@ async function auditCommand(
 /** Entry point of `fedsynth-coordinator`. */
 export async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
+  if (asksForVersion(argv)) {
+    process.stdout.write(`${versionLine('fedsynth-coordinator', VERSION, PROTOCOL_VERSION)}\n`);
+    process.exitCode = 0;
+    return;
+  }
   const spec = COMMANDS[command as keyof typeof COMMANDS];
   if (!spec) {
     if (command && command !== '--help' && command !== '-h' && command !== 'help')

@@ -13,24 +13,63 @@ export interface SpawnedCoordinator {
   proc: ChildProcess;
   url: string;
   port: number;
+  /** stdout and stderr together, as they arrived. */
   output(): string;
+  /** The plain lines for people and scripts: the first admin token, the address. */
+  stdout(): string;
+  /** The log: one JSON record a line (or human lines with --log-format pretty). */
+  stderr(): string;
+}
+
+/** The address in the coordinator's "listening" log record, or its plain line on stdout. */
+function listeningUrl(line: string): string | undefined {
+  if (line.startsWith('{')) {
+    try {
+      const r = JSON.parse(line) as { msg?: unknown; url?: unknown };
+      if (typeof r.url === 'string' && String(r.msg).startsWith('listening on')) return r.url;
+    } catch {
+      // not a record
+    }
+    return undefined;
+  }
+  return /listening on (https?:\/\/[\d.]+:\d+)/.exec(line)?.[1];
+}
+
+/** Whether `serve <args>` writes no info records (its "listening" record among them). */
+function quietLog(args: string[]): boolean {
+  const i = args.findIndex((a) => a === '--log-level' || a.startsWith('--log-level='));
+  const level = i < 0 ? 'info' : args[i].includes('=') ? args[i].split('=')[1] : args[i + 1];
+  return ['warn', 'error', 'fatal', 'silent'].includes(level);
+}
+
+/** The environment of a coordinator whose output is read: no log settings from this one. */
+function withoutLogSettings(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const out = { ...env };
+  delete out.FEDSYNTH_LOG_LEVEL;
+  delete out.FEDSYNTH_LOG_FORMAT;
+  return out;
 }
 
 /**
  * Starts `fedsynth-coordinator <args>` (e.g. serve --data-dir ... --port 0) in its own process and
- * resolves once it prints its address; rejects with its output if it exits or is silent for
- * `timeoutMs`. Output keeps being collected (and copied to `logFile`) afterwards.
+ * resolves once it tells its address: its "listening" log record, so that every record written
+ * before is in `output()` (or the plain line on stdout when its --log-level hides info records);
+ * rejects with its output if it exits or is silent for `timeoutMs`. Output keeps being collected
+ * (and copied to `logFile`) afterwards. $FEDSYNTH_LOG_LEVEL and $FEDSYNTH_LOG_FORMAT are not passed
+ * on: log settings come from `args`.
  */
 export function spawnCoordinator(
   args: string[],
   opts: { env?: NodeJS.ProcessEnv; logFile?: string; timeoutMs?: number } = {},
 ): Promise<SpawnedCoordinator> {
   const proc = spawn(process.execPath, [COORDINATOR_BIN, ...args], {
-    env: opts.env ?? process.env,
+    env: withoutLogSettings(opts.env ?? process.env),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const log = opts.logFile ? createWriteStream(opts.logFile, { flags: 'a' }) : null;
   let out = '';
+  const streams = { stdout: '', stderr: '' };
+  const announcedOn = quietLog(args) ? 'stdout' : 'stderr';
   return new Promise((resolve, reject) => {
     const timer = setTimeout(
       () =>
@@ -40,18 +79,33 @@ export function spawnCoordinator(
       opts.timeoutMs ?? 120_000,
     );
     let started = false;
-    const onData = (d: Buffer) => {
+    const collect = (name: 'stdout' | 'stderr') => (d: Buffer) => {
       log?.write(d);
       out += d.toString();
-      const m = /listening on (https?:\/\/[\d.]+:(\d+))/.exec(out);
-      if (m && !started) {
+      const before = streams[name];
+      streams[name] += d.toString();
+      if (started || name !== announcedOn) return;
+      // Complete lines only, from the start of the first line this chunk completes.
+      const lines = streams[name]
+        .slice(before.lastIndexOf('\n') + 1)
+        .split('\n')
+        .slice(0, -1);
+      const url = lines.map(listeningUrl).find((u) => u !== undefined);
+      if (url) {
         started = true;
         clearTimeout(timer);
-        resolve({ proc, url: m[1], port: Number(m[2]), output: () => out });
+        resolve({
+          proc,
+          url,
+          port: Number(new URL(url).port),
+          output: () => out,
+          stdout: () => streams.stdout,
+          stderr: () => streams.stderr,
+        });
       }
     };
-    proc.stdout!.on('data', onData);
-    proc.stderr!.on('data', onData);
+    proc.stdout!.on('data', collect('stdout'));
+    proc.stderr!.on('data', collect('stderr'));
     proc.once('exit', (code) => {
       clearTimeout(timer);
       if (!started) reject(new Error(`the coordinator exited with ${code}:\n${out}`));
@@ -113,6 +167,8 @@ export interface RoundRecord {
   startedAt: string;
   finishedAt: string | null;
   checkpointOut: string | null;
+  /** The model the round published when it is not checkpointOut (the server's moving average). */
+  modelOut: string | null;
   bytesIn: string;
   bytesOut: string;
 }
@@ -180,7 +236,7 @@ export class LocalFederation {
   private coordinatorEnv(): NodeJS.ProcessEnv {
     const env = { ...process.env };
     delete env.DATABASE_URL;
-    delete env.FEDSYNTH_ADMIN_TOKEN; // the admin token is read from the first start's output
+    delete env.FEDSYNTH_ADMIN_TOKEN; // the admin token is read from the first start's stdout
     if (this.opts.databaseUrl) env.DATABASE_URL = this.opts.databaseUrl;
     return env;
   }
@@ -208,7 +264,7 @@ export class LocalFederation {
     });
     this.coordinator = c.proc;
     this.url = c.url;
-    const token = /first admin API token[^\n]*\n\s*(fsk_\S+)/.exec(c.output());
+    const token = /first admin API token[^\n]*\n\s*(fsk_\S+)/.exec(c.stdout());
     if (token) this.adminToken = token[1];
     if (!this.adminToken) throw new Error('the coordinator printed no admin token (data folder reused?)');
   }

@@ -1,5 +1,15 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { type FlagSpec, numFlag, oneOf, parseFlags, runCli, UsageError, usage } from './cli-kit';
+import {
+  asksForVersion,
+  type FlagSpec,
+  numFlag,
+  oneOf,
+  parseFlags,
+  runCli,
+  UsageError,
+  usage,
+  versionLine,
+} from './cli-kit';
 
 const FLAGS: Record<string, FlagSpec> = {
   size: { type: 'string', valueName: 'px', description: 'slice size', default: '64' },
@@ -70,5 +80,11 @@ describe('cli-kit', () => {
     expect(process.exitCode).toBe(1);
     await runCli('tool', help, async () => 0);
     expect(process.exitCode).toBe(0);
+  });
+
+  it('knows --version, -V and version as the first argument, and prints the protocol beside the version', () => {
+    for (const argv of [['--version'], ['-V'], ['version', 'x']]) expect(asksForVersion(argv)).toBe(true);
+    for (const argv of [[], ['run', '--version'], ['--help']]) expect(asksForVersion(argv)).toBe(false);
+    expect(versionLine('fedsynth-agent', '1.2.3', 4)).toBe('fedsynth-agent 1.2.3 (protocol 4)');
   });
 });

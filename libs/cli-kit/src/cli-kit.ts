@@ -113,6 +113,16 @@ export function oneOf<T extends string>(
   return raw as T;
 }
 
+/** Whether a tool's arguments ask for its version: `--version`, `-V` or `version` first. */
+export function asksForVersion(argv: readonly string[]): boolean {
+  return ['--version', '-V', 'version'].includes(argv[0] ?? '');
+}
+
+/** What `--version` prints for a tool that speaks the coordinator <-> agent protocol. */
+export function versionLine(tool: string, version: string, protocolVersion: number): string {
+  return `${tool} ${version} (protocol ${protocolVersion})`;
+}
+
 /** Runs a CLI body, mapping usage errors to exit 2 and other errors to exit 1 with a clear message. */
 export async function runCli(name: string, help: string, body: () => Promise<number>): Promise<void> {
   try {

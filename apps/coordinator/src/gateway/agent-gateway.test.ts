@@ -119,7 +119,17 @@ describe('agent gateway', () => {
         /does not verify/,
       ],
       ['WRONG_VERSION', signed(keys.approved, PROTOCOL_VERSION + 1), /upgrade the coordinator/],
-      ['INVALID_MESSAGE', () => ({ protocolVersion: 1, publicKey: 'abc' }), /auth\.response: publicKey/],
+      // An outdated agent whose login has another shape still hears how to upgrade.
+      [
+        'WRONG_VERSION',
+        () => ({ protocolVersion: PROTOCOL_VERSION - 1, publicKey: 'abc' }),
+        /speaks protocol version \d+; the coordinator speaks version \d+: upgrade the agent \(npm install -g fedsynth-site-agent@latest/,
+      ],
+      [
+        'INVALID_MESSAGE',
+        () => ({ protocolVersion: PROTOCOL_VERSION, publicKey: 'abc' }),
+        /auth\.response: publicKey/,
+      ],
     ];
     for (const [code, respond, message] of cases) {
       const r = await login(respond);

@@ -18,6 +18,7 @@ import { type Namespace, Server, type Socket } from 'socket.io';
 import { SiteEntity } from '../db/entities';
 import { CoordinatorError } from '../errors/coordinator-error';
 import type { CoordinatorContext } from '../http/context';
+import { log } from '../logging/logger';
 import { verifyEd25519 } from '../sites/enrollment-service';
 import { type ConnectionCaps, ConnectionGuard } from './connection-guard';
 
@@ -47,10 +48,13 @@ const FAILED_LOGIN = new Set(['BAD_SIGNATURE', 'UNKNOWN_KEY', 'REVOKED', 'STALE_
  * text; anything else (a database error, a bug) becomes INTERNAL with a fixed text, and the detail
  * goes to the coordinator's log only.
  */
-export function agentError(err: unknown): { code: string; message: string } {
+export function agentError(
+  err: unknown,
+  fields: Record<string, unknown> = {},
+): { code: string; message: string } {
   if (err instanceof ProtocolError || err instanceof SecAggError || err instanceof CoordinatorError)
     return { code: err.code, message: err.message };
-  console.error(err);
+  log('gateway').error({ ...fields, err }, 'handling an agent message failed');
   return { code: 'INTERNAL', message: 'the coordinator could not handle this message; see its log' };
 }
 
@@ -228,8 +232,8 @@ export class AgentGateway {
     const { createAdapter } = await import('@socket.io/redis-adapter');
     const pub = createClient({ url });
     const sub = pub.duplicate();
-    pub.on('error', (err) => console.error(`redis: ${(err as Error).message}`));
-    sub.on('error', (err) => console.error(`redis: ${(err as Error).message}`));
+    pub.on('error', (err) => log('gateway').warn({ err }, 'redis (publisher) failed'));
+    sub.on('error', (err) => log('gateway').warn({ err }, 'redis (subscriber) failed'));
     await Promise.all([pub.connect(), sub.connect()]);
     // Forwarded uploads wait for an upload slot on the driving replica: allow them two minutes.
     this.io.adapter(createAdapter(pub, sub, { key, requestsTimeout: 120_000 }));
@@ -279,7 +283,10 @@ export class AgentGateway {
       await this.handlers.get(m.event)?.(session, binaryFromJson(m.payload));
       reply?.({ ok: true });
     } catch (err) {
-      reply?.({ ok: false, ...agentError(err) });
+      reply?.({
+        ok: false,
+        ...agentError(err, { siteId: m.siteId, federationId: m.federationId, event: m.event }),
+      });
     }
   }
 
@@ -337,17 +344,21 @@ export class AgentGateway {
 
   private async onConnection(socket: Socket): Promise<void> {
     const address = this.guard.address(socket.request);
+    const logger = log('gateway');
     const refuse = (code: string, message: string) => {
       if (FAILED_LOGIN.has(code)) void this.ctx.failures.fail(address);
+      logger.info({ code, address, reason: message }, 'agent login refused');
       this.refuse(socket, code, message);
     };
     const wait = await this.ctx.failures.retryAfterSeconds(address);
-    if (wait > 0)
+    if (wait > 0) {
+      logger.info({ code: 'RATE_LIMITED', address, retryAfterSeconds: wait }, 'agent login refused');
       return this.refuse(
         socket,
         'RATE_LIMITED',
         `too many failed logins from this address; retry in ${wait} s`,
       );
+    }
     if (socket.disconnected) return;
     const nonce = new Uint8Array(randomBytes(32));
     let answered = false;
@@ -364,6 +375,10 @@ export class AgentGateway {
       answered = true;
       clearTimeout(timer);
       try {
+        // The version first: an agent of another version may shape its login differently, and must
+        // hear that it is outdated rather than that its message is malformed.
+        const theirs = (raw as { protocolVersion?: unknown } | null)?.protocolVersion;
+        if (typeof theirs === 'number' && Number.isInteger(theirs)) checkVersion(theirs);
         const msg = parseMessage('auth.response', raw);
         checkVersion(msg.protocolVersion);
         if (Buffer.compare(Buffer.from(msg.nonce), Buffer.from(nonce)) !== 0) {
@@ -403,7 +418,11 @@ export class AgentGateway {
         this.remote.delete(site.id);
         socket.data = { siteId: site.id, siteName: site.name, federationId: site.federationId };
         socket.join(`site:${site.id}`);
-        socket.once('disconnect', () => {
+        const fields = { siteId: site.id, siteName: site.name, federationId: site.federationId };
+        const since = Date.now();
+        logger.info({ ...fields, address }, 'agent connected');
+        socket.once('disconnect', (reason: string) => {
+          logger.info({ ...fields, reason, connectedMs: Date.now() - since }, 'agent disconnected');
           if (this.sessions.get(site.id)?.socket === socket) this.sessions.delete(site.id);
           for (const h of this.disconnectHandlers) h(session);
           if (this.replicated && !this.driving) this.ns.serverSideEmit(GONE, site.id);
@@ -416,7 +435,9 @@ export class AgentGateway {
           ...((await this.hidesCounts(site.federationId)) ? { hideCounts: true } : {}),
         });
       } catch (err) {
-        const e = agentError(err);
+        const e = agentError(err, { address, event: 'auth.response' });
+        if (e.code !== 'INTERNAL')
+          logger.info({ code: e.code, address, reason: e.message }, 'agent login refused');
         this.refuse(socket, e.code === 'INTERNAL' ? 'INTERNAL' : e.code, e.message);
       }
     });
@@ -466,7 +487,14 @@ export class AgentGateway {
         await this.handlers.get(event)?.(session, msg);
         reply?.({ ok: true });
       } catch (err) {
-        const e = agentError(err);
+        const who = { siteId: session.siteId, federationId: session.federationId, event };
+        const e = agentError(err, who);
+        // Invalid messages at info; the refusals of a round's rules (late, out of stage) at debug.
+        if (e.code !== 'INTERNAL')
+          log('gateway')[err instanceof ProtocolError ? 'info' : 'debug'](
+            { ...who, code: e.code, reason: e.message },
+            'agent message refused',
+          );
         socket.emit('protocol.error', { ...e, ref: event });
         reply?.({ ok: false, ...e });
         if (err instanceof ProtocolError) for (const h of this.refusedHandlers) h(session, event);

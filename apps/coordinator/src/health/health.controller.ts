@@ -1,3 +1,4 @@
+import { PROTOCOL_VERSION } from '@fedsynth/protocol';
 import { Controller, Get, Inject, Res } from '@nestjs/common';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { Registry } from 'prom-client';
@@ -20,6 +21,8 @@ export class HealthController {
     return {
       status: 'ok',
       version: this.ctx.version,
+      // Agents compare it with theirs (fedsynth-agent doctor) before they try to log in.
+      protocolVersion: PROTOCOL_VERSION,
       database: this.ctx.db.kind,
       uptimeS: Math.round((Date.now() - this.ctx.startedAt.getTime()) / 1000),
     };

@@ -1,11 +1,14 @@
 import { parseArgs } from 'node:util';
+import { asksForVersion } from '@fedsynth/cli-kit';
 import { AgentConfigError } from '../config/agent-config';
 import { IdentityKeyError } from '../identity/identity-key';
+import { AGENT_VERSION_LINE } from '../version';
 import { COMMANDS, type Command } from './commands';
 
-const USAGE = `fedsynth-agent — the fedsynth site agent
+const USAGE = `${AGENT_VERSION_LINE} — the fedsynth site agent
 
 Usage: fedsynth-agent <command> [flags]
+       fedsynth-agent --version     the agent's version and the protocol version it speaks
 
 Commands:
 ${COMMANDS.map((c) => `  ${c.name.padEnd(12)}${c.summary}`).join('\n')}
@@ -25,6 +28,10 @@ function commandHelp(cmd: Command): string {
 /** Runs the CLI; returns the process exit code (0 ok, 1 failure, 2 usage error). */
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
+  if (asksForVersion(argv)) {
+    process.stdout.write(`${AGENT_VERSION_LINE}\n`);
+    return 0;
+  }
   if (!name || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(USAGE);
     return name ? 0 : 2;

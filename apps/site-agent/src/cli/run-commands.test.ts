@@ -69,8 +69,31 @@ describe('fedsynth-agent and the site data', () => {
     await writePhantomDataset({ out: clean, subjects: 2, seed: 6, profile: 'site-a', size: 16, slices: 3 });
     const r = await agent(['run', '--state-dir', stateDir, '--data-dir', clean]);
     expect(r.code).toBe(1);
-    expect(r.err).toMatch(/"message":"data checked","subjects":2/);
+    expect(r.err).toMatch(/"msg":"data checked","subjects":2/);
     expect(r.err).toMatch(/this site is not enrolled/);
+  });
+
+  it('run writes its log at --log-level, $FEDSYNTH_LOG_LEVEL when the flag is absent, and refuses a bad level', async () => {
+    const clean = await mkdtemp(join(tmpdir(), 'fedsynth-agent-levels-'));
+    await writePhantomDataset({ out: clean, subjects: 2, seed: 6, profile: 'site-a', size: 16, slices: 3 });
+    const run = (flags: string[], env: NodeJS.ProcessEnv = {}) =>
+      runAgent(['run', '--state-dir', stateDir, '--data-dir', clean, ...flags], 30_000, env);
+    const quiet = await run(['--log-level', 'warn', '--log-format', 'json']);
+    expect(quiet.code).toBe(1);
+    expect(quiet.err).not.toMatch(/"level":"info"/);
+    expect(quiet.err).toMatch(/this site is not enrolled/);
+    const byEnv = await run(['--log-format', 'json'], { FEDSYNTH_LOG_LEVEL: 'warn' });
+    expect(byEnv.err).not.toMatch(/data checked/);
+    const flagWins = await run(['--log-level', 'info'], { FEDSYNTH_AGENT_LOG_LEVEL: 'error' });
+    expect(flagWins.err).toMatch(/"level":"info","time":"[^"]+","name":"agent","msg":"data checked"/);
+    const debug = await run(['--log-level', 'debug', '--log-format', 'pretty']);
+    expect(debug.err).toMatch(/^\d\d:\d\d:\d\d DEBUG settings {2}stateDir=/m);
+    expect(debug.err).toMatch(/^\d\d:\d\d:\d\d data checked {2}subjects=2$/m);
+    const bad = await run(['--log-level', 'loud']);
+    expect(bad.code).toBe(1);
+    expect(bad.err).toContain(
+      'logLevel (from --log-level): "loud" must be one of trace, debug, info, warn, error, fatal, silent',
+    );
   });
 
   it('doctor fails the data check naming the file and the problem', async () => {

@@ -1,12 +1,13 @@
 import { existsSync, readFileSync, statfsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createProgress } from '@fedsynth/cli-kit';
-import { RdpAccountant } from '@fedsynth/protocol';
+import { PROTOCOL_VERSION, RdpAccountant } from '@fedsynth/protocol';
 import { enroll, keyFingerprint, readEnrollment } from '../agent/enrollment';
 import { loadDiffusion } from '../agent/local-training';
-import { createLogger } from '../agent/logger';
+import { createLogger, LOG_LEVELS } from '../agent/logger';
 import { SiteAgent } from '../agent/site-agent';
 import { isAlive, readStatus } from '../agent/status';
+import { versionAdvice } from '../agent/upgrade-advice';
 import { AuditLog } from '../audit/audit-log';
 import {
   type AgentConfig,
@@ -18,6 +19,7 @@ import {
   updateConfigFile,
 } from '../config/agent-config';
 import { fingerprint, readIdentityKey } from '../identity/identity-key';
+import { AGENT_ROOT, AGENT_VERSION_LINE } from '../version';
 import { type Command, identityPath, STATE_DIR_FLAG } from './shared';
 import { checkSiteData, firstLines, requireTrainableData } from './site-data';
 
@@ -109,7 +111,17 @@ const runCmd: Command = {
       valueName: 'name',
       description: 'auto, tensorflow-gpu, webgpu, tensorflow, wasm or cpu (default: from agent.json)',
     },
-    'log-format': { type: 'string', valueName: 'auto|pretty|json', description: 'log lines (default: auto)' },
+    'log-format': {
+      type: 'string',
+      valueName: 'auto|pretty|json',
+      description:
+        'log lines on stderr: JSON, or human lines; auto: pretty on a terminal (default: $FEDSYNTH_AGENT_LOG_FORMAT, else $FEDSYNTH_LOG_FORMAT, else logFormat in agent.json, else auto)',
+    },
+    'log-level': {
+      type: 'string',
+      valueName: 'level',
+      description: `least severe log lines written: ${LOG_LEVELS.join('|')} (default: $FEDSYNTH_AGENT_LOG_LEVEL, else $FEDSYNTH_LOG_LEVEL, else logLevel in agent.json, else info)`,
+    },
     'training-window': {
       type: 'string',
       valueName: 'HH:MM-HH:MM',
@@ -123,10 +135,21 @@ const runCmd: Command = {
       dataDir: v['data-dir'] ? resolve(String(v['data-dir'])) : undefined,
       backend: v.backend,
       logFormat: v['log-format'],
+      logLevel: v['log-level'],
       trainingWindow: v['training-window'],
     });
     const config = loadAgentConfig(configSources);
-    const log = createLogger(config.logFormat);
+    const log = createLogger(config.logFormat, process.stderr, 'agent', config.logLevel);
+    log.debug('settings', {
+      stateDir,
+      dataDir: config.dataDir ?? null,
+      backend: config.backend,
+      trainingWindow: config.trainingWindow,
+      paused: config.paused,
+      optOut: config.optOut,
+      logFormat: config.logFormat,
+      logLevel: config.logLevel,
+    });
     // Before anything else (and before any connection): NaN or infinite voxels, broken headers or
     // mismatched MR/CT would otherwise surface only as a diverging loss rounds later.
     if (config.dataDir) {
@@ -426,12 +449,12 @@ function trainingCapacityLine(
 
 const doctorCmd: Command = {
   name: 'doctor',
-  summary: 'check backend, device, data, coordinator, clock and disk',
+  summary: 'check backend, device, data, coordinator, protocol, clock and disk',
   description:
     'Checks what the agent needs and says how to fix what is missing: the identity key and config,\n' +
     'the training backend and device (and how to enable tfjs-node-gpu on a CUDA host), the data\n' +
-    'folder (the same checks as fedsynth-data check), the coordinator over HTTP(S), clock skew\n' +
-    'against the coordinator, and free disk. Exits 1 when a check fails.',
+    'folder (the same checks as fedsynth-data check), the coordinator over HTTP(S) and its protocol\n' +
+    'version, clock skew against the coordinator, and free disk. Exits 1 when a check fails.',
   flags: {
     'state-dir': STATE_DIR_FLAG,
     json: { type: 'boolean', description: 'print one JSON object' },
@@ -446,6 +469,7 @@ const doctorCmd: Command = {
       major > 20 || (major === 20 && minor >= 19),
       `Node ${process.versions.node} (needs 20.19 or newer)`,
     );
+    add('agent', true, `${AGENT_VERSION_LINE}, running from ${AGENT_ROOT}`);
     let config: AgentConfig | null = null;
     try {
       config = settings(v);
@@ -506,13 +530,22 @@ const doctorCmd: Command = {
       try {
         const res = await fetch(`${url.replace(/\/$/, '')}/health`, { signal: AbortSignal.timeout(10_000) });
         const ms = Date.now() - t0;
-        const body = (await res.json()) as { status?: string; version?: string };
+        const body = (await res.json()) as { status?: string; version?: string; protocolVersion?: unknown };
         const tls = url.startsWith('https');
         add(
           'coordinator',
           res.ok ? (tls || /\/\/(127\.|localhost)/.test(url) ? true : 'warn') : false,
           `${url}: ${res.status} ${body.status ?? ''} (version ${body.version ?? '?'}, ${ms} ms)${tls ? ', TLS' : ', not TLS: use https outside a test setup'}`,
         );
+        // Coordinators before the protocol version was on /health say nothing: the login checks it.
+        if (typeof body.protocolVersion === 'number')
+          add(
+            'protocol',
+            body.protocolVersion === PROTOCOL_VERSION,
+            body.protocolVersion === PROTOCOL_VERSION
+              ? `version ${PROTOCOL_VERSION}, as the coordinator's`
+              : versionAdvice(url, body.protocolVersion),
+          );
         const date = res.headers.get('date');
         if (date) {
           const skew = (Date.now() - ms / 2 - Date.parse(date)) / 1000;
