@@ -29,6 +29,7 @@ export {
   type EvaluationReport,
   type ModelSource,
   type ModelStore,
+  type OutboundNote,
   type ParticipantEvent,
   type ParticipantLog,
   type ParticipantOptions,
@@ -71,6 +72,19 @@ export {
   SECAGG_MESSAGES,
   uint32ToChunk,
 } from './secagg-messages';
+export {
+  type DecodedFigure,
+  decodeFigures,
+  encodeFigures,
+  type FigureWarning,
+  isPresenceFlag,
+  layoutProblem,
+  type MetricSlot,
+  SECURE_FIGURES,
+  type SecureFigure,
+  type SiteFigures,
+  secureMetricsLayout,
+} from './secure-metrics';
 export {
   createGatewayParser,
   LimitedDecoder,

@@ -77,5 +77,9 @@ describe('message schemas', () => {
     expect(() => checkVersion(PROTOCOL_VERSION)).not.toThrow();
     expect(() => checkVersion(0)).toThrow(/upgrade the agent/);
     expect(() => checkVersion(PROTOCOL_VERSION + 1)).toThrow(/upgrade the coordinator/);
+    // An outdated agent prints the refusal as it is: it names both versions and the upgrade.
+    expect(() => checkVersion(PROTOCOL_VERSION - 1)).toThrow(
+      `this agent speaks protocol version ${PROTOCOL_VERSION - 1}; the coordinator speaks version ${PROTOCOL_VERSION}: upgrade the agent (npm install -g fedsynth-site-agent@latest`,
+    );
   });
 });

@@ -91,6 +91,8 @@ export const trainingPlan = z.object({
   prediction: z.enum(['epsilon', 'v', 'sample']),
   schedule: z.enum(['cosine', 'linear', 'scaled-linear']),
   fedProxMu: finite.refine((x) => x >= 0),
+  /** Decay of the weights' moving average a site keeps and uploads the change of; absent: none. */
+  localEma: finite.refine((x) => x >= 0 && x < 1).optional(),
   dp: z.object({
     clip: finite.refine((x) => x > 0),
     noiseMultiplier: finite.refine((x) => x >= 0),
@@ -117,6 +119,16 @@ export const roundStart = z.object({
   modelBytes: z.number().int().min(0),
   plan: trainingPlan,
   deadlines: z.record(z.string(), z.string()),
+  /**
+   * With the federation's `privacy.secureMetrics`: the figures the site appends to its masked
+   * update, in order, each with the range it is encoded over (see secure-metrics.ts); the round's
+   * vectorLength is the model's values plus these slots. Absent: the figures are sent as reports.
+   */
+  metrics: z
+    .array(z.object({ name: z.string().min(1).max(40), lo: finite, hi: finite }))
+    .min(1)
+    .max(32)
+    .optional(),
   /** The coordinator's Ed25519 signature over roundStartPayload (sites verify it with the key they pinned at enrollment). */
   signature: bytes(64),
 });
@@ -158,12 +170,16 @@ const inRange = (name: keyof typeof REPORT_RANGES) => {
   return finite.refine((x) => x >= lo && x <= hi, `${name} must be in [${lo}, ${hi}]`);
 };
 
-/** Agent -> coordinator: training finished (aggregate figures only). */
+/**
+ * Agent -> coordinator: training finished (aggregate figures only). In a round whose start lists
+ * `metrics` the loss travels in the masked vector and the report carries no figure (no loss, no
+ * epsilon): only that the site trained, and how many steps.
+ */
 export const trainReport = z.object({
   roundId: id,
-  loss: inRange('loss'),
+  loss: inRange('loss').optional(),
   steps: z.number().int().min(0).max(1_000_000),
-  epsilon: inRange('epsilon').nullable(),
+  epsilon: inRange('epsilon').nullable().optional(),
 });
 
 /**
@@ -273,12 +289,25 @@ export function parseMessage<N extends MessageName>(name: N, payload: unknown): 
   return r.data as Message<N>;
 }
 
-/** Refuses a peer that speaks another protocol version, saying which to upgrade. */
+/**
+ * How site IT upgrades an agent: the npm package, or the systemd install from a newer tarball.
+ * Part of the coordinator's refusal, since an outdated agent shows that text as it is.
+ */
+export const AGENT_UPGRADE_HINT =
+  'npm install -g fedsynth-site-agent@latest, or deploy/agent/install.sh --package with a newer fedsynth-site-agent tarball';
+
+/**
+ * The coordinator's check of an agent's protocol version at login: refuses another version,
+ * naming both and saying which side to upgrade (and how, for an agent).
+ */
 export function checkVersion(theirs: number): void {
   if (theirs !== PROTOCOL_VERSION) {
+    const both = `this agent speaks protocol version ${theirs}; the coordinator speaks version ${PROTOCOL_VERSION}`;
     throw new ProtocolError(
       'WRONG_VERSION',
-      `protocol version ${theirs} is not supported; this side speaks version ${PROTOCOL_VERSION}: upgrade the ${theirs < PROTOCOL_VERSION ? 'agent' : 'coordinator'}`,
+      theirs < PROTOCOL_VERSION
+        ? `${both}: upgrade the agent (${AGENT_UPGRADE_HINT}), then restart it`
+        : `${both}: upgrade the coordinator, or run the agent release that speaks version ${PROTOCOL_VERSION}`,
     );
   }
 }
@@ -337,7 +366,8 @@ export function enrollmentPayload(token: string, publicKey: Uint8Array): Uint8Ar
 /**
  * Bytes the coordinator signs for a round start: a label, the secure-aggregation session id (which
  * already binds round, model hash, participants and parameters) and the sha256 of the rest of the
- * message (task, plan, deadlines, federation, round number, model size) in canonical JSON.
+ * message (task, plan, deadlines, federation, round number, model size, and the metric slots when
+ * the round has them) in canonical JSON.
  */
 export function roundStartPayload(
   sessionId: Uint8Array,
@@ -348,6 +378,7 @@ export function roundStartPayload(
     modelBytes: number;
     plan: unknown;
     deadlines: unknown;
+    metrics?: unknown;
   },
 ): Uint8Array {
   const canonical = (v: unknown): string =>
@@ -368,6 +399,7 @@ export function roundStartPayload(
         modelBytes: rest.modelBytes,
         plan: rest.plan,
         deadlines: rest.deadlines,
+        ...(rest.metrics !== undefined ? { metrics: rest.metrics } : {}),
       }),
     )
     .digest();

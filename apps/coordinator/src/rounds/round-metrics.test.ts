@@ -90,4 +90,20 @@ describe('roundMetrics', () => {
     expect(global('epsilon')!.value).toBeLessThan(9);
     expect(rows.find((r) => r.siteId === 'site-1' && r.name === 'epsilon')!.value).toBe(9);
   });
+
+  it('a report without figures (they went into the masked vector) adds no loss or epsilon row', () => {
+    const rows = roundMetrics({
+      federationId: 'f',
+      roundNumber: 3,
+      siteIdOf: (i) => `site-${i}`,
+      survivors: [1, 2, 3],
+      trainReports: new Map([
+        [1, { roundId: 'f:3', steps: 5 }],
+        [2, { roundId: 'f:3', steps: 5 }],
+      ]),
+      evalReports: new Map(),
+      maxEvalCount: 1000,
+    });
+    expect(rows.map((r) => r.name)).toEqual(['sites']);
+  });
 });

@@ -42,10 +42,12 @@ export function roundMetrics(input: {
   const row = (siteId: string | null, name: string, value: number, count: number) =>
     rows.push({ federationId, roundNumber, siteId, name, value, count: Math.min(count, INT32_MAX) });
   const reports = [...input.trainReports.entries()].filter(([i]) => input.survivors.includes(i));
-  if (reports.length)
-    row(null, 'train_loss', reports.reduce((x, [, r]) => x + r.loss, 0) / reports.length, reports.length);
+  // A report without figures (its loss went into the masked vector) only says the site trained.
+  const losses = reports.flatMap(([, r]) => (r.loss === undefined ? [] : [r.loss]));
+  if (losses.length)
+    row(null, 'train_loss', losses.reduce((x, l) => x + l, 0) / losses.length, losses.length);
   // Each site's own (conservative) account, as it reports it.
-  const eps = reports.filter(([, r]) => r.epsilon !== null);
+  const eps = reports.filter(([, r]) => r.epsilon !== null && r.epsilon !== undefined);
   for (const [i, r] of eps) row(input.siteIdOf(i), 'epsilon', r.epsilon!, 1);
   const dp = input.dp;
   if (dp && dp.noiseMultiplier > 0) {

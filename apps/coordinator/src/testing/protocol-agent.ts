@@ -5,6 +5,7 @@ import {
   type ParticipantTransport,
   SERVER_TO_AGENT,
   type SecAggClientOptions,
+  type SiteFigures,
   socketParser,
 } from '@fedsynth/protocol';
 import { type AdvertiseKeysMessage, SecAggClient } from '@fedsynth/secure-agg';
@@ -99,6 +100,8 @@ export function startAgent(
     evalReport?: (m: { roundId: string; modelHash: string }) => Record<string, unknown> | null;
     /** Awaited before the evaluation report is sent. */
     beforeEval?: () => Promise<void>;
+    /** The figures "training" gives, for rounds that ask for them inside the masked vector. */
+    figures?: SiteFigures;
   } = {},
 ): Promise<Socket> {
   return new Promise((resolve) => {
@@ -145,7 +148,12 @@ export function startAgent(
         await inboxOf(start.secAgg.roundId).arrived;
         await opts.beforeMaskedInput?.(start.roundNumber);
         // epsilon stands in for a DP accountant: distinct per site.
-        return { delta, weight, report: { loss: 0.25, steps: 10, epsilon: weight / 100 } };
+        return {
+          delta,
+          weight,
+          report: { loss: 0.25, steps: 10, epsilon: weight / 100 },
+          ...(opts.figures ? { figures: opts.figures } : {}),
+        };
       },
       evaluate: async (m) => {
         await opts.beforeEval?.();

@@ -89,12 +89,20 @@ export class AuditedSocket {
     this.socket.emit(event, payload);
   }
 
-  /** Logs and sends one message that the coordinator acknowledges; rejects on refusal, disconnect or timeout. */
-  emitWithAck(event: string, payload: unknown, timeoutMs = 60_000): Promise<{ ok: true }> {
+  /**
+   * Logs and sends one message that the coordinator acknowledges; rejects on refusal, disconnect or
+   * timeout. `note.inside` names figures masked inside the message (written to its audit entry).
+   */
+  emitWithAck(
+    event: string,
+    payload: unknown,
+    timeoutMs = 60_000,
+    note?: { inside: readonly string[] },
+  ): Promise<{ ok: true }> {
     if (!this.socket.connected) return Promise.reject(new Error(`not connected; ${event} not sent`));
     return new Promise((resolve, reject) => {
       const id = (this.socket as unknown as { ids: number }).ids;
-      this.log(event, payload, id);
+      this.log(event, payload, id, note?.inside);
       const timer = setTimeout(
         () => reject(new Error(`${event}: no acknowledgement in ${timeoutMs} ms`)),
         timeoutMs,
@@ -113,7 +121,7 @@ export class AuditedSocket {
     });
   }
 
-  private log(event: string, payload: unknown, id: number | undefined): void {
+  private log(event: string, payload: unknown, id: number | undefined, inside?: readonly string[]): void {
     const packet = {
       type: PacketType.EVENT,
       nsp: (this.socket as unknown as { nsp: string }).nsp,
@@ -121,7 +129,7 @@ export class AuditedSocket {
       ...(id === undefined ? {} : { id }),
     };
     const d = digest(framesOf(this.encoder.encode(packet)));
-    this.audit.recordDigest(event, d.bytes, d.sha256, roundOf(payload));
+    this.audit.recordDigest(event, d.bytes, d.sha256, roundOf(payload), { inside });
     this.expected.push({ sha256: d.sha256 });
     if (this.expected.length > 10_000) this.expected.shift();
   }

@@ -10,10 +10,12 @@ import {
   type ModelStore,
   type ParticipantEvent,
   ParticipantSession,
+  PROTOCOL_VERSION,
   parseMessage,
   RdpAccountant,
   type RoundStart,
   SERVER_TO_AGENT,
+  type SiteFigures,
   socketParser,
   type TrainingResult,
 } from '@fedsynth/protocol';
@@ -23,13 +25,20 @@ import { type AgentConfig, type AgentConfigSources, modalityMatchOf } from '../c
 import { declineReason, readControls } from '../controls/site-controls';
 import type { IdentityKey } from '../identity/identity-key';
 import { privatizeUpdate, updateWeight } from '../privacy/dp';
+import { AGENT_VERSION } from '../version';
 import { AuditedSocket } from './audited-socket';
 import type { Enrollment } from './enrollment';
-import { DataCache, effectivePlan, evaluateLocally, taskOf, trainLocally } from './local-training';
+import {
+  DataCache,
+  effectivePlan,
+  evaluateLocally,
+  type LocalEval,
+  taskOf,
+  trainLocally,
+} from './local-training';
 import type { Logger } from './logger';
 import { type AgentStatus, writeStatus } from './status';
-
-const VERSION = '0.1.0';
+import { versionRefusalAdvice } from './upgrade-advice';
 
 /** Refusals after which reconnecting cannot help: the agent stops and says what to do. */
 const FATAL = new Set(['UNKNOWN_KEY', 'REVOKED', 'WRONG_VERSION', 'BAD_SIGNATURE']);
@@ -72,6 +81,8 @@ export class SiteAgent {
   private readonly status: AgentStatus;
   private reconnectTimer: NodeJS.Timeout | null = null;
   private refusedDelayMs = 2000;
+  /** The protocol version the coordinator announced in its last login challenge. */
+  private coordinatorProtocol: number | null = null;
   private stopped = false;
   private onFatal: ((err: Error) => void) | null = null;
 
@@ -103,11 +114,11 @@ export class SiteAgent {
     this.session = new ParticipantSession({
       identity: opts.identity,
       coordinatorKey: new Uint8Array(Buffer.from(opts.enrollment.coordinatorKey, 'base64')),
-      agentVersion: VERSION,
+      agentVersion: AGENT_VERSION,
       transport: {
         send: (event, payload) => this.channel.emit(event, payload),
-        sendWithAck: async (event, payload, timeoutMs) => {
-          await this.channel.emitWithAck(event, payload, timeoutMs);
+        sendWithAck: async (event, payload, timeoutMs, note) => {
+          await this.channel.emitWithAck(event, payload, timeoutMs, note);
         },
       },
       train: (start, model, cancelled) => this.train(start, model, cancelled),
@@ -141,6 +152,8 @@ export class SiteAgent {
       }
     return new Promise((resolve, reject) => {
       this.onFatal = (err) => {
+        // The run ends with the refusal (the CLI prints it and exits 1), not as a requested stop.
+        this.stopResolve = null;
         void this.stop().then(() => reject(err));
       };
       this.stopResolve = resolve;
@@ -178,6 +191,10 @@ export class SiteAgent {
     // Everything the coordinator sends goes to the session, which validates it; the agent itself
     // only reacts to logins and refusals.
     for (const event of SERVER_TO_AGENT) s.on(event, (raw: unknown) => void this.session.receive(event, raw));
+    s.on('auth.challenge', (raw: unknown) => {
+      const v = (raw as { protocolVersion?: unknown } | null)?.protocolVersion;
+      this.coordinatorProtocol = typeof v === 'number' ? v : null;
+    });
     s.on('auth.ok', (raw: unknown) => {
       const m = this.parse('auth.ok', raw);
       if (!m) return;
@@ -217,6 +234,22 @@ export class SiteAgent {
     if (e.code === 'NOT_APPROVED') {
       this.setStatus({ connection: 'refused', lastError: e.message });
       log.info('waiting for an admin to approve this site', { retryInSeconds: this.refusedDelayMs / 1000 });
+      return;
+    }
+    if (e.code === 'WRONG_VERSION') {
+      // Retrying cannot help: site IT must upgrade one side, and is told which and how.
+      const advice = versionRefusalAdvice({
+        coordinatorUrl: this.opts.enrollment.coordinatorUrl,
+        coordinatorProtocol: this.coordinatorProtocol,
+        message: e.message,
+      });
+      this.setStatus({ connection: 'refused', lastError: advice });
+      log.error(advice, {
+        code: e.code,
+        agentProtocol: PROTOCOL_VERSION,
+        coordinatorProtocol: this.coordinatorProtocol,
+      });
+      this.onFatal?.(new Error(advice));
       return;
     }
     this.setStatus({ lastError: `${e.code}: ${e.message}` });
@@ -344,36 +377,51 @@ export class SiteAgent {
       valuesBeyondQuantizationClip: clipped,
       ...(epsilon !== null ? { epsilon } : {}),
     });
-    return {
-      delta: u.delta,
-      weight: updateWeight(
-        data.train.length,
-        start.secAgg.quantization.maxWeight,
-        start.plan.dp.noiseMultiplier > 0,
-      ),
-      report: { loss: u.loss, steps: u.steps, epsilon },
-    };
+    const weight = updateWeight(
+      data.train.length,
+      start.secAgg.quantization.maxWeight,
+      start.plan.dp.noiseMultiplier > 0,
+    );
+    const report = { loss: u.loss, steps: u.steps, epsilon };
+    if (!start.metrics) return { delta: u.delta, weight, report };
+    // The round wants the figures inside the masked vector, so they are measured before the
+    // upload: the model this round started from (the new one does not exist yet) is scored now.
+    // They are appended after DP: the noise covers the update only.
+    if (cancelled()) throw new Error('the round ended before local training finished');
+    const e = await this.score(checkpoint, start);
+    await this.keepEvaluation(
+      start.secAgg.roundId,
+      start.secAgg.modelHash,
+      e,
+      "scored the round's starting model; its figures leave only inside the masked vector",
+    );
+    return { delta: u.delta, weight, report, figures: siteFigures(u.loss, e) };
   }
 
-  /** Scores the new global model on the validation split and keeps it as the site's latest model. */
-  private async evaluate(
-    m: Message<'round.evaluate'>,
-    model: ModelSource,
-    start: RoundStart,
-  ): Promise<EvaluationReport> {
-    const e = await evaluateLocally({
-      checkpoint: await model(),
+  /** A model's figures on the validation split (fixed-seed DDIM, see evaluateLocally). */
+  private score(checkpoint: Uint8Array, start: RoundStart): Promise<LocalEval> {
+    return evaluateLocally({
+      checkpoint,
       fallback: start.plan,
       data: (size) => this.data!.get(size, taskOf(start)),
       threads: this.controls().trainingThreads,
     });
-    await writeFile(join(this.modelsDir, 'latest'), `${m.modelHash}\n`);
+  }
+
+  /** Logs a model's figures here and keeps the model as the site's latest one. */
+  private async keepEvaluation(
+    roundId: string,
+    modelHash: string,
+    e: LocalEval,
+    what: string,
+  ): Promise<void> {
+    await writeFile(join(this.modelsDir, 'latest'), `${modelHash}\n`);
     this.setStatus({
-      lastEval: { roundId: m.roundId, modelHash: m.modelHash, ...e },
-      latestModel: join(this.modelsDir, `${m.modelHash}.safetensors`),
+      lastEval: { roundId, modelHash, ...e },
+      latestModel: join(this.modelsDir, `${modelHash}.safetensors`),
     });
-    this.opts.log.info('evaluated the new global model', {
-      round: m.roundId,
+    this.opts.log.info(what, {
+      round: roundId,
       mae: e.mae,
       psnr: e.psnr,
       ssim: e.ssim,
@@ -382,6 +430,16 @@ export class SiteAgent {
         ? { nearestTrainingSliceSynthetic: e.nearestSynth, nearestTrainingSliceReal: e.nearestReal }
         : {}),
     });
+  }
+
+  /** Scores the new global model on the validation split and keeps it as the site's latest model. */
+  private async evaluate(
+    m: Message<'round.evaluate'>,
+    model: ModelSource,
+    start: RoundStart,
+  ): Promise<EvaluationReport> {
+    const e = await this.score(await model(), start);
+    await this.keepEvaluation(m.roundId, m.modelHash, e, 'evaluated the new global model');
     // With counts hidden every site weighs the same in the global figures: no slice count is sent.
     return this.hideCounts ? { ...e, count: Math.min(e.count, 1) } : e;
   }
@@ -437,4 +495,21 @@ export class SiteAgent {
     this.setStatus({ connection: 'stopped', currentRound: null });
     this.stopResolve?.();
   }
+}
+
+/**
+ * What a site appends to its masked vector: the round's training loss and its scores of the
+ * round's starting model (left out, so sent as absent, when it has no validation slice).
+ */
+export function siteFigures(loss: number, e: LocalEval): SiteFigures {
+  if (e.count === 0) return { train_loss: loss };
+  return {
+    train_loss: loss,
+    mae: e.mae,
+    psnr: e.psnr,
+    ssim: e.ssim,
+    ...(e.nearestSynth !== undefined && e.nearestReal !== undefined
+      ? { nearest_synth: e.nearestSynth, nearest_real: e.nearestReal }
+      : {}),
+  };
 }

@@ -28,6 +28,22 @@ describe('AuditLog', () => {
     expect(entries[1].sha256).toBe(createHash('sha256').update(b).digest('hex'));
   });
 
+  it('names the figures that left masked inside a message, and only where there are some', () => {
+    const path = join(mkdtempSync(join(tmpdir(), 'fedsynth-audit-')), 'audit.jsonl');
+    const log = new AuditLog(path);
+    log.recordDigest('secagg.masked-chunk', 4096, 'a'.repeat(64), 'fed-1:2', {
+      inside: ['train_loss', 'mae'],
+    });
+    log.recordDigest('secagg.masked-chunk', 4096, 'b'.repeat(64), 'fed-1:2', { inside: [] });
+    const [first, second] = AuditLog.read(path);
+    expect(first).toMatchObject({
+      type: 'secagg.masked-chunk',
+      round: 'fed-1:2',
+      inside: ['train_loss', 'mae'],
+    });
+    expect(Object.keys(second)).not.toContain('inside');
+  });
+
   it('reads an absent log as empty and names a corrupt line', () => {
     const dir = mkdtempSync(join(tmpdir(), 'fedsynth-audit-'));
     expect(AuditLog.read(join(dir, 'none.jsonl'))).toEqual([]);

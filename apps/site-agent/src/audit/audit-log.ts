@@ -10,6 +10,8 @@ export interface AuditEntry {
   bytes: number; // exact bytes of the encoded payload
   sha256: string; // hex digest of those bytes
   round: string | null; // round id, when the message belongs to one
+  /** Figures that left masked inside this message (a masked-vector chunk), never in plain text. */
+  inside?: string[];
 }
 
 /**
@@ -35,15 +37,27 @@ export class AuditLog {
     return entry;
   }
 
-  /** Records an outbound message by its size and digest (when the bytes were hashed as they were framed). */
+  /**
+   * Records an outbound message by its size and digest (when the bytes were hashed as they were
+   * framed); `inside` names the figures masked inside it.
+   */
   recordDigest(
     type: string,
     bytes: number,
     sha256: string,
     round: string | null,
-    now = new Date(),
+    opts: { now?: Date; inside?: readonly string[] } = {},
   ): AuditEntry {
-    const entry: AuditEntry = { time: now.toISOString(), direction: 'out', type, bytes, sha256, round };
+    const now = opts.now ?? new Date();
+    const entry: AuditEntry = {
+      time: now.toISOString(),
+      direction: 'out',
+      type,
+      bytes,
+      sha256,
+      round,
+      ...(opts.inside?.length ? { inside: [...opts.inside] } : {}),
+    };
     appendFileSync(this.path, `${JSON.stringify(entry)}\n`, { mode: 0o600 });
     return entry;
   }

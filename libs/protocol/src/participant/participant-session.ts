@@ -9,6 +9,7 @@ import {
   signedAuthResponse,
 } from '../schemas';
 import { maskedTransferId, uint32ToChunk } from '../secagg-messages';
+import { encodeFigures, type SiteFigures } from '../secure-metrics';
 import { ModelDownloads } from './model-downloads';
 import {
   inAggregation,
@@ -29,9 +30,20 @@ export interface ParticipantTransport {
   send<N extends AgentMessageName>(event: N, payload: Message<N>): void;
   /**
    * Sends a message and resolves once the coordinator acknowledges it; rejects when the coordinator
-   * refuses it, the connection drops, or no acknowledgement came within `timeoutMs`.
+   * refuses it, the connection drops, or no acknowledgement came within `timeoutMs`. `note` says
+   * what the message carries that its payload does not show (for the site's audit log).
    */
-  sendWithAck<N extends AgentMessageName>(event: N, payload: Message<N>, timeoutMs: number): Promise<void>;
+  sendWithAck<N extends AgentMessageName>(
+    event: N,
+    payload: Message<N>,
+    timeoutMs: number,
+    note?: OutboundNote,
+  ): Promise<void>;
+}
+
+/** What an outbound message carries unseen: the figures masked inside a chunk of the masked vector. */
+export interface OutboundNote {
+  inside: string[];
 }
 
 /** What local training hands back. */
@@ -40,8 +52,23 @@ export interface TrainingResult {
   delta: Float32Array;
   /** The site's weight in the weighted mean (e.g. its training slices), in [0, the round's maxWeight]. */
   weight: number;
-  /** Aggregate figures of the training, sent as `round.train-report`. */
+  /**
+   * Aggregate figures of the training, sent as `round.train-report`; in a round whose start lists
+   * `metrics` only the steps are sent (the loss goes into the masked vector through `figures`).
+   */
   report: { loss: number; steps: number; epsilon: number | null };
+  /**
+   * The site's figures for a round whose start lists `metrics` (training loss, scores of the
+   * round's starting model): appended to the masked update, never sent in plain text.
+   */
+  figures?: SiteFigures;
+}
+
+/** What the masked upload sends: the update, with the figure slots appended when the round asks. */
+interface PreparedUpdate {
+  vector: Float32Array;
+  weight: number;
+  report: TrainingResult['report'];
 }
 
 /** A model's scores on the site's validation split, sent as `round.eval-report`. */
@@ -116,7 +143,7 @@ export interface ParticipantOptions {
 class Round {
   state: ParticipantState = 'idle';
   /** Local training, from the round's acceptance until the masked upload ends (then let go with its vector). */
-  update: Promise<TrainingResult> | null = null;
+  update: Promise<PreparedUpdate> | null = null;
   /** The masked upload, once the share inbox arrived. */
   upload: Promise<void> | null = null;
 
@@ -314,15 +341,35 @@ export class ParticipantSession {
     this.emit({ type: 'declined', roundId, reason });
   }
 
-  /** Fetches the model when training asks for it, trains, and checks the update fits the round. */
-  private async train(r: Round): Promise<TrainingResult> {
+  /**
+   * Fetches the model when training asks for it, trains, checks the update fits the round, and
+   * appends the figure slots when the round asks for them (the update itself is then let go).
+   */
+  private async train(r: Round): Promise<PreparedUpdate> {
     const config = r.client.config;
     const model = once(() => this.model(config.modelHash, r.start.modelBytes));
     const result = await this.opts.train(r.start, model, () => this.round !== r || r.state === 'failed');
-    const n = config.vectorLength;
+    const slots = r.start.metrics ?? [];
+    const n = config.vectorLength - slots.length;
     if (!(result.delta instanceof Float32Array) || result.delta.length !== n)
-      throw new Error(`the update has ${result.delta?.length} values; the round expects ${n}`);
-    return result;
+      throw new Error(
+        `the update has ${result.delta?.length} values; the round expects ${n}${slots.length ? ` (and ${slots.length} figures)` : ''}`,
+      );
+    const { weight, report } = result;
+    if (slots.length === 0) return { vector: result.delta, weight, report };
+    if (!result.figures)
+      throw new Error('the round asks for figures in the masked vector; training gave none');
+    const encoded = encodeFigures(slots, result.figures, config.quantization.clip, (message, fields) =>
+      this.log.warn(message, { round: r.id, ...fields }),
+    );
+    const vector = new Float32Array(config.vectorLength);
+    vector.set(result.delta, 0);
+    vector.set(encoded, n);
+    this.log.info('the figures go inside the masked vector, not in plain text', {
+      round: r.id,
+      figures: slots.map((s) => s.name),
+    });
+    return { vector, weight, report };
   }
 
   private trainingFailed(r: Round, err: unknown): void {
@@ -423,27 +470,37 @@ export class ParticipantSession {
   private async upload(
     r: Round,
     inbox: Message<'secagg.inbox'>,
-    update: Promise<TrainingResult>,
+    update: Promise<PreparedUpdate>,
   ): Promise<void> {
     const live = () => this.round === r && r.state === 'sending-masked-input';
-    let u: TrainingResult;
+    let u: PreparedUpdate;
     try {
       u = await update;
     } catch {
       return; // sent as train.failed
     }
     if (!live()) return;
-    this.opts.transport.send('round.train-report', { roundId: r.id, ...u.report });
+    const slots = r.start.metrics ?? [];
+    // With the figures in the masked vector the report says only that the site trained.
+    this.opts.transport.send(
+      'round.train-report',
+      slots.length ? { roundId: r.id, steps: u.report.steps } : { roundId: r.id, ...u.report },
+    );
     // The coordinator acknowledges a first chunk only when an upload slot frees up: wait for it up
     // to the stage deadline rather than a fixed time.
     const deadline = Date.parse(r.start.deadlines['masked-input'] ?? '');
     const ackTimeoutMs = Number.isFinite(deadline) ? Math.max(60_000, deadline - Date.now()) : 30 * 60_000;
     try {
-      const stream = r.client.maskedInput(inbox, { values: u.delta, weight: u.weight });
+      const stream = r.client.maskedInput(inbox, { values: u.vector, weight: u.weight });
       const transferId = maskedTransferId(r.id, r.client.selfIndex);
       const total = stream.length * Uint32Array.BYTES_PER_ELEMENT;
+      const firstSlot = u.vector.length - slots.length;
       for (const ch of stream) {
         if (!live()) return;
+        // The figures whose slots lie in this chunk (elements [offset, offset + length)).
+        const inside = slots
+          .filter((_, j) => firstSlot + j >= ch.offset && firstSlot + j < ch.offset + ch.data.length)
+          .map((s) => s.name);
         await this.opts.transport.sendWithAck(
           'secagg.masked-chunk',
           {
@@ -453,6 +510,7 @@ export class ParticipantSession {
             data: uint32ToChunk(ch.data),
           },
           ackTimeoutMs,
+          inside.length ? { inside } : undefined,
         );
       }
       if (!live()) return;
@@ -480,6 +538,13 @@ export class ParticipantSession {
   private async evaluate(m: Message<'round.evaluate'>): Promise<void> {
     const r = this.expect('round.evaluate', m.roundId);
     if (!r) return;
+    if (r.start.metrics) {
+      // The round's figures went inside the masked vector: a plain report would undo that.
+      this.log.warn('refused round.evaluate: this round sends its figures only inside the masked vector', {
+        round: r.id,
+      });
+      return;
+    }
     this.enter(r, 'evaluating');
     try {
       const model = once(() => this.model(m.modelHash, m.modelBytes));

@@ -4,6 +4,7 @@
  *   idle -> round-accepted -> keys-advertised -> shares-sent -> sending-masked-input
  *        -> masked-input-sent -> consistency-signed -> unmasked -> evaluating -> done
  *
+ * (a round whose start lists `metrics` ends at `unmasked`: its figures went in the masked vector)
  * and `failed` from any state of a round (a refused stage message, failed training or upload, a
  * lost connection, another round started). A round start is taken in every state: the coordinator
  * runs one round at a time, so a new start ends the previous round.

@@ -1,5 +1,6 @@
 import { ed25519Verify, type RoundConfig, SecAggClient, sessionId } from '@fedsynth/secure-agg';
 import { type Message, roundStartPayload } from '../schemas';
+import { layoutProblem } from '../secure-metrics';
 
 /** A validated `round.start` message. */
 export type RoundStart = Message<'round.start'>;
@@ -26,8 +27,9 @@ export function roundConfigOf(start: RoundStart): RoundConfig {
 /**
  * Checks a round start on the site's side: the coordinator's Ed25519 signature over
  * roundStartPayload with the key the site pinned at enrollment (null skips this check: protocol
- * tests only), that the site's identity key is among the participants, and that the
- * secure-aggregation configuration is valid (SecAggClient refuses any other).
+ * tests only), that the site's identity key is among the participants, that the
+ * secure-aggregation configuration is valid (SecAggClient refuses any other), and that the site
+ * can fill the figure slots the round asks for in its masked vector (secure-metrics.ts).
  *
  * @param identity the site's Ed25519 identity (tweetnacl layout: the 64-byte secret key ends with the public key)
  * @returns the SecAgg client for the round, or the reason to decline it
@@ -54,6 +56,14 @@ export function checkRoundStart(
     Buffer.from(p.identityKey).equals(Buffer.from(identity.publicKey)),
   );
   if (!me) return { ok: false, reason: 'this site is not among the round participants' };
+  if (start.metrics) {
+    const problem = layoutProblem(start.metrics, config.vectorLength);
+    if (problem)
+      return {
+        ok: false,
+        reason: `cannot send the figures the round asks for in the masked vector: ${problem}`,
+      };
+  }
   try {
     const client = createClient({ config, selfIndex: me.index, identitySecretKey: identity.secretKey });
     return { ok: true, config, client };
