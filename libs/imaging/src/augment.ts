@@ -1,4 +1,5 @@
 import type { SlicePair } from './dataset';
+import { lowerResolution } from './resolution';
 
 /** Ranges of the random augmentations (defaults in brackets). */
 export interface AugmentOptions {
@@ -18,6 +19,18 @@ export interface AugmentOptions {
   biasField?: number;
   /** Maximum log of the gamma (contrast) change of the source: gamma in [e^-g, e^g] [0.2]. */
   gamma?: number;
+  /** Largest standard deviation of Gaussian noise added to the source, on its [-1, 1] scale [0.02]. */
+  noise?: number;
+  /** Probability that the source looks as a coarser acquisition would [0.25]. */
+  lowRes?: number;
+  /** Largest coarsening factor of such a source (uniform in [1, f]) [2.5]. */
+  lowResFactor?: number;
+}
+
+/** A standard normal draw from `rng` (Box-Muller). */
+function gaussian(rng: () => number): number {
+  const u = Math.max(rng(), 1e-12);
+  return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * rng());
 }
 
 function warp(
@@ -63,9 +76,9 @@ function warp(
 /**
  * A randomly augmented copy of a slice pair, reproducible from `rng`: the same flip, rotation and
  * scaling for every source channel, the target and the mask (bilinear for images, nearest for the
- * mask), and for the source alone an intensity jitter, a smooth bias field and a gamma (contrast)
- * change, so that a scanner's intensity profile not seen in training is less of a surprise; the
- * target keeps its meaning (HU, SUV).
+ * mask), and for the source alone an intensity jitter, a smooth bias field, a gamma (contrast)
+ * change, at times a coarser resolution, and Gaussian noise, so that a scanner not seen in training
+ * is less of a surprise; the target keeps its meaning (HU, SUV).
  */
 export function augmentPair(pair: SlicePair, rng: () => number, opts: AugmentOptions = {}): SlicePair {
   const flip = rng() < (opts.flip ?? 0.5) ? -1 : 1;
@@ -76,13 +89,18 @@ export function augmentPair(pair: SlicePair, rng: () => number, opts: AugmentOpt
   const biasAmp = opts.biasField ?? 0.2;
   const bias = [rng() * 2 - 1, rng() * 2 - 1, rng() * 2 - 1, rng() * 2 - 1, rng() * 2 - 1];
   const gamma = Math.exp((rng() * 2 - 1) * (opts.gamma ?? 0.2));
+  // Drawn after the others, so that the earlier draws are what they always were for a seed.
+  const coarser = rng() < (opts.lowRes ?? 0.25);
+  const factor = 1 + rng() * ((opts.lowResFactor ?? 2.5) - 1);
+  const noiseStd = rng() * (opts.noise ?? 0.02);
   // Inverse map from output to input coordinates.
   const cos = Math.cos(a) / s;
   const sin = Math.sin(a) / s;
   const m = [flip * cos, -sin, flip * sin, cos];
   const size = pair.size;
   const ch = pair.channels ?? 1;
-  const source = warp(pair.source, size, ch, m, -1, false);
+  const warped = warp(pair.source, size, ch, m, -1, false);
+  const source = coarser ? lowerResolution(warped, size, ch, factor) : warped;
   // The bias field's terms (x, y, x^2, y^2, xy in [-1, 1]) have a range of at most 5 together.
   const k = biasAmp / 2 / 5;
   for (let y = 0; y < size; y++) {
@@ -96,7 +114,8 @@ export function augmentPair(pair: SlicePair, rng: () => number, opts: AugmentOpt
         const i = (y * size + x) * ch + c;
         // On [0, 1]: contrast (gamma), bias field, gain; then the shift, back on [-1, 1].
         const v01 = ((source[i] + 1) / 2) ** gamma * field * gain;
-        source[i] = Math.max(-1, Math.min(1, v01 * 2 - 1 + shift));
+        const noise = noiseStd > 0 ? noiseStd * gaussian(rng) : 0;
+        source[i] = Math.max(-1, Math.min(1, v01 * 2 - 1 + shift + noise));
       }
     }
   }

@@ -163,4 +163,44 @@ describe('datasets', () => {
     const b2 = augmentPair(pair, mulberry32(4));
     expect(Array.from(b1.source)).toEqual(Array.from(b2.source));
   });
+
+  it('adds source noise up to its largest standard deviation, and at times a coarser resolution', () => {
+    const size = 32;
+    const still = {
+      flip: 0,
+      rotateDeg: 0,
+      scale: 0,
+      intensityScale: 0,
+      intensityShift: 0,
+      biasField: 0,
+      gamma: 0,
+    };
+    // A one-pixel checkerboard of +-0.5: any coarsening of at least 2 pixels averages it towards 0.
+    const source = Float32Array.from({ length: size * size }, (_, i) =>
+      ((i % size) + Math.floor(i / size)) % 2 ? 0.5 : -0.5,
+    );
+    const pair = {
+      subjectId: 's',
+      sliceIndex: 0,
+      size,
+      source,
+      target: new Float32Array(size * size),
+      mask: new Uint8Array(size * size),
+    };
+    const rms = (a: Float32Array, b: Float32Array) =>
+      Math.sqrt(a.reduce((s, v, i) => s + (v - b[i]) ** 2, 0) / a.length);
+    const plain = augmentPair(pair, mulberry32(3), { ...still, noise: 0, lowRes: 0 });
+    expect(rms(plain.source, source)).toBeLessThan(1e-6);
+    for (let seed = 1; seed <= 5; seed++) {
+      const noisy = augmentPair(pair, mulberry32(seed), { ...still, noise: 0.1, lowRes: 0 });
+      const r = rms(noisy.source, source);
+      expect(r).toBeGreaterThan(0);
+      expect(r).toBeLessThan(0.1 * 1.1);
+    }
+    const coarse = augmentPair(pair, mulberry32(3), { ...still, noise: 0, lowRes: 1, lowResFactor: 4 });
+    // Each checkerboard pixel moved towards 0 (a 1-pixel pattern cannot survive cells of 1.5 px and more
+    // unchanged): the mean absolute value drops well below 0.5.
+    const meanAbs = coarse.source.reduce((s, v) => s + Math.abs(v), 0) / coarse.source.length;
+    expect(meanAbs).toBeLessThan(0.4);
+  });
 });
