@@ -350,15 +350,19 @@
     );
   }
 
+  /** The model a federation publishes: its server moving average where it keeps one. */
+  const publishedModel = (fed) => fed.currentModel || fed.currentCheckpoint;
+
   async function renderSample(fed) {
-    if (!fed.currentCheckpoint || sampleFor === fed.currentCheckpoint) return;
-    sampleFor = fed.currentCheckpoint;
+    const model = publishedModel(fed);
+    if (!model || sampleFor === model) return;
+    sampleFor = model;
     try {
-      const blob = await api(`/api/federations/${fed.id}/sample?checkpoint=${fed.currentCheckpoint}`);
+      const blob = await api(`/api/federations/${fed.id}/sample?checkpoint=${model}`);
       const img = $('#sample-img');
       if (img.src) URL.revokeObjectURL(img.src);
       img.src = URL.createObjectURL(blob);
-      img.dataset.checkpoint = fed.currentCheckpoint;
+      img.dataset.checkpoint = model;
     } catch (err) {
       sampleFor = null;
       $('#sample-img').alt = `sample unavailable: ${err.message}`;
@@ -1186,13 +1190,14 @@
               : `validation MAE (${target.toUpperCase()}, normalized 0..1)`;
         renderCharts(metrics, perSite, sites);
         if (sites) renderSites(sites);
-        $('#model-sha').textContent = current.currentCheckpoint || 'no model yet';
-        $('#download').disabled = !current.currentCheckpoint;
+        const model = publishedModel(current);
+        $('#model-sha').textContent = model || 'no model yet';
+        $('#download').disabled = !model;
         $('#download').onclick = async () => {
-          const blob = await api(`/api/checkpoints/${current.currentCheckpoint}`);
+          const blob = await api(`/api/checkpoints/${model}`);
           const a = el('a', {
             href: URL.createObjectURL(blob),
-            download: `${current.name}-${current.currentCheckpoint.slice(0, 12)}.safetensors`,
+            download: `${current.name}-${model.slice(0, 12)}.safetensors`,
           });
           a.click();
         };

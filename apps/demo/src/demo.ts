@@ -250,7 +250,7 @@ export async function main(argv: string[]): Promise<void> {
             try {
               const png = await fed.api<Uint8Array>(
                 'GET',
-                `/api/federations/${federation.id}/sample?checkpoint=${r.checkpointOut}`,
+                `/api/federations/${federation.id}/sample?checkpoint=${r.modelOut ?? r.checkpointOut}`,
               );
               await writeFile(join(out, `round-${r.number}.png`), png);
               sampled.push(r.number);
@@ -262,8 +262,15 @@ export async function main(argv: string[]): Promise<void> {
         },
       });
       await fed.api('POST', `/api/federations/${federation.id}/pause`);
-      const f = await fed.api<{ currentCheckpoint: string }>('GET', `/api/federations/${federation.id}`);
-      const model = await fed.api<Uint8Array>('GET', `/api/checkpoints/${f.currentCheckpoint}`);
+      const f = await fed.api<{ currentCheckpoint: string; currentModel: string | null }>(
+        'GET',
+        `/api/federations/${federation.id}`,
+      );
+      // The published model: the server's moving average where the plan keeps one.
+      const model = await fed.api<Uint8Array>(
+        'GET',
+        `/api/checkpoints/${f.currentModel ?? f.currentCheckpoint}`,
+      );
       await writeFile(join(out, 'model.safetensors'), model);
       const lastMetrics = await fed.metrics(federation.id);
       await fed.stop();

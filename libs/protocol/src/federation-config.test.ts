@@ -37,8 +37,10 @@ describe('FederationConfig', () => {
         stageSeconds: null,
         trainSeconds: null,
         maxEvalCount: 10_000,
+        localEma: 0,
+        lrSchedule: { kind: 'constant' },
       },
-      strategy: { kind: 'fedavg', lr: 1, proxMu: 0 },
+      strategy: { kind: 'fedavg', lr: 1, proxMu: 0, serverEma: 0 },
       secagg: {
         threatModel: 'active',
         graph: { kind: 'complete' },
@@ -47,7 +49,7 @@ describe('FederationConfig', () => {
         maxWeight: 100_000,
       },
       dp: { clip: 10, noiseMultiplier: 0, delta: 1e-5, epsilonBudget: null },
-      privacy: { perSiteMetrics: true, hideCounts: false },
+      privacy: { perSiteMetrics: true, hideCounts: false, secureMetrics: false },
     });
     // A strategy's own defaults come with its kind.
     expect(parseFederationConfig({ strategy: { kind: 'fedadam' } }).strategy).toEqual({
@@ -57,6 +59,7 @@ describe('FederationConfig', () => {
       beta2: 0.99,
       tau: 1e-3,
       proxMu: 0,
+      serverEma: 0,
     });
   });
 
@@ -112,7 +115,7 @@ describe('FederationConfig', () => {
     expect(p.plan.lr).toBe(1e-3);
     expect(p.strategy).toMatchObject({ kind: 'fedadam', lr: 0.05, beta1: 0.8 });
     const m = applyConfigPatch(c, { strategy: { kind: 'fedavgm' } });
-    expect(m.strategy).toEqual({ kind: 'fedavgm', lr: 1, momentum: 0.9, proxMu: 0 });
+    expect(m.strategy).toEqual({ kind: 'fedavgm', lr: 1, momentum: 0.9, proxMu: 0, serverEma: 0 });
     expect(() => applyConfigPatch(c, { plan: { minSites: 200 } })).toThrow(
       /maxSites \(100\) is below minSites \(200\)/,
     );
@@ -136,5 +139,10 @@ describe('FederationConfig', () => {
     expect(s.additionalProperties).toBe(false);
     expect(s.properties.plan.additionalProperties).toBe(false);
     expect(Object.keys(s.properties.plan.properties ?? {})).toContain('localSteps');
+    // Forms are built from this schema: the privacy switches appear with their defaults.
+    expect(s.properties.privacy.properties).toMatchObject({
+      hideCounts: { type: 'boolean', default: false },
+      secureMetrics: { type: 'boolean', default: false },
+    });
   });
 });

@@ -74,18 +74,43 @@ const plan = z.strictObject({
     .default(null),
   /** Validation slices one site's evaluation may weigh in the global figures. */
   maxEvalCount: int(1, 2 ** 31 - 1).default(10_000),
+  /**
+   * Decay of an exponential moving average of the weights a site keeps while it trains a round;
+   * the site uploads the average's change instead of the last weights'. 0: off.
+   */
+  localEma: finite.refine((x) => x >= 0 && x < 1, 'localEma must be in [0, 1)').default(0),
+  /**
+   * How the sites' learning rate changes from round to round: constant, or a cosine decay from
+   * plan.lr in round 1 to plan.lr * minFactor in round `rounds` (plan.rounds when null), held after.
+   */
+  lrSchedule: z
+    .discriminatedUnion('kind', [
+      z.strictObject({ kind: z.literal('constant') }),
+      z.strictObject({
+        kind: z.literal('cosine'),
+        minFactor: finite.refine((x) => x >= 0 && x <= 1, 'minFactor must be in [0, 1]').default(0.1),
+        rounds: int(1, 1_000_000).nullable().default(null),
+      }),
+    ])
+    .prefault({ kind: 'constant' }),
 });
 
 /** FedProx's proximal term, a site-side setting every strategy carries. */
 const proxMu = finite.refine((x) => x >= 0 && x <= 100, 'proxMu must be in [0, 100]').default(0);
+/**
+ * Decay of the server's moving average of the global weights, a setting every strategy carries:
+ * with it, each round also publishes the average (what is scored, shown and downloaded), while
+ * sites go on training from the strategy's weights. 0: off.
+ */
+const serverEma = finite.refine((x) => x >= 0 && x < 1, 'serverEma must be in [0, 1)').default(0);
 const serverLr = (d: number) => finite.refine((x) => x > 0 && x <= 100, 'lr must be in (0, 100]').default(d);
 const beta = (d: number) => finite.refine((x) => x >= 0 && x < 1, 'must be in [0, 1)').default(d);
 const tau = finite.refine((x) => x > 0 && x < 1, 'tau must be in (0, 1)').default(1e-3);
 
 const strategy = z
   .discriminatedUnion('kind', [
-    z.strictObject({ kind: z.literal('fedavg'), lr: serverLr(1), proxMu }),
-    z.strictObject({ kind: z.literal('fedavgm'), lr: serverLr(1), momentum: beta(0.9), proxMu }),
+    z.strictObject({ kind: z.literal('fedavg'), lr: serverLr(1), proxMu, serverEma }),
+    z.strictObject({ kind: z.literal('fedavgm'), lr: serverLr(1), momentum: beta(0.9), proxMu, serverEma }),
     z.strictObject({
       kind: z.literal('fedadam'),
       lr: serverLr(0.01),
@@ -93,6 +118,7 @@ const strategy = z
       beta2: beta(0.99),
       tau,
       proxMu,
+      serverEma,
     }),
     z.strictObject({
       kind: z.literal('fedyogi'),
@@ -101,6 +127,7 @@ const strategy = z
       beta2: beta(0.99),
       tau,
       proxMu,
+      serverEma,
     }),
   ])
   .prefault({ kind: 'fedavg' });
@@ -144,6 +171,12 @@ const privacy = z.strictObject({
    * masked vector, where the coordinator learns their sum.
    */
   hideCounts: z.boolean().default(false),
+  /**
+   * Sites send no figure in plain text: each appends its training loss and its scores of the
+   * round's starting model (MAE, PSNR, SSIM, memorization distances) to its masked update, so the
+   * coordinator learns only their weighted means; no separate evaluation stage runs.
+   */
+  secureMetrics: z.boolean().default(false),
 });
 
 /** The schema of a federation's configuration; every section and field has a default. */
@@ -163,6 +196,13 @@ export const federationConfig = z
         code: 'custom',
         path: ['plan', 'maxSites'],
         message: `maxSites (${c.plan.maxSites}) is below minSites (${c.plan.minSites})`,
+      });
+    const sched = c.plan.lrSchedule;
+    if (sched.kind === 'cosine' && sched.rounds === null && c.plan.rounds === null)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['plan', 'lrSchedule', 'rounds'],
+        message: 'a cosine schedule needs its length: set plan.lrSchedule.rounds or plan.rounds',
       });
     const g = c.secagg.graph;
     if (g.kind === 'harary' && g.neighbours >= c.plan.maxSites)

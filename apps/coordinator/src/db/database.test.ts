@@ -9,8 +9,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Database, openDatabase } from './database';
 import { ApiTokenEntity, FederationEntity, MetricEntity, RoundEntity, SiteEntity } from './entities';
 import { MIGRATIONS } from './migrations';
+import { adminUrl } from './testing';
 
-const ADMIN_URL = process.env.FEDSYNTH_TEST_PG ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const ADMIN_URL = adminUrl();
 const dbName = `fedsynth_t_${randomBytes(4).toString('hex')}`;
 const testUrl = ADMIN_URL.replace(/\/[^/]*$/, `/${dbName}`);
 
@@ -147,6 +148,7 @@ describe('database', () => {
         beta2: 0.99,
         tau: 0.001,
         proxMu: 0.1,
+        serverEma: 0,
       });
       expect(config.secagg).toMatchObject({ graph: { kind: 'complete' }, clip: 0.1, maxWeight: 1000 });
       expect(legacy.configVersion).toBe(1);

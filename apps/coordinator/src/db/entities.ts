@@ -26,6 +26,11 @@ export class FederationEntity {
   /** Why the federation is paused or stopped when the coordinator did it (a broken configuration, a budget spent). */
   @Column({ name: 'status_reason', type: 'text', nullable: true }) statusReason!: string | null;
   @Column({ name: 'current_checkpoint', type: 'text', nullable: true }) currentCheckpoint!: string | null;
+  /**
+   * The model the federation publishes (scored, shown, downloaded) when it differs from the
+   * checkpoint sites train from: the server's moving average (strategy.serverEma); else null.
+   */
+  @Column({ name: 'current_model', type: 'text', nullable: true }) currentModel!: string | null;
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' }) createdAt!: Date;
   @UpdateDateColumn({ name: 'updated_at', type: 'timestamptz' }) updatedAt!: Date;
 }
@@ -94,6 +99,8 @@ export class RoundEntity {
     threshold: number;
   } | null;
   @Column({ name: 'checkpoint_out', type: 'text', nullable: true }) checkpointOut!: string | null;
+  /** The model this round published when it is not checkpointOut: the server's moving average. */
+  @Column({ name: 'model_out', type: 'text', nullable: true }) modelOut!: string | null;
   @Column({ type: 'text', nullable: true }) error!: string | null;
   @Column({ name: 'started_at', type: 'timestamptz' }) startedAt!: Date;
   @Column({ name: 'finished_at', type: 'timestamptz', nullable: true }) finishedAt!: Date | null;

@@ -172,6 +172,12 @@ export class FederationsController {
   @Roles('researcher')
   @ApiOperation({
     summary: 'Metrics per round: global for researchers, per site for admins (?perSite=1); ?format=csv',
+    description:
+      "Rows of round, site (null: global), name, value, count. With the federation's " +
+      'privacy.secureMetrics the sites send their figures only inside the masked vector: every row ' +
+      "is global, scores of a model are under the round that produced it (-1: the federation's " +
+      'initial model), filled in by the next round, and each figure has a <name>_bound row (its ' +
+      'largest distance to the exact weighted mean of the sites’ figures).',
   })
   async metrics(
     @Param('id') id: string,
@@ -206,7 +212,7 @@ export class FederationsController {
   @Roles('researcher')
   @ApiOperation({
     summary:
-      'PNG: source | synthetic CT | CT of a phantom the coordinator generates, by the current (or ?checkpoint=sha) model',
+      'PNG: source | synthetic CT | CT of a phantom the coordinator generates, by the published (or ?checkpoint=sha) model: the server moving average where strategy.serverEma is set, else the current checkpoint',
   })
   async sample(
     @Param('id') id: string,
@@ -215,7 +221,8 @@ export class FederationsController {
     @Res({ passthrough: true }) res: { setHeader(k: string, v: string): void },
   ) {
     const fed = await this.federation(req, id);
-    const sha = checkpoint ?? fed.currentCheckpoint;
+    // The published model: the server's moving average where the federation keeps one.
+    const sha = checkpoint ?? fed.currentModel ?? fed.currentCheckpoint;
     if (!sha) throw new CoordinatorError(ErrorCode.NOT_FOUND, `federation "${fed.name}" has no model yet`);
     if (!/^[0-9a-f]{64}$/.test(sha))
       throw new CoordinatorError(ErrorCode.INVALID_INPUT, 'checkpoint must be a lower-case hex sha256');

@@ -6,7 +6,7 @@ import {
   layoutOf,
   unflattenCanonical,
 } from '@fedsynth/diffusion/weights';
-import { type FederationConfig, roundStartPayload } from '@fedsynth/protocol';
+import { type FederationConfig, roundStartPayload, secureMetricsLayout } from '@fedsynth/protocol';
 import { defaultThreshold, ed25519Sign, groupSize, type RoundConfig, sessionId } from '@fedsynth/secure-agg';
 import { In } from 'typeorm';
 import type { CheckpointStore } from '../checkpoints/checkpoint-store';
@@ -14,12 +14,14 @@ import { type FederationEntity, RoundEntity, SiteEntity } from '../db/entities';
 import type { AgentGateway, AgentSession } from '../gateway/agent-gateway';
 import type { CoordinatorContext } from '../http/context';
 import { createStrategy } from '../strategies';
+import { serverEmaStep } from '../strategies/server-ema';
 import type { StrategyStateStore } from '../strategies/strategy-state-store';
 import type { ModelServer } from './model-server';
 import { federationOverBudget, noiseHistory } from './privacy-budget';
 import { roundMetrics } from './round-metrics';
 import type { RoundRecord, RoundRecords } from './round-records';
 import { linkTransport } from './round-transport';
+import { INITIAL_MODEL_ROUND, secureFigureRows } from './secure-figures';
 import { SecureRound } from './secure-round';
 
 /** Timing and memory bounds of rounds. */
@@ -108,7 +110,8 @@ async function onlineSites(
  * Runs one round of a running federation to its end (completed or failed) and returns its record:
  * the federation's strategy chooses the sites and the plan, the secure round aggregates their
  * updates, the strategy applies the mean (carrying its optimizer state, saved beside the new
- * checkpoint), the sites score the new model, and the round completes in one transaction.
+ * checkpoint), the sites score the new model (with privacy.secureMetrics their figures of the
+ * starting model came inside the sum instead), and the round completes in one transaction.
  */
 export async function runFederationRound(deps: RoundDeps, federationId: string): Promise<RoundEntity> {
   const { ctx } = deps;
@@ -133,6 +136,7 @@ export async function runFederationRound(deps: RoundDeps, federationId: string):
     const online = await onlineSites(deps, fed, config);
     const { siteIds, plan } = strategy.configureRound({
       roundId,
+      roundNumber: record.row.number,
       online: online.map((s) => s.siteId),
       config,
     });
@@ -142,6 +146,8 @@ export async function runFederationRound(deps: RoundDeps, federationId: string):
     const modelIn = await deps.models.bytes(checkpointIn);
     const model = decodeSafetensors(modelIn, checkpointIn);
     const vectorLength = model.arrays.reduce((n, t) => n + t.data.length, 0);
+    // privacy.secureMetrics: the sites' figures ride in slots after the model's values.
+    const slots = config.privacy.secureMetrics ? secureMetricsLayout(config.task.target) : null;
     // The optimizer state that produced this model carries on; a changed strategy kind starts afresh.
     const saved = await deps.strategyStates.load(checkpointIn);
     if (saved && saved.kind === strategy.kind) strategy.loadState(saved, vectorLength);
@@ -157,7 +163,7 @@ export async function runFederationRound(deps: RoundDeps, federationId: string):
       participants,
       threshold: defaultThreshold(groupSize({ participants, graph }), config.secagg.threatModel),
       graph,
-      vectorLength,
+      vectorLength: vectorLength + (slots?.length ?? 0),
       quantization: {
         clip: config.secagg.clip,
         levels: config.secagg.levels,
@@ -202,6 +208,7 @@ export async function runFederationRound(deps: RoundDeps, federationId: string):
       modelBytes: modelIn.length,
       plan,
       deadlines: stageDeadlines(Date.now(), stageTimeoutMs, trainTimeoutMs),
+      ...(slots ? { metrics: slots } : {}),
     };
     const signed = {
       ...start,
@@ -210,30 +217,75 @@ export async function runFederationRound(deps: RoundDeps, federationId: string):
     for (const s of chosen) s.socket.emit('round.start', signed);
     const result = await secure.aggregate();
     await record.advance('applying');
-    const weights = strategy.aggregate(flattenCanonical(model.arrays), result.mean);
+    const weights = strategy.aggregate(flattenCanonical(model.arrays), result.mean.subarray(0, vectorLength));
     const next = encodeSafetensors(unflattenCanonical(weights, layoutOf(model.arrays)), model.metadata);
     // Stored, but no record names it until the round completes.
     const sha = await deps.store.put(next, { federationId: fed.id, roundNumber: record.row.number });
     await deps.strategyStates.save(sha, strategy);
     deps.models.keep(sha, next);
+    // With a server moving average, the round publishes the average (scored, shown, downloaded);
+    // sites train the next round from the strategy's weights. It starts at the last published model.
+    let published: { sha: string; bytes: Uint8Array } | null = null;
+    const decay = config.strategy.serverEma;
+    if (decay > 0) {
+      const previousSha = fed.currentModel ?? checkpointIn;
+      const previous =
+        previousSha === checkpointIn
+          ? model
+          : decodeSafetensors(await deps.models.bytes(previousSha), previousSha);
+      const average = serverEmaStep(
+        flattenCanonical(previous.arrays),
+        weights,
+        decay,
+        await deps.records.completedCount(fed.id),
+      );
+      const bytes = encodeSafetensors(unflattenCanonical(average, layoutOf(model.arrays)), model.metadata);
+      published = {
+        sha: await deps.store.put(bytes, { federationId: fed.id, roundNumber: record.row.number }),
+        bytes,
+      };
+      deps.models.keep(published.sha, bytes);
+    }
     await record.advance('evaluating');
-    await secure.evaluate(result.survivors, sha, next.length);
+    // With the figures in the sum nobody is asked to evaluate: they describe the starting model.
+    if (!slots)
+      await secure.evaluate(result.survivors, published?.sha ?? sha, (published?.bytes ?? next).length);
+    let secureRows: ReturnType<typeof secureFigureRows> = [];
+    if (slots) {
+      const modelRound = (await deps.records.producerOf(fed.id, checkpointIn)) ?? INITIAL_MODEL_ROUND;
+      secureRows = secureFigureRows({
+        federationId: fed.id,
+        roundNumber: record.row.number,
+        modelRound,
+        slots,
+        slotMeans: result.mean.subarray(vectorLength),
+        clip: secAgg.quantization.clip,
+        errorBound: result.errorBound,
+        sites: result.survivors.length,
+        withModelFigures: !(await deps.records.hasEvaluation(fed.id, modelRound)),
+      });
+    }
     const dpHistory = config.dp.noiseMultiplier > 0 ? await noiseHistory(ctx, fed.id) : [];
     await record.complete({
       checkpointOut: sha,
+      modelOut: published?.sha ?? null,
       dropouts: secure.dropoutsOf(result),
       bytesIn: secure.bytesIn,
       bytesOut: secure.bytesOut,
-      metrics: roundMetrics({
-        federationId: fed.id,
-        roundNumber: record.row.number,
-        siteIdOf: (i) => participants[i - 1].siteId,
-        survivors: result.survivors,
-        trainReports: secure.trainReports,
-        evalReports: secure.evalReports,
-        maxEvalCount: config.plan.maxEvalCount,
-        dp: { ...config.dp, threshold: secAgg.threshold, history: dpHistory },
-      }),
+      metrics: [
+        ...roundMetrics({
+          federationId: fed.id,
+          roundNumber: record.row.number,
+          siteIdOf: (i) => participants[i - 1].siteId,
+          survivors: result.survivors,
+          // With the figures in the sum, no plain per-site figure is taken, even if one was sent.
+          trainReports: slots ? new Map() : secure.trainReports,
+          evalReports: slots ? new Map() : secure.evalReports,
+          maxEvalCount: config.plan.maxEvalCount,
+          dp: { ...config.dp, threshold: secAgg.threshold, history: dpHistory },
+        }),
+        ...secureRows,
+      ],
     });
     // With an epsilon budget, the federation stops before a round would spend beyond it.
     const overBudget = await federationOverBudget(ctx, fed.id, config);

@@ -2,6 +2,7 @@ import { MAX_CHUNK_BYTES, type Message } from '@fedsynth/protocol';
 import type { DataSource } from 'typeorm';
 import type { CheckpointStore } from '../checkpoints/checkpoint-store';
 import type { AgentSession } from '../gateway/agent-gateway';
+import { log } from '../logging/logger';
 
 /**
  * Serves models to sites in 1 MiB chunks (resumable from an offset), only the ones a site may have:
@@ -43,10 +44,10 @@ export class ModelServer {
   private async mayFetch(s: AgentSession, sha: string): Promise<boolean> {
     if (this.inFlight(s).includes(sha)) return true;
     const rows: unknown[] = await this.ds.query(
-      `SELECT 1 FROM federations WHERE id = $1 AND current_checkpoint = $2
+      `SELECT 1 FROM federations WHERE id = $1 AND (current_checkpoint = $2 OR current_model = $2)
        UNION ALL
        SELECT 1 FROM rounds WHERE federation_id = $1 AND stage = 'completed'
-         AND (checkpoint_in = $2 OR checkpoint_out = $2)
+         AND (checkpoint_in = $2 OR checkpoint_out = $2 OR model_out = $2)
        LIMIT 1`,
       [s.federationId, sha],
     );
@@ -67,7 +68,10 @@ export class ModelServer {
     try {
       bytes = await this.bytes(m.sha256);
     } catch (err) {
-      console.error(`serving model ${m.sha256}: ${(err as Error).message}`);
+      log('gateway').error(
+        { err, sha256: m.sha256, siteId: s.siteId, federationId: s.federationId },
+        'serving a model failed',
+      );
       return notFound();
     }
     for (let o = m.offset; o < bytes.length; o += MAX_CHUNK_BYTES) {

@@ -1,10 +1,12 @@
-import { type DataSource, In, Not } from 'typeorm';
+import { type DataSource, In, IsNull, Not } from 'typeorm';
 import { FederationEntity, MetricEntity, RoundEntity } from '../db/entities';
 import { type RoundStage, RoundState } from './round-state';
 
 /** What a completed round leaves behind, written in one transaction. */
 export interface RoundOutcome {
   checkpointOut: string;
+  /** The model the round publishes when it is not checkpointOut (the server's moving average). */
+  modelOut?: string | null;
   dropouts: { siteId: string; stage: string; reason?: string }[];
   bytesIn: number;
   bytesOut: number;
@@ -79,6 +81,7 @@ export class RoundRecord {
           stage: 'completed',
           stageTimes: { ...this.state.stageTimes(), completed: finishedAt.toISOString() },
           checkpointOut: o.checkpointOut,
+          modelOut: o.modelOut ?? null,
           dropouts: o.dropouts,
           bytesIn: String(o.bytesIn),
           bytesOut: String(o.bytesOut),
@@ -90,7 +93,7 @@ export class RoundRecord {
         .getRepository(FederationEntity)
         .update(
           { id: row.federationId, currentCheckpoint: row.checkpointIn },
-          { currentCheckpoint: o.checkpointOut },
+          { currentCheckpoint: o.checkpointOut, currentModel: o.modelOut ?? null },
         );
       if (!moved.affected)
         throw new Error(
@@ -138,6 +141,23 @@ export class RoundRecords {
       );
     }
     return open.length;
+  }
+
+  /** The completed round of a federation that produced model `sha256`, or null (e.g. its initial model). */
+  async producerOf(federationId: string, sha256: string): Promise<number | null> {
+    const r = await this.ds.getRepository(RoundEntity).findOne({
+      where: { federationId, checkpointOut: sha256, stage: 'completed' },
+      order: { number: 'DESC' },
+    });
+    return r?.number ?? null;
+  }
+
+  /** Whether round `roundNumber` of a federation has global evaluation figures already. */
+  async hasEvaluation(federationId: string, roundNumber: number): Promise<boolean> {
+    const n = await this.ds
+      .getRepository(MetricEntity)
+      .countBy({ federationId, roundNumber, siteId: IsNull(), name: 'mae' });
+    return n > 0;
   }
 
   /** Completed rounds of a federation so far (for its round budget). */

@@ -34,8 +34,11 @@ export abstract class BaseStrategy implements Strategy {
     out: Float32Array,
   ): void;
 
-  configureRound({ roundId, online, config }: RoundInput): RoundConfiguration {
-    return { siteIds: selectSites(roundId, online, config.plan), plan: trainingPlanOf(config, this.proxMu) };
+  configureRound({ roundId, online, config, roundNumber }: RoundInput): RoundConfiguration {
+    return {
+      siteIds: selectSites(roundId, online, config.plan),
+      plan: trainingPlanOf(config, this.proxMu, roundNumber),
+    };
   }
 
   aggregate(weights: Float32Array, meanDelta: Float32Array): Float32Array {

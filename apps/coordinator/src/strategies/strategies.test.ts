@@ -131,7 +131,12 @@ describe('configureRound', () => {
 
     expect(siteIds).toHaveLength(3);
     expect(trainingPlan.parse(plan)).toEqual(plan);
-    expect(Object.keys(plan).sort()).toEqual(Object.keys(trainingPlan.shape).sort());
+    // Every field of the protocol's plan but the optional local EMA, which is sent only when set.
+    expect(Object.keys(plan).sort()).toEqual(
+      Object.keys(trainingPlan.shape)
+        .filter((k) => k !== 'localEma')
+        .sort(),
+    );
     expect(plan).toEqual({
       localSteps: 7,
       batchSize: 4,
@@ -142,5 +147,42 @@ describe('configureRound', () => {
       fedProxMu: 0.25,
       dp: { clip: 2, noiseMultiplier: 0.5, delta: 1e-6 },
     });
+  });
+});
+
+describe('learning-rate schedule across rounds', () => {
+  // `round` counts from 1 here; the coordinator numbers rounds from 0.
+  const planOf = (round: number, plan: object) =>
+    createStrategy(parseFederationConfig({ plan }).strategy).configureRound({
+      roundId: `f:${round}`,
+      roundNumber: round - 1,
+      online: ['a', 'b', 'c'],
+      config: parseFederationConfig({ plan }),
+    }).plan;
+
+  it('is constant by default', () => {
+    for (const n of [1, 2, 50]) expect(planOf(n, { lr: 0.002 }).lr).toBe(0.002);
+  });
+
+  it('follows a cosine from lr to lr * minFactor over the given rounds, then holds', () => {
+    const plan = { lr: 0.001, lrSchedule: { kind: 'cosine', minFactor: 0.2, rounds: 5 } };
+    // By hand: factor = 0.2 + 0.8 * (1 + cos(pi * (n - 1) / 4)) / 2 for n = 1..5.
+    const expected = [1, 0.2 + 0.4 * (1 + Math.SQRT1_2), 0.6, 0.2 + 0.4 * (1 - Math.SQRT1_2), 0.2, 0.2, 0.2];
+    for (const [i, f] of expected.entries()) expect(planOf(i + 1, plan).lr).toBeCloseTo(0.001 * f, 12);
+  });
+
+  it("takes the plan's rounds when the schedule names none, and refuses a schedule of no length", () => {
+    const plan = { lr: 0.01, rounds: 3, lrSchedule: { kind: 'cosine', minFactor: 0 } };
+    expect(planOf(2, plan).lr).toBeCloseTo(0.005, 12);
+    expect(planOf(3, plan).lr).toBeCloseTo(0, 12);
+    expect(() => parseFederationConfig({ plan: { lrSchedule: { kind: 'cosine' } } })).toThrow(
+      /plan\.lrSchedule\.rounds: a cosine schedule needs its length/,
+    );
+  });
+
+  it('sends the local EMA decay only when it is set', () => {
+    expect(planOf(1, {})).not.toHaveProperty('localEma');
+    expect(planOf(1, { localEma: 0.9 }).localEma).toBe(0.9);
+    expect(() => parseFederationConfig({ plan: { localEma: 1 } })).toThrow(/localEma must be in \[0, 1\)/);
   });
 });

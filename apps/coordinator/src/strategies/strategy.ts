@@ -27,6 +27,8 @@ export interface RoundInput {
   roundId: string;
   /** Site ids of the federation's online, approved sites. */
   online: string[];
+  /** The round's number (from 0, as the coordinator numbers rounds), for the plan's learning-rate schedule; 0 when not given. */
+  roundNumber?: number;
   config: FederationConfig;
 }
 

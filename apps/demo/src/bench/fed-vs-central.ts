@@ -21,6 +21,7 @@ import {
   taskModalities,
 } from '@fedsynth/imaging';
 import { LocalFederation, SITE_PHANTOM_PROFILES, writeSitePhantoms } from '../local-federation';
+import { COMPARE_SET, parseVariant, type StrategyVariant } from './strategy-spec';
 
 const FLAGS: Record<string, FlagSpec> = {
   sites: {
@@ -41,6 +42,24 @@ const FLAGS: Record<string, FlagSpec> = {
     description:
       'what both models learn: <source>[+<source>]-to-<target>[:2.5d=k] of mr, t1, t2, flair, pet, ct, e.g. t1-to-flair, pet-to-mr, t1+t2-to-ct',
     default: 'mr-to-ct',
+  },
+  strategy: {
+    type: 'string',
+    valueName: 'spec',
+    multiple: true,
+    description:
+      'a federated variant: fedavg|fedavgm|fedadam|fedyogi|fedprox[:key=value,...], keys lr, momentum, beta1, beta2, tau, mu (proximal term), ema=<local EMA decay>, cosine=<final lr factor>, rounds=<n> or <k>x (same total steps); each is trained and scored',
+    default: "the federation's default plan (fedavg)",
+  },
+  'server-ema': {
+    type: 'string',
+    valueName: 'decay',
+    description:
+      "every variant's federation keeps a server moving average of the global model with this decay (strategy.serverEma); both its last checkpoint and the average are scored",
+  },
+  compare: {
+    type: 'boolean',
+    description: `runs the comparison set: ${COMPARE_SET.join(' ')}`,
   },
   'leave-out': {
     type: 'string',
@@ -87,7 +106,7 @@ function resolveLeaveOut(raw: string, sites: number): number {
 
 const HELP = usage(
   'npm run bench:fed-vs-central --',
-  '[--task mr-to-ct] [--sites 3] [--rounds 5] [--steps 30] [--size 32] [--leave-out site-3]',
+  '[--task mr-to-ct] [--sites 3] [--rounds 5] [--steps 30] [--size 32] [--leave-out site-3] [--strategy spec]... [--compare]',
   'Trains the same phantom data from the same initial model with the same number of gradient steps\n' +
     "(rounds x steps x sites) and batch size twice: centrally on the union of the sites' training\n" +
     'subjects (libs/diffusion trainer), and federated (coordinator + agent processes, secure\n' +
@@ -95,14 +114,17 @@ const HELP = usage(
     'same way. With --leave-out, that site takes no part in either training (no agent, no slices\n' +
     'pooled) and both models are also scored on all of its subjects, training and validation split,\n' +
     "as an unseen hospital. With --task, the phantoms have the task's modalities and both models learn\n" +
-    'it (MAE in HU for a CT target, on the normalized 0..1 scale for MR and PET targets). Prints a\n' +
-    'table, then, last, one JSON object with both results and the gaps.',
+    'it (MAE in HU for a CT target, on the normalized 0..1 scale for MR and PET targets). With\n' +
+    '--strategy (repeatable) or --compare, several federated variants (server strategy, FedProx,\n' +
+    'local EMA, learning-rate schedule, rounds vs local steps) each train from the same initial model\n' +
+    'with the same total gradient steps and are tabled against central. Prints a table, then, last,\n' +
+    'one JSON object with the results and the gaps.',
   FLAGS,
 );
 
 export async function main(argv: string[]): Promise<void> {
   await runCli('fed-vs-central', HELP, async () => {
-    const { values: v } = parseFlags(argv, FLAGS);
+    const { values: v, lists } = parseFlags(argv, FLAGS);
     if (v.help) {
       process.stdout.write(HELP);
       return 0;
@@ -134,6 +156,11 @@ export async function main(argv: string[]): Promise<void> {
     const subjects = numFlag(v, 'subjects', 2, 1000, 6);
     const batch = numFlag(v, 'batch', 1, 256, 8);
     const lr = numFlag(v, 'lr', 1e-6, 0.1, 1e-3, false);
+    const specs = [...(v.compare ? COMPARE_SET : []), ...(lists.strategy ?? [])];
+    const variants: StrategyVariant[] = (specs.length ? specs : ['fedavg']).map((s) =>
+      parseVariant(s, rounds, steps),
+    );
+    const serverEma = v['server-ema'] === undefined ? 0 : numFlag(v, 'server-ema', 0, 0.9999, 0, false);
     const log = (s: string) => process.stderr.write(`${s}\n`);
     const dir = mkdtempSync(join(tmpdir(), 'fedsynth-fvc-'));
     const d = await import('@fedsynth/diffusion');
@@ -199,7 +226,7 @@ export async function main(argv: string[]): Promise<void> {
 
       if (!isDefaultTask) log(`task ${taskText}: MAE in ${maeUnit}`);
       log(`central: ${totalSteps} steps on ${train.length} slices from ${trained.length} sites ...`);
-      let t0 = Date.now();
+      const t0 = Date.now();
       const { model } = d.decodeModel(initial, 'initial');
       const trainer = new d.Trainer(model, {
         ...plan,
@@ -223,44 +250,78 @@ export async function main(argv: string[]): Promise<void> {
       log(`central: MAE ${maeText(central.mae)} in ${central.seconds.toFixed(0)} s`);
       const centralUnseen = leftOut >= 0 ? await evaluate(centralBytes, unseen) : undefined;
 
-      log(`federated: ${rounds} rounds x ${steps} steps x ${trained.length} sites ...`);
-      t0 = Date.now();
-      const fed = new LocalFederation({ dir: join(dir, 'fed'), retrySeconds: 2 });
-      let federated: Scores & { steps: number; seconds: number };
-      let federatedUnseen: Scores | undefined;
-      try {
-        await fed.startCoordinator();
-        const f = await fed.createFederation('fed-vs-central', {
-          ...(isDefaultTask ? {} : { task }),
-          model: { size, channels: [16, 32, 64], numResBlocks: 1 },
-          plan: {
-            localSteps: steps,
-            batchSize: batch,
-            lr,
-            ...plan,
-            minSites: trained.length,
-            waitSeconds: 300,
-          },
-          secagg: { clip: 0.1, levels: 65536, maxWeight: 100_000 },
-        });
-        await fed.uploadModel(f.id, initial);
-        await Promise.all(trained.map((k) => fed.addSite(f.id, siteName(k), dataDirs[k])));
-        await fed.api('POST', `/api/federations/${f.id}/start`);
-        await fed.waitForRounds(f.id, rounds, {
-          timeoutMs: 3 * 60 * 60_000,
-          onRound: (r) => void log(`  round ${r.number}: ${r.stage}${r.error ? ` (${r.error})` : ''}`),
-        });
-        await fed.api('POST', `/api/federations/${f.id}/pause`);
-        const info = await fed.api<{ currentCheckpoint: string }>('GET', `/api/federations/${f.id}`);
-        const bytes = await fed.api<Uint8Array>('GET', `/api/checkpoints/${info.currentCheckpoint}`);
-        const seconds = (Date.now() - t0) / 1000;
-        await fed.stop();
-        federated = { ...(await evaluate(bytes)), steps: totalSteps, seconds };
-        if (leftOut >= 0) federatedUnseen = await evaluate(bytes, unseen);
-      } finally {
-        fed.killAll();
-      }
-      log(`federated: MAE ${maeText(federated.mae)} in ${federated.seconds.toFixed(0)} s`);
+      /** One federated training of the variant, scored like the central model. */
+      const runFederated = async (variant: StrategyVariant, k: number) => {
+        const vRounds = variant.rounds ?? rounds;
+        const vSteps = (rounds * steps) / vRounds;
+        log(`federated ${variant.label}: ${vRounds} rounds x ${vSteps} steps x ${trained.length} sites ...`);
+        const t1 = Date.now();
+        const fed = new LocalFederation({ dir: join(dir, `fed-${k}`), retrySeconds: 2 });
+        try {
+          await fed.startCoordinator();
+          const f = await fed.createFederation(`fed-vs-central-${k}`, {
+            ...(isDefaultTask ? {} : { task }),
+            model: { size, channels: [16, 32, 64], numResBlocks: 1 },
+            plan: {
+              localSteps: vSteps,
+              batchSize: batch,
+              lr,
+              ...plan,
+              ...variant.plan,
+              rounds: vRounds,
+              minSites: trained.length,
+              waitSeconds: 300,
+            },
+            strategy: { ...variant.strategy, ...(serverEma > 0 ? { serverEma } : {}) },
+            secagg: { clip: 0.1, levels: 65536, maxWeight: 100_000 },
+          });
+          await fed.uploadModel(f.id, initial);
+          await Promise.all(trained.map((j) => fed.addSite(f.id, siteName(j), dataDirs[j])));
+          await fed.api('POST', `/api/federations/${f.id}/start`);
+          await fed.waitForRounds(f.id, vRounds, {
+            timeoutMs: 3 * 60 * 60_000,
+            onRound: (r) => void log(`  round ${r.number}: ${r.stage}${r.error ? ` (${r.error})` : ''}`),
+          });
+          const info = await fed.api<{ currentCheckpoint: string; currentModel: string | null }>(
+            'GET',
+            `/api/federations/${f.id}`,
+          );
+          // The last checkpoint (what sites would train on from), and the server's moving average
+          // where the federation keeps one (what it publishes).
+          const bytes = await fed.api<Uint8Array>('GET', `/api/checkpoints/${info.currentCheckpoint}`);
+          const emaBytes = info.currentModel
+            ? await fed.api<Uint8Array>('GET', `/api/checkpoints/${info.currentModel}`)
+            : undefined;
+          const seconds = (Date.now() - t1) / 1000;
+          await fed.stop();
+          const scores = { ...(await evaluate(bytes)), steps: totalSteps, seconds };
+          const unseenScores = leftOut >= 0 ? await evaluate(bytes, unseen) : undefined;
+          log(`federated ${variant.label}: MAE ${maeText(scores.mae)} in ${seconds.toFixed(0)} s`);
+          const ema = emaBytes
+            ? {
+                scores: { ...(await evaluate(emaBytes)), steps: totalSteps, seconds },
+                ...(leftOut >= 0 ? { unseen: await evaluate(emaBytes, unseen) } : {}),
+              }
+            : undefined;
+          if (ema)
+            log(`federated ${variant.label} + server EMA ${serverEma}: MAE ${maeText(ema.scores.mae)}`);
+          return {
+            variant: variant.label,
+            rounds: vRounds,
+            localSteps: vSteps,
+            scores,
+            ...(unseenScores ? { unseen: unseenScores } : {}),
+            ...(ema ? { serverEma: ema } : {}),
+          };
+        } finally {
+          fed.killAll();
+        }
+      };
+      const results = [];
+      for (const [k, variant] of variants.entries()) results.push(await runFederated(variant, k));
+      // The first variant is "the federated model" of the comparison (the default plan unless named).
+      const federated = results[0].scores;
+      const federatedUnseen = results[0].unseen;
       // A CT target's MAE keys say HU, as they always have; other targets' keys name no unit.
       const maeKey = isCt ? 'maeHU' : 'mae';
       const gapOf = (fedR: Scores, cenR: Scores) => ({
@@ -287,6 +348,27 @@ export async function main(argv: string[]): Promise<void> {
           ...rows.map(([label, c, f]) => `${label.padEnd(w)}  ${figures(c).padEnd(30)}  ${figures(f)}`),
         ].join('\n'),
       );
+      if (results.length > 1 || serverEma > 0) {
+        // Every variant on the same validation slices (and the left-out site), against central.
+        const lw = Math.max(8, ...results.map((r) => r.variant.length));
+        const line = (name: string, rr: string, sc: Scores, u?: Scores, sec?: number) =>
+          `${name.padEnd(lw)}  ${rr.padEnd(8)}  ${figures(sc).padEnd(30)}  ${(sc.mae / central.mae).toFixed(2).padStart(5)}` +
+          `${u && centralUnseen ? `  ${figures(u).padEnd(30)}` : ''}${sec === undefined ? '' : `  ${sec.toFixed(0).padStart(5)} s`}`;
+        log(
+          [
+            '',
+            `${'variant'.padEnd(lw)}  ${'rounds'.padEnd(8)}  ${'validation (MAE / PSNR / SSIM)'.padEnd(30)}  ${'MAE/c'.padStart(5)}` +
+              `${centralUnseen ? `  ${'left-out site'.padEnd(30)}` : ''}  time`,
+            line('central', '-', central, centralUnseen, central.seconds),
+            ...results.flatMap((r) => [
+              line(r.variant, `${r.rounds}x${r.localSteps}`, r.scores, r.unseen, r.scores.seconds),
+              ...(r.serverEma
+                ? [line(`  + server EMA ${serverEma}`, '', r.serverEma.scores, r.serverEma.unseen)]
+                : []),
+            ]),
+          ].join('\n'),
+        );
+      }
       const out = {
         ...(isDefaultTask ? {} : { task: taskText, maeUnit }),
         sites,
@@ -300,6 +382,16 @@ export async function main(argv: string[]): Promise<void> {
         central,
         federated,
         gap: gapOf(federated, central),
+        ...(results.length > 1 || serverEma > 0
+          ? {
+              ...(serverEma > 0 ? { serverEma } : {}),
+              variants: results.map((r) => ({
+                ...r,
+                gap: gapOf(r.scores, central),
+                ...(r.unseen && centralUnseen ? { unseenGap: gapOf(r.unseen, centralUnseen) } : {}),
+              })),
+            }
+          : {}),
         ...(centralUnseen && federatedUnseen
           ? {
               // Both models on every subject of the site that took no part in training.

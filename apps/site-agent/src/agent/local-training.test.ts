@@ -83,4 +83,45 @@ describe('trainLocally', () => {
     // Three Adam steps at lr 1e-3 move the weights by about 3e-3: a real update was compared.
     expect(largest).toBeGreaterThan(1e-3);
   }, 60_000);
+
+  it("with a local EMA, uploads the average's change, as the EMA of the plain runs' weights", async () => {
+    const model = new UNet(TINY, 4);
+    randomizeWeights(model, 5, 0.1);
+    const checkpoint = await encodeModel(model, { size: '16' });
+    model.dispose();
+    const data: LocalData = {
+      size: 16,
+      task: { sources: ['mr'], target: 'ct', context: 0 },
+      train: slices(12, 16),
+      val: [],
+      trainSubjects: 3,
+      valSubjects: 0,
+    };
+    const run = (localSteps: number, localEma?: number) =>
+      trainLocally({
+        checkpoint,
+        plan: { ...plan, fedProxMu: 0, localSteps, ...(localEma === undefined ? {} : { localEma }) },
+        limits: { maxLocalSteps: 100, maxBatch: 32, trainingThreads: 1 },
+        data,
+        seed: 5,
+        backend: 'wasm',
+      });
+    // The same seed draws the same batches, so the first steps of a longer run are a shorter run's.
+    const [one, two, ema] = [await run(1), await run(2), await run(2, 0.9)];
+    // By hand, with the trainer's warm-up d_t = min(decay, (1 + t) / (10 + t)) after step t, from
+    // e_0 = w_0 (delta 0): e_1 = d_1 * 0 + (1 - d_1) * one; e_2 = d_2 * e_1 + (1 - d_2) * two.
+    const d1 = 2 / 11;
+    const d2 = 3 / 12;
+    let worst = 0;
+    let moved = 0;
+    for (let i = 0; i < ema.delta.length; i++) {
+      const e1 = (1 - d1) * one.delta[i];
+      const e2 = d2 * e1 + (1 - d2) * two.delta[i];
+      worst = Math.max(worst, Math.abs(ema.delta[i] - e2));
+      moved = Math.max(moved, Math.abs(two.delta[i] - ema.delta[i]));
+    }
+    expect(worst).toBeLessThan(1e-6);
+    // ... and it is not the plain update.
+    expect(moved).toBeGreaterThan(1e-4);
+  }, 60_000);
 });

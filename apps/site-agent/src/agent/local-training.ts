@@ -220,7 +220,7 @@ export async function trainLocally(opts: {
         prediction: opts.plan.prediction,
         schedule: opts.plan.schedule,
         optimizer: { ...d.DEFAULT_OPTIMIZER, lr: opts.plan.lr },
-        emaDecay: 0,
+        emaDecay: opts.plan.localEma ?? 0,
         fedProxMu: opts.plan.fedProxMu,
         seed: opts.seed,
       },
@@ -236,6 +236,8 @@ export async function trainLocally(opts: {
       opts.onStep?.(s + 1, steps, r.loss);
       await yieldToEventLoop();
     }
+    // With a local moving average, the site's update is the average's change.
+    parallel.trainer.applyEma();
     const local = d.flattenCanonical(await model.toNamedArrays());
     const base = d.flattenCanonical(globalArrays);
     if (local.length !== base.length)
