@@ -212,6 +212,7 @@ describe('dashboard in headless Chromium', () => {
       beta2: 0.99,
       tau: 1e-3,
       proxMu: 0,
+      serverEma: 0,
     });
     expect(made2.config.secagg.graph).toEqual({ kind: 'harary', neighbours: 4 });
 

@@ -147,9 +147,11 @@ describe('strategies carry their state; federations train side by side', () => {
       },
       240_000,
     );
-    // Restart: stop (the round in progress is aborted) and start again on the same data.
-    for (const a of agents) a.disconnect();
+    // Restart: stop (the round in progress is aborted) and start again on the same data. The
+    // coordinator stops first: agents gone first would fail the round in progress (too few sites)
+    // before the stop could abort it, which on a busy machine it sometimes did.
     await target.fed.stopCoordinator('SIGTERM');
+    for (const a of agents) a.disconnect();
     await target.fed.startCoordinator();
     await connectAll();
     const finals = await until(

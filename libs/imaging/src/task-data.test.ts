@@ -111,7 +111,7 @@ describe('task subjects', () => {
 });
 
 describe('augmentation of several channels', () => {
-  it('moves every channel alike, and leaves a two-channel copy of one image as two equal channels', () => {
+  it('moves every channel alike, and without noise leaves a two-channel copy of one image as two equal channels', () => {
     const size = 16;
     const one = Float32Array.from({ length: size * size }, (_, i) => Math.sin(i * 0.3) * 0.8);
     const two = new Float32Array(size * size * 2);
@@ -122,13 +122,20 @@ describe('augmentation of several channels', () => {
     const mask = new Uint8Array(size * size).fill(1);
     const target = Float32Array.from(one, (v) => -v);
     const base = { subjectId: 's', sliceIndex: 0, size, target, mask };
-    const a = augmentPair({ ...base, source: one }, mulberry32(3));
-    const b = augmentPair({ ...base, source: two, channels: 2 }, mulberry32(3));
+    // Every augmentation but the noise, which is drawn for each channel on its own.
+    const a = augmentPair({ ...base, source: one }, mulberry32(3), { noise: 0, lowRes: 1 });
+    const b = augmentPair({ ...base, source: two, channels: 2 }, mulberry32(3), { noise: 0, lowRes: 1 });
     for (let i = 0; i < size * size; i++) {
       expect(b.source[2 * i]).toBeCloseTo(a.source[i], 6);
       expect(b.source[2 * i + 1]).toBeCloseTo(a.source[i], 6);
     }
     expect(Array.from(b.target)).toEqual(Array.from(a.target));
+    // With noise, the two channels (two modalities, or two slices) get noise of their own.
+    const n = augmentPair({ ...base, source: two, channels: 2 }, mulberry32(3), { noise: 0.05 });
+    let differ = 0;
+    for (let i = 0; i < size * size; i++)
+      if (Math.abs(n.source[2 * i] - n.source[2 * i + 1]) > 1e-6) differ++;
+    expect(differ).toBeGreaterThan((size * size) / 2);
   });
 
   it('with only a bias field, multiplies the [0, 1] image by a smooth positive field within its amplitude', () => {

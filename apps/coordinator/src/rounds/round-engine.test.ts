@@ -1,18 +1,13 @@
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { decodeSafetensors, encodeSafetensors, flattenCanonical } from '@fedsynth/diffusion/weights';
-import type { INestApplication } from '@nestjs/common';
 import nacl from 'tweetnacl';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CheckpointStore } from '../checkpoints/checkpoint-store';
 import type { Database } from '../db/database';
-import { CheckpointEntity, FederationEntity, MetricEntity, RoundEntity, SiteEntity } from '../db/entities';
+import { FederationEntity, MetricEntity, RoundEntity, SiteEntity } from '../db/entities';
 import { DATABASES } from '../db/testing';
-import { AgentGateway } from '../gateway/agent-gateway';
-import { createHttpApp } from '../http/app';
 import { CoordinatorContext } from '../http/context';
 import { startAgent as start } from '../testing/protocol-agent';
+import { type RoundFixture, startRoundFixture } from '../testing/round-fixture';
 import { FederationRunner } from './federation-runner';
 import { RoundEngine } from './round-engine';
 
@@ -21,8 +16,6 @@ const D = 3000;
 for (const [label, open] of DATABASES) {
   describe(`secure FedAvg rounds over socket.io on ${label}`, () => {
     let db: Database;
-    let app: INestApplication;
-    let gateway: AgentGateway;
     let engine: RoundEngine;
     let url: string;
     let fedId: string;
@@ -30,56 +23,35 @@ for (const [label, open] of DATABASES) {
     let ctx: CoordinatorContext;
     const keys = [1, 2, 3, 4].map((i) => nacl.sign.keyPair.fromSeed(new Uint8Array(32).fill(10 + i)));
 
+    let fixture: RoundFixture;
+
     beforeAll(async () => {
       db = await open();
-      ctx = new CoordinatorContext(db, 'test');
-      const fed = await ctx.federations.create({
-        name: 'fedavg',
-        secagg: { threatModel: 'active', clip: 0.5, levels: 65536, maxWeight: 1000 },
-        plan: { minSites: 3, waitSeconds: 1 },
-      });
-      fedId = fed.id;
-      const sites = db.dataSource.getRepository(SiteEntity);
-      for (const [i, kp] of keys.entries())
-        await sites.save({
-          federationId: fed.id,
-          name: `site-${i + 1}`,
-          publicKey: Buffer.from(kp.publicKey),
-          status: 'approved',
-        });
-      store = new CheckpointStore(
-        mkdtempSync(join(tmpdir(), 'fedsynth-ckpt-')),
-        db.dataSource.getRepository(CheckpointEntity),
-      );
-      const init = encodeSafetensors([
-        {
-          name: 'a.weight',
-          dtype: 'F32',
-          shape: [D - 1000],
-          data: Float32Array.from({ length: D - 1000 }, (_, i) => Math.sin(i)),
+      fixture = await startRoundFixture({
+        db,
+        federation: {
+          name: 'fedavg',
+          secagg: { threatModel: 'active', clip: 0.5, levels: 65536, maxWeight: 1000 },
+          plan: { minSites: 3, waitSeconds: 1 },
         },
-        { name: 'b.bias', dtype: 'F32', shape: [1000], data: new Float32Array(1000).fill(0.5) },
-      ]);
-      const sha = await store.put(init);
-      await db.dataSource
-        .getRepository(FederationEntity)
-        .update({ id: fed.id }, { currentCheckpoint: sha, status: 'running' });
-      app = await createHttpApp(ctx);
-      gateway = new AgentGateway(app.getHttpServer(), ctx);
-      // Two upload slots for four sites: every round below also exercises the upload queue.
-      engine = new RoundEngine(ctx, gateway, store, {
-        stageTimeoutMs: 3000,
-        trainTimeoutMs: 5000,
-        maxConcurrentUploads: 2,
+        siteKeys: keys,
+        initialModel: encodeSafetensors([
+          {
+            name: 'a.weight',
+            dtype: 'F32',
+            shape: [D - 1000],
+            data: Float32Array.from({ length: D - 1000 }, (_, i) => Math.sin(i)),
+          },
+          { name: 'b.bias', dtype: 'F32', shape: [1000], data: new Float32Array(1000).fill(0.5) },
+        ]),
+        // Two upload slots for four sites: every round below also exercises the upload queue.
+        engine: { maxConcurrentUploads: 2 },
       });
-      await app.listen(0, '127.0.0.1');
-      url = `http://127.0.0.1:${(app.getHttpServer().address() as { port: number }).port}/agents`;
+      ({ ctx, engine, store, url, fedId } = fixture);
     }, 60_000);
 
     afterAll(async () => {
-      await gateway?.close();
-      await app?.close();
-      await db?.close();
+      await fixture?.close();
     });
 
     const deltaOf = (k: number) => Float32Array.from({ length: D }, (_, i) => 0.01 * Math.cos(i * (k + 1)));

@@ -1,21 +1,12 @@
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { encodeSafetensors } from '@fedsynth/diffusion/weights';
 import type { SiteFigures } from '@fedsynth/protocol';
-import type { INestApplication } from '@nestjs/common';
 import type { Socket } from 'socket.io-client';
 import nacl from 'tweetnacl';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CheckpointStore } from '../checkpoints/checkpoint-store';
-import type { Database } from '../db/database';
-import { CheckpointEntity, FederationEntity, MetricEntity, SiteEntity } from '../db/entities';
+import { MetricEntity } from '../db/entities';
 import { freshPostgres } from '../db/testing';
-import { AgentGateway } from '../gateway/agent-gateway';
-import { createHttpApp } from '../http/app';
-import { CoordinatorContext } from '../http/context';
 import { startAgent } from '../testing/protocol-agent';
-import { RoundEngine } from './round-engine';
+import { type RoundFixture, startRoundFixture } from '../testing/round-fixture';
 
 /**
  * Rounds of a federation with privacy.secureMetrics over socket.io, with protocol-level sites that
@@ -31,53 +22,26 @@ const MAX_WEIGHT = 100;
 const keys = [1, 2, 3].map((i) => nacl.sign.keyPair.fromSeed(new Uint8Array(32).fill(40 + i)));
 const WEIGHTS = [60, 25, 15];
 
-let db: Database;
-let app: INestApplication;
-let gateway: AgentGateway;
-let engine: RoundEngine;
-let url: string;
-let fedId: string;
-let ctx: CoordinatorContext;
+let f: RoundFixture;
 
 beforeAll(async () => {
-  db = await freshPostgres();
-  ctx = new CoordinatorContext(db, 'test');
-  const fed = await ctx.federations.create({
-    name: 'secure-figures',
-    secagg: { threatModel: 'honest-but-curious', clip: CLIP, levels: LEVELS, maxWeight: MAX_WEIGHT },
-    plan: { minSites: 3, waitSeconds: 5 },
-    privacy: { secureMetrics: true },
+  f = await startRoundFixture({
+    db: await freshPostgres(),
+    federation: {
+      name: 'secure-figures',
+      secagg: { threatModel: 'honest-but-curious', clip: CLIP, levels: LEVELS, maxWeight: MAX_WEIGHT },
+      plan: { minSites: 3, waitSeconds: 5 },
+      privacy: { secureMetrics: true },
+    },
+    siteKeys: keys,
+    initialModel: encodeSafetensors([
+      { name: 'w', dtype: 'F32', shape: [D], data: Float32Array.from({ length: D }, (_, i) => Math.sin(i)) },
+    ]),
   });
-  fedId = fed.id;
-  for (const [i, kp] of keys.entries())
-    await db.dataSource.getRepository(SiteEntity).save({
-      federationId: fed.id,
-      name: `site-${i + 1}`,
-      publicKey: Buffer.from(kp.publicKey),
-      status: 'approved',
-    });
-  const store = new CheckpointStore(
-    mkdtempSync(join(tmpdir(), 'fedsynth-ckpt-')),
-    db.dataSource.getRepository(CheckpointEntity),
-  );
-  const init = encodeSafetensors([
-    { name: 'w', dtype: 'F32', shape: [D], data: Float32Array.from({ length: D }, (_, i) => Math.sin(i)) },
-  ]);
-  const sha = await store.put(init);
-  await db.dataSource
-    .getRepository(FederationEntity)
-    .update({ id: fed.id }, { currentCheckpoint: sha, status: 'running' });
-  app = await createHttpApp(ctx);
-  gateway = new AgentGateway(app.getHttpServer(), ctx);
-  engine = new RoundEngine(ctx, gateway, store, { stageTimeoutMs: 3000, trainTimeoutMs: 5000 });
-  await app.listen(0, '127.0.0.1');
-  url = `http://127.0.0.1:${(app.getHttpServer().address() as { port: number }).port}/agents`;
 }, 60_000);
 
 afterAll(async () => {
-  await gateway?.close();
-  await app?.close();
-  await db?.close();
+  await f?.close();
 });
 
 /** One round in which site k reports figures[k] with weight WEIGHTS[k]; what each site received. */
@@ -85,8 +49,8 @@ async function round(figures: SiteFigures[]) {
   const received: string[][] = [];
   const sockets: Socket[] = await Promise.all(
     keys.map((kp, k) =>
-      startAgent(url, kp, new Float32Array(D).fill(0.01 * (k + 1)), WEIGHTS[k], {
-        coordinatorKey: ctx.identity.publicKey,
+      startAgent(f.url, kp, new Float32Array(D).fill(0.01 * (k + 1)), WEIGHTS[k], {
+        coordinatorKey: f.ctx.identity.publicKey,
         figures: figures[k],
       }),
     ),
@@ -95,7 +59,7 @@ async function round(figures: SiteFigures[]) {
     received[k] = [];
     s.onAny((event: string) => received[k].push(event));
   });
-  const rec = await engine.runRound(fedId);
+  const rec = await f.engine.runRound(f.fedId);
   for (const s of sockets) s.disconnect();
   await new Promise((r) => setTimeout(r, 100));
   return { rec, received };
@@ -131,7 +95,7 @@ describe('rounds of a federation with privacy.secureMetrics', () => {
       expect(r).toContain('round.start');
       expect(r).not.toContain('round.evaluate');
     }
-    const rows = await db.dataSource.getRepository(MetricEntity).findBy({ federationId: fedId });
+    const rows = await f.ctx.db.dataSource.getRepository(MetricEntity).findBy({ federationId: f.fedId });
     expect(rows.filter((m) => m.siteId !== null)).toEqual([]);
     const at = (roundNumber: number, name: string) =>
       rows.find((m) => m.roundNumber === roundNumber && m.name === name);
@@ -163,7 +127,7 @@ describe('rounds of a federation with privacy.secureMetrics', () => {
     const { rec } = await round(SECOND);
     expect(rec.stage, rec.error ?? '').toBe('completed');
     expect(rec.number).toBe(1);
-    const rows = await db.dataSource.getRepository(MetricEntity).findBy({ federationId: fedId });
+    const rows = await f.ctx.db.dataSource.getRepository(MetricEntity).findBy({ federationId: f.fedId });
     const at = (roundNumber: number, name: string) =>
       rows.filter((m) => m.roundNumber === roundNumber && m.name === name);
     expect(at(0, 'mae')).toHaveLength(1);

@@ -1,88 +1,48 @@
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { decodeSafetensors, encodeSafetensors, flattenCanonical } from '@fedsynth/diffusion/weights';
-import type { INestApplication } from '@nestjs/common';
 import nacl from 'tweetnacl';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CheckpointStore } from '../checkpoints/checkpoint-store';
-import type { Database } from '../db/database';
-import { CheckpointEntity, FederationEntity, MetricEntity, SiteEntity } from '../db/entities';
+import { FederationEntity, MetricEntity } from '../db/entities';
 import { freshPostgres } from '../db/testing';
-import { AgentGateway } from '../gateway/agent-gateway';
-import { createHttpApp } from '../http/app';
-import { CoordinatorContext } from '../http/context';
 import { startAgent } from '../testing/protocol-agent';
-import { RoundEngine } from './round-engine';
+import { type RoundFixture, startRoundFixture } from '../testing/round-fixture';
 
 const D = 1200;
 
 describe('a server moving average of the global model (strategy.serverEma)', () => {
-  let db: Database;
-  let app: INestApplication;
-  let gateway: AgentGateway;
-  let engine: RoundEngine;
-  let url: string;
-  let fedId: string;
-  let store: CheckpointStore;
-  let ctx: CoordinatorContext;
-  let initial: Float32Array;
+  let f: RoundFixture;
+  const initial = Float32Array.from({ length: D }, (_, i) => Math.sin(i));
   const keys = [1, 2, 3].map((i) => nacl.sign.keyPair.fromSeed(new Uint8Array(32).fill(40 + i)));
 
   beforeAll(async () => {
-    db = await freshPostgres();
-    ctx = new CoordinatorContext(db, 'test');
-    const fed = await ctx.federations.create({
-      name: 'server-ema',
-      secagg: { threatModel: 'active', clip: 0.5, levels: 65536, maxWeight: 1000 },
-      plan: { minSites: 3, waitSeconds: 1 },
-      strategy: { kind: 'fedavgm', momentum: 0.5, serverEma: 0.9 },
+    f = await startRoundFixture({
+      db: await freshPostgres(),
+      federation: {
+        name: 'server-ema',
+        secagg: { threatModel: 'active', clip: 0.5, levels: 65536, maxWeight: 1000 },
+        plan: { minSites: 3, waitSeconds: 1 },
+        strategy: { kind: 'fedavgm', momentum: 0.5, serverEma: 0.9 },
+      },
+      siteKeys: keys,
+      initialModel: encodeSafetensors([{ name: 'w', dtype: 'F32', shape: [D], data: initial }]),
+      engine: { maxConcurrentUploads: 3 },
     });
-    fedId = fed.id;
-    for (const [i, kp] of keys.entries())
-      await db.dataSource.getRepository(SiteEntity).save({
-        federationId: fed.id,
-        name: `site-${i + 1}`,
-        publicKey: Buffer.from(kp.publicKey),
-        status: 'approved',
-      });
-    store = new CheckpointStore(
-      mkdtempSync(join(tmpdir(), 'fedsynth-ema-')),
-      db.dataSource.getRepository(CheckpointEntity),
-    );
-    initial = Float32Array.from({ length: D }, (_, i) => Math.sin(i));
-    const sha = await store.put(encodeSafetensors([{ name: 'w', dtype: 'F32', shape: [D], data: initial }]));
-    await db.dataSource
-      .getRepository(FederationEntity)
-      .update({ id: fed.id }, { currentCheckpoint: sha, status: 'running' });
-    app = await createHttpApp(ctx);
-    gateway = new AgentGateway(app.getHttpServer(), ctx);
-    engine = new RoundEngine(ctx, gateway, store, {
-      stageTimeoutMs: 3000,
-      trainTimeoutMs: 5000,
-      maxConcurrentUploads: 3,
-    });
-    await app.listen(0, '127.0.0.1');
-    url = `http://127.0.0.1:${(app.getHttpServer().address() as { port: number }).port}/agents`;
   }, 60_000);
 
   afterAll(async () => {
-    await gateway?.close();
-    await app?.close();
-    await db?.close();
+    await f?.close();
   });
 
-  const weightsOf = async (sha: string) => flattenCanonical(decodeSafetensors(await store.get(sha)).arrays);
+  const weightsOf = async (sha: string) => flattenCanonical(decodeSafetensors(await f.store.get(sha)).arrays);
   const deltaOf = (k: number, r: number) =>
     Float32Array.from({ length: D }, (_, i) => 0.02 * Math.cos(i * (k + 1) + r));
 
   async function round(r: number) {
     const sockets = await Promise.all(
       keys.map((kp, k) =>
-        startAgent(url, kp, deltaOf(k, r), 100, { coordinatorKey: ctx.identity.publicKey }),
+        startAgent(f.url, kp, deltaOf(k, r), 100, { coordinatorKey: f.ctx.identity.publicKey }),
       ),
     );
-    const rec = await engine.runRound(fedId);
+    const rec = await f.engine.runRound(f.fedId);
     for (const s of sockets) s.disconnect();
     await new Promise((res) => setTimeout(res, 100));
     expect(rec.stage, rec.error ?? '').toBe('completed');
@@ -110,21 +70,21 @@ describe('a server moving average of the global model (strategy.serverEma)', () 
     expect(worst).toBeLessThan(1e-6);
     // The weights moved, so the average is a different model from both.
     expect(Math.max(...w1.map((v, i) => Math.abs(v - e1[i])))).toBeGreaterThan(1e-3);
-    const fed = await db.dataSource.getRepository(FederationEntity).findOneByOrFail({ id: fedId });
+    const fed = await f.ctx.db.dataSource.getRepository(FederationEntity).findOneByOrFail({ id: f.fedId });
     expect(fed.currentCheckpoint).toBe(r1.checkpointOut);
     expect(fed.currentModel).toBe(r1.modelOut);
     // The sites scored the published model: its evaluation reports were taken (they name the model).
-    const mae = await db.dataSource
+    const mae = await f.ctx.db.dataSource
       .getRepository(MetricEntity)
-      .findBy({ federationId: fedId, roundNumber: r1.number, name: 'mae' });
+      .findBy({ federationId: f.fedId, roundNumber: r1.number, name: 'mae' });
     expect(mae.filter((m) => m.siteId !== null)).toHaveLength(3);
   }, 90_000);
 
   it('turned off, publishes the checkpoint itself again', async () => {
-    await ctx.federations.updateConfig(fedId, { strategy: { serverEma: 0 } });
+    await f.ctx.federations.updateConfig(f.fedId, { strategy: { serverEma: 0 } });
     const r2 = await round(2);
     expect(r2.modelOut).toBeNull();
-    const fed = await db.dataSource.getRepository(FederationEntity).findOneByOrFail({ id: fedId });
+    const fed = await f.ctx.db.dataSource.getRepository(FederationEntity).findOneByOrFail({ id: f.fedId });
     expect(fed.currentModel).toBeNull();
     expect(fed.currentCheckpoint).toBe(r2.checkpointOut);
   }, 90_000);
