@@ -30,21 +30,29 @@ const plan = {
   dp: { clip: 1, noiseMultiplier: 0, delta: 1e-5 },
 };
 
+/** A 16 px model with every layer random (none zero-initialized), so an update touches every weight. */
+async function randomCheckpoint(seed: number): Promise<Uint8Array> {
+  const model = new UNet(TINY, 4);
+  randomizeWeights(model, seed, 0.1);
+  const checkpoint = await encodeModel(model, { size: '16' });
+  model.dispose();
+  return checkpoint;
+}
+
+/** Twelve 16 px training slices of three subjects, no validation. */
+const DATA: LocalData = {
+  size: 16,
+  task: { sources: ['mr'], target: 'ct', context: 0 },
+  train: slices(12, 16),
+  val: [],
+  trainSubjects: 3,
+  valSubjects: 0,
+};
+
 describe('trainLocally', () => {
   it('with two threads, and with micro-batches, makes the update of one thread in one pass', async () => {
-    const model = new UNet(TINY, 4);
-    // Every layer random (none zero-initialized), so that the update touches every weight.
-    randomizeWeights(model, 8, 0.1);
-    const checkpoint = await encodeModel(model, { size: '16' });
-    model.dispose();
-    const data: LocalData = {
-      size: 16,
-      task: { sources: ['mr'], target: 'ct', context: 0 },
-      train: slices(12, 16),
-      val: [],
-      trainSubjects: 3,
-      valSubjects: 0,
-    };
+    const checkpoint = await randomCheckpoint(8);
+    const data = DATA;
     const run = (trainingThreads: number, memoryMb?: number) =>
       trainLocally({
         checkpoint,
@@ -85,18 +93,8 @@ describe('trainLocally', () => {
   }, 60_000);
 
   it("with a local EMA, uploads the average's change, as the EMA of the plain runs' weights", async () => {
-    const model = new UNet(TINY, 4);
-    randomizeWeights(model, 5, 0.1);
-    const checkpoint = await encodeModel(model, { size: '16' });
-    model.dispose();
-    const data: LocalData = {
-      size: 16,
-      task: { sources: ['mr'], target: 'ct', context: 0 },
-      train: slices(12, 16),
-      val: [],
-      trainSubjects: 3,
-      valSubjects: 0,
-    };
+    const checkpoint = await randomCheckpoint(5);
+    const data = DATA;
     const run = (localSteps: number, localEma?: number) =>
       trainLocally({
         checkpoint,
