@@ -1,3 +1,5 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { startPostgres, stopPostgresIn } from './postgres-server';
 import { startRedis, stopRedisIn } from './redis-server';
 import { makeServicesDir, reapLeftoverServicesDirs, removeServicesDir } from './services-dir';
@@ -13,6 +15,9 @@ import type { TestServer } from './test-server';
  * The teardown stops both and removes the folder; on Ctrl-C, SIGTERM or SIGHUP (vitest exits on
  * the first two) they are stopped at process exit; folders left by a run killed outright are
  * cleaned up by the next run.
+ *
+ * The workers' temporary folder (TMPDIR, so os.tmpdir() of the tests and of every process they
+ * start) is a folder inside it too, so whatever a test leaves there goes with the run.
  */
 export default async function setup(): Promise<() => Promise<void>> {
   reapLeftoverServicesDirs(stopAllIn);
@@ -49,6 +54,9 @@ export default async function setup(): Promise<() => Promise<void>> {
   });
   process.env.FEDSYNTH_TEST_STARTED = toStart.map(([name]) => name).join(',');
   process.env.FEDSYNTH_TEST_SERVICES_DIR = dir;
+  const scratch = join(dir, 'tmp');
+  mkdirSync(scratch, { mode: 0o700 });
+  process.env.TMPDIR = scratch;
 
   return async () => {
     await Promise.allSettled(servers.map((s) => s.stop()));
