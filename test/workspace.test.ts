@@ -27,13 +27,13 @@ describe('workspace layout', () => {
     expect(firstBlock).toContain(ciCommand);
   });
 
-  it('runs the same tests under Node 22 in .ci/run, after the README command', () => {
+  it('runs the same tests under Node 22 and 24 in .ci/run, after the README command', () => {
     const lines = readFileSync(resolve(root, '.ci/run'), 'utf8')
       .split('\n')
       .map((line) => line.trim());
     const readmeCommand = lines.indexOf('npm ci && npm test');
     expect(readmeCommand, 'the README command in .ci/run').toBeGreaterThan(0);
-    for (const major of [22]) {
+    for (const major of [22, 24]) {
       const at = lines.indexOf(`node scripts/with-node.mjs ${major} npm test`);
       expect(at, `Node ${major} run`).toBeGreaterThan(readmeCommand);
     }
