@@ -93,6 +93,8 @@ export const trainingPlan = z.object({
   fedProxMu: finite.refine((x) => x >= 0),
   /** Decay of the weights' moving average a site keeps and uploads the change of; absent: none. */
   localEma: finite.refine((x) => x >= 0 && x < 1).optional(),
+  /** Carry the site's optimizer state over from its previous round of this federation; absent: no. */
+  keepOptimizer: z.literal(true).optional(),
   dp: z.object({
     clip: finite.refine((x) => x > 0),
     noiseMultiplier: finite.refine((x) => x >= 0),

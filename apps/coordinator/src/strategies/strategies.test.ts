@@ -131,10 +131,11 @@ describe('configureRound', () => {
 
     expect(siteIds).toHaveLength(3);
     expect(trainingPlan.parse(plan)).toEqual(plan);
-    // Every field of the protocol's plan but the optional local EMA, which is sent only when set.
+    // Every field of the protocol's plan but the optional local EMA and optimizer carry, which are
+    // sent only when set.
     expect(Object.keys(plan).sort()).toEqual(
       Object.keys(trainingPlan.shape)
-        .filter((k) => k !== 'localEma')
+        .filter((k) => k !== 'localEma' && k !== 'keepOptimizer')
         .sort(),
     );
     expect(plan).toEqual({
@@ -184,5 +185,13 @@ describe('learning-rate schedule across rounds', () => {
     expect(planOf(1, {})).not.toHaveProperty('localEma');
     expect(planOf(1, { localEma: 0.9 }).localEma).toBe(0.9);
     expect(() => parseFederationConfig({ plan: { localEma: 1 } })).toThrow(/localEma must be in \[0, 1\)/);
+  });
+
+  it('asks sites to keep their optimizer state only when the plan says so', () => {
+    expect(planOf(1, {})).not.toHaveProperty('keepOptimizer');
+    expect(planOf(1, { keepOptimizer: false })).not.toHaveProperty('keepOptimizer');
+    expect(planOf(1, { keepOptimizer: true }).keepOptimizer).toBe(true);
+    expect(trainingPlan.parse(planOf(1, { keepOptimizer: true })).keepOptimizer).toBe(true);
+    expect(() => parseFederationConfig({ plan: { keepOptimizer: 'yes' } })).toThrow(/keepOptimizer/);
   });
 });

@@ -16,7 +16,7 @@ export function roundLr(plan: FederationConfig['plan'], roundNumber: number): nu
 
 /** The plan sites train round `roundNumber` (from 0) with, taken from the federation's configuration. */
 export function trainingPlanOf(config: FederationConfig, proxMu: number, roundNumber = 0): TrainingPlan {
-  const { localSteps, batchSize, prediction, schedule, localEma } = config.plan;
+  const { localSteps, batchSize, prediction, schedule, localEma, keepOptimizer } = config.plan;
   const { clip, noiseMultiplier, delta } = config.dp;
   return {
     localSteps,
@@ -28,6 +28,7 @@ export function trainingPlanOf(config: FederationConfig, proxMu: number, roundNu
     fedProxMu: proxMu,
     // Sent only when set, so that a plan without it reads (and is signed) as before.
     ...(localEma > 0 ? { localEma } : {}),
+    ...(keepOptimizer ? { keepOptimizer: true as const } : {}),
     dp: { clip, noiseMultiplier, delta },
   };
 }

@@ -48,7 +48,7 @@ const FLAGS: Record<string, FlagSpec> = {
     valueName: 'spec',
     multiple: true,
     description:
-      'a federated variant: fedavg|fedavgm|fedadam|fedyogi|fedprox[:key=value,...], keys lr, momentum, beta1, beta2, tau, mu (proximal term), ema=<local EMA decay>, cosine=<final lr factor>, rounds=<n> or <k>x (same total steps); each is trained and scored',
+      'a federated variant: fedavg|fedavgm|fedadam|fedyogi|fedprox[:key=value,...], keys lr, momentum, beta1, beta2, tau, mu (proximal term), ema=<local EMA decay>, cosine=<final lr factor>, keepopt=1 (sites keep the Adam state across rounds), locallr=<the sites lr>, rounds=<n> or <k>x (same total steps); each is trained and scored',
     default: "the federation's default plan (fedavg)",
   },
   'server-ema': {

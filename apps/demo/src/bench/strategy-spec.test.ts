@@ -16,6 +16,16 @@ describe('parseVariant', () => {
     });
   });
 
+  it("reads the optimizer carry and the sites' own learning rate", () => {
+    expect(parseVariant('fedavg:keepopt=1,locallr=0.002', 5, 30).plan).toEqual({
+      keepOptimizer: true,
+      lr: 0.002,
+    });
+    expect(parseVariant('fedavg:keepopt=0', 5, 30).plan).toEqual({});
+    expect(() => parseVariant('fedavg:keepopt=2', 5, 30)).toThrow(/keepopt must be 1 or 0, got 2/);
+    expect(() => parseVariant('fedavg:locallr=3', 5, 30)).toThrow(/lr must be in \(0, 1\)/);
+  });
+
   it('splits the same total steps into other rounds', () => {
     expect(parseVariant('fedavg:rounds=2x', 5, 30).rounds).toBe(10);
     expect(parseVariant('fedavg:rounds=3', 6, 10).rounds).toBe(3);
@@ -25,7 +35,7 @@ describe('parseVariant', () => {
   it('names what is wrong', () => {
     expect(() => parseVariant('fedfoo', 5, 30)).toThrow(/unknown strategy "fedfoo"/);
     expect(() => parseVariant('fedavg:momentum=0.9', 5, 30)).toThrow(
-      /unknown key "momentum"; fedavg takes lr, mu/,
+      /unknown key "momentum"; fedavg takes lr, mu, ema, cosine, keepopt, locallr, rounds/,
     );
     expect(() => parseVariant('fedadam:lr=x', 5, 30)).toThrow(/lr must be a number, got x/);
     expect(() => parseVariant('fedavg:ema=1', 5, 30)).toThrow(/plan\.localEma: localEma must be in \[0, 1\)/);

@@ -10,7 +10,13 @@ export interface StrategyVariant {
   /** As the user wrote it, e.g. "fedavgm:momentum=0.9". */
   label: string;
   strategy: NonNullable<FederationConfigInput['strategy']>;
-  plan: { localEma?: number; lrSchedule?: { kind: 'cosine'; minFactor: number } };
+  plan: {
+    localEma?: number;
+    lrSchedule?: { kind: 'cosine'; minFactor: number };
+    keepOptimizer?: boolean;
+    /** The sites' learning rate instead of the bench's --lr (central keeps --lr). */
+    lr?: number;
+  };
   /** Rounds to run instead of the bench's --rounds (local steps change so the total stays the same). */
   rounds?: number;
 }
@@ -26,7 +32,7 @@ const STRATEGY_KEYS: Record<(typeof KINDS)[number], string[]> = {
   fedprox: ['lr', 'mu'],
 };
 /** Keys every variant takes: plan settings. */
-const PLAN_KEYS = ['ema', 'cosine', 'rounds'];
+const PLAN_KEYS = ['ema', 'cosine', 'keepopt', 'locallr', 'rounds'];
 
 /** The comparison `--compare` runs: each server strategy, FedProx, local EMA, a cosine schedule, more rounds. */
 export const COMPARE_SET = [
@@ -44,7 +50,8 @@ export const COMPARE_SET = [
 /**
  * Parses "kind[:key=value,...]". Keys: a strategy's own (lr, momentum, beta1, beta2, tau; mu for
  * FedProx's proximal term), ema=<decay> (local EMA), cosine=<minFactor> (learning rate decayed by a
- * cosine over the rounds), rounds=<n> or rounds=<k>x (n rounds, or k times the bench's rounds, with
+ * cosine over the rounds), keepopt=1 (sites carry Adam's state across rounds), locallr=<x> (the
+ * sites' learning rate, central keeps the bench's), rounds=<n> or rounds=<k>x (n rounds, or k times the bench's rounds, with
  * local steps divided to keep the total). Checked against the federation configuration's schema.
  */
 export function parseVariant(spec: string, benchRounds: number, benchSteps: number): StrategyVariant {
@@ -71,6 +78,10 @@ export function parseVariant(spec: string, benchRounds: number, benchSteps: numb
     const x = Number(value);
     if (!Number.isFinite(x)) throw bad(`${key} must be a number, got ${value}`);
     if (key === 'ema') plan.localEma = x;
+    else if (key === 'keepopt') {
+      if (x !== 0 && x !== 1) throw bad(`keepopt must be 1 or 0, got ${value}`);
+      if (x === 1) plan.keepOptimizer = true;
+    } else if (key === 'locallr') plan.lr = x;
     else if (key === 'cosine') plan.lrSchedule = { kind: 'cosine', minFactor: x };
     else if (STRATEGY_KEYS[kind].includes(key)) strategy[key === 'mu' ? 'proxMu' : key] = x;
     else

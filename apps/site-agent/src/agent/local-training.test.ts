@@ -1,8 +1,17 @@
-import { encodeModel, tf, UNet } from '@fedsynth/diffusion';
+import {
+  BatchSampler,
+  DEFAULT_OPTIMIZER,
+  decodeModel,
+  encodeModel,
+  flattenCanonical,
+  Trainer,
+  tf,
+  UNet,
+} from '@fedsynth/diffusion';
 import { randomizeWeights, TINY } from '@fedsynth/diffusion/testing';
 import type { SlicePair } from '@fedsynth/imaging';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { type LocalData, trainLocally } from './local-training';
+import { carryMismatch, type LocalData, trainLocally } from './local-training';
 
 beforeAll(async () => {
   await tf.setBackend('wasm');
@@ -121,5 +130,126 @@ describe('trainLocally', () => {
     expect(worst).toBeLessThan(1e-6);
     // ... and it is not the plain update.
     expect(moved).toBeGreaterThan(1e-4);
+  }, 60_000);
+
+  it("with keepOptimizer, round 2 continues round 1's Adam (moments and step), as one trainer run through both rounds", async () => {
+    const w0 = await randomCheckpoint(3);
+    const keepPlan = { ...plan, fedProxMu: 0, localSteps: 3, keepOptimizer: true as const };
+    const limits = { maxLocalSteps: 100, maxBatch: 32, trainingThreads: 1 };
+    const seed = 7;
+    // The oracle: one Trainer, three steps from w0, then three more with a fresh batch sampler (a
+    // round draws its batches anew) and the same optimizer.
+    const { model } = decodeModel(w0);
+    const trainer = new Trainer(model, {
+      prediction: plan.prediction,
+      schedule: plan.schedule,
+      optimizer: { ...DEFAULT_OPTIMIZER, lr: plan.lr },
+      emaDecay: 0,
+      fedProxMu: 0,
+      seed,
+    });
+    const run3 = async () => {
+      const sampler = new BatchSampler(DATA.train, plan.batchSize, seed);
+      for (let s = 0; s < 3; s++) await trainer.step(sampler.next());
+    };
+    const flat = async () => flattenCanonical(await model.toNamedArrays());
+    const base0 = await flat();
+    await run3();
+    const w1 = await encodeModel(model, { size: '16' });
+    const base1 = await flat();
+    await run3();
+    const final = await flat();
+    trainer.dispose();
+    model.dispose();
+
+    const round1 = await trainLocally({
+      checkpoint: w0,
+      plan: keepPlan,
+      limits,
+      data: DATA,
+      seed,
+      backend: 'wasm',
+    });
+    expect(round1.optimizer).toBeDefined();
+    expect(round1.optimizer!.arrays.some((a) => a.name.startsWith('ema/'))).toBe(false);
+    expect(round1.optimizer!.arrays.find((a) => a.name === 'step')!.data[0]).toBe(3);
+    const worstOf = (delta: Float32Array, from: Float32Array, to: Float32Array) => {
+      let w = 0;
+      for (let i = 0; i < delta.length; i++) w = Math.max(w, Math.abs(delta[i] - (to[i] - from[i])));
+      return w;
+    };
+    expect(worstOf(round1.delta, base0, base1)).toBeLessThan(1e-6);
+
+    const carried = await trainLocally({
+      checkpoint: w1,
+      plan: keepPlan,
+      limits,
+      data: DATA,
+      seed,
+      backend: 'wasm',
+      optimizer: round1.optimizer,
+    });
+    expect(carried.optimizerRestart).toBeUndefined();
+    expect(worstOf(carried.delta, base1, final)).toBeLessThan(1e-6);
+    expect(carried.optimizer!.arrays.find((a) => a.name === 'step')!.data[0]).toBe(6);
+
+    // Without the carried state, round 2 starts Adam afresh and lands elsewhere.
+    const fresh = await trainLocally({
+      checkpoint: w1,
+      plan: keepPlan,
+      limits,
+      data: DATA,
+      seed,
+      backend: 'wasm',
+    });
+    expect(worstOf(fresh.delta, base1, final)).toBeGreaterThan(1e-4);
+  }, 60_000);
+
+  it('does not carry an optimizer state over to a model of another layout, and says why', async () => {
+    const params = new Map([
+      ['a', { size: 4 }],
+      ['b', { size: 6 }],
+    ]);
+    const carry = (layout: [string, number][]) => ({ layout: new Map(layout), arrays: [] });
+    expect(
+      carryMismatch(
+        carry([
+          ['a', 4],
+          ['b', 6],
+        ]),
+        params,
+      ),
+    ).toBeNull();
+    expect(carryMismatch(carry([['a', 4]]), params)).toMatch(/1 tensors, the model 2/);
+    expect(
+      carryMismatch(
+        carry([
+          ['a', 4],
+          ['c', 6],
+        ]),
+        params,
+      ),
+    ).toMatch(/has no b/);
+    expect(
+      carryMismatch(
+        carry([
+          ['a', 4],
+          ['b', 5],
+        ]),
+        params,
+      ),
+    ).toMatch(/b has 5 values, the model's 6/);
+    // Through training: a state of another model is not imported, the round starts afresh.
+    const other = await trainLocally({
+      checkpoint: await randomCheckpoint(2),
+      plan: { ...plan, fedProxMu: 0, localSteps: 1, keepOptimizer: true },
+      limits: { maxLocalSteps: 100, maxBatch: 32, trainingThreads: 1 },
+      data: DATA,
+      seed: 1,
+      backend: 'wasm',
+      optimizer: carry([['a', 4]]),
+    });
+    expect(other.optimizerRestart).toMatch(/the kept optimizer state has 1 tensors/);
+    expect(other.optimizer!.arrays.find((a) => a.name === 'step')!.data[0]).toBe(1);
   }, 60_000);
 });

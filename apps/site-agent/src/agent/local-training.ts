@@ -1,4 +1,4 @@
-import type { BackendName } from '@fedsynth/diffusion';
+import type { BackendName, NamedArray } from '@fedsynth/diffusion';
 import {
   findModality,
   findSubjectDirs,
@@ -49,6 +49,37 @@ export interface LocalUpdate {
   threads: number;
   microBatch: number;
   checkpointing: boolean;
+  /** With plan.keepOptimizer: the optimizer's state after this round, for the next one. */
+  optimizer?: OptimizerCarry;
+  /** With plan.keepOptimizer and a kept state that did not fit this model: why it was not used. */
+  optimizerRestart?: string;
+}
+
+/**
+ * A site's optimizer state carried from one round to the next (plan.keepOptimizer): Adam's first
+ * and second moments per parameter and its step count, for the model layout it was made with. It
+ * never leaves the site.
+ */
+export interface OptimizerCarry {
+  /** Parameter name -> value count, of the model the state belongs to. */
+  layout: Map<string, number>;
+  /** Trainer.exportState's arrays without the moving average (`adam.m/`, `adam.v/`, `step`). */
+  arrays: NamedArray[];
+}
+
+/**
+ * Why `carry` cannot continue on a model with these parameters (null when it can): the state of
+ * another model layout is not used.
+ */
+export function carryMismatch(carry: OptimizerCarry, params: Map<string, { size: number }>): string | null {
+  if (carry.layout.size !== params.size)
+    return `the kept optimizer state has ${carry.layout.size} tensors, the model ${params.size}`;
+  for (const [name, p] of params) {
+    const n = carry.layout.get(name);
+    if (n === undefined) return `the kept optimizer state has no ${name}`;
+    if (n !== p.size) return `the kept optimizer state's ${name} has ${n} values, the model's ${p.size}`;
+  }
+  return null;
 }
 
 /** Figures of a model on the validation split (mean over slices, weighted by body voxels). */
@@ -195,6 +226,8 @@ export async function trainLocally(opts: {
   data: LocalData;
   seed: number;
   backend: BackendName;
+  /** With plan.keepOptimizer: the state the site's previous round of this federation ended with. */
+  optimizer?: OptimizerCarry;
   onPlan?: (line: string) => void;
   onStep?: (step: number, total: number, loss: number) => void;
 }): Promise<LocalUpdate> {
@@ -227,6 +260,11 @@ export async function trainLocally(opts: {
       { threads, backend: opts.backend, microBatch: memory.microBatch, checkpointing: memory.checkpointing },
     );
     if (opts.plan.fedProxMu > 0) parallel.trainer.setProxAnchor();
+    let optimizerRestart: string | undefined;
+    if (opts.plan.keepOptimizer && opts.optimizer) {
+      optimizerRestart = carryMismatch(opts.optimizer, model.params) ?? undefined;
+      if (!optimizerRestart) parallel.trainer.importState(opts.optimizer.arrays);
+    }
     const sampler = new d.BatchSampler(opts.data.train, batch, opts.seed);
     let lossSum = 0;
     const tail = Math.max(1, Math.ceil(steps / 4));
@@ -244,7 +282,15 @@ export async function trainLocally(opts: {
       throw new Error(`trained model has ${local.length} values, the global model ${base.length}`);
     const delta = new Float32Array(local.length);
     for (let i = 0; i < delta.length; i++) delta[i] = local[i] - base[i];
+    const optimizer: OptimizerCarry | undefined = opts.plan.keepOptimizer
+      ? {
+          layout: new Map([...model.params].map(([n, p]) => [n, p.size])),
+          arrays: (await parallel.trainer.exportState()).filter((a) => !a.name.startsWith('ema/')),
+        }
+      : undefined;
     return {
+      ...(optimizer ? { optimizer } : {}),
+      ...(optimizerRestart ? { optimizerRestart } : {}),
       delta,
       loss: lossSum / tail,
       steps,

@@ -33,6 +33,7 @@ import {
   effectivePlan,
   evaluateLocally,
   type LocalEval,
+  type OptimizerCarry,
   taskOf,
   trainLocally,
 } from './local-training';
@@ -77,6 +78,8 @@ export class SiteAgent {
   /** The federation asks for no plain-text counts (from the login's answer). */
   private hideCounts = false;
   private readonly accountant: RdpAccountant;
+  /** plan.keepOptimizer: the optimizer state of the last round trained, by federation (memory only). */
+  private readonly keptOptimizer = new Map<string, OptimizerCarry>();
   private readonly modelsDir: string;
   private readonly status: AgentStatus;
   private reconnectTimer: NodeJS.Timeout | null = null;
@@ -344,6 +347,7 @@ export class SiteAgent {
       data,
       seed: (start.roundNumber * 7919 + (Date.now() % 7919)) >>> 0,
       backend: this.opts.backend.backend as BackendName,
+      optimizer: start.plan.keepOptimizer ? this.keptOptimizer.get(start.federationId) : undefined,
       onPlan: (line) => log.info('training plan', { round: start.secAgg.roundId, plan: line }),
       onStep: (s, _t, loss) => {
         if (cancelled()) throw new Error('the round ended before local training finished');
@@ -351,6 +355,13 @@ export class SiteAgent {
       },
     });
     bar.done({ loss: u.loss });
+    if (u.optimizerRestart)
+      log.warn('optimizer state not carried over', {
+        round: start.secAgg.roundId,
+        reason: u.optimizerRestart,
+      });
+    if (u.optimizer) this.keptOptimizer.set(start.federationId, u.optimizer);
+    else this.keptOptimizer.delete(start.federationId);
     // Differential privacy: bound each site's influence, then add this site's share of the noise.
     const { norm, factor, epsilon } = privatizeUpdate(
       u.delta,
