@@ -324,11 +324,23 @@ describe('dashboard in headless Chromium', () => {
     const legend = await page.$$eval('.chart[data-metric="mae"] .u-legend .u-series', (x) => x.length);
     expect(legend).toBe(2); // the x series and the global line only
     await page.screenshot({ path: join(ARTIFACTS, 'dashboard-researcher.png'), fullPage: true });
-    // A wrong token is refused with a message.
+    // A wrong token is refused with a message, also while an update of the earlier session is
+    // still on its way: held here for 1.5 s, it must not act on the new session (its later calls
+    // would carry the wrong token, and their refusal replaced the message with "sign in again").
+    await page.route('**/api/federations', async (route) => {
+      await new Promise((r) => setTimeout(r, 1500));
+      // Requests still held when the route is removed are let through by Playwright itself.
+      await route.continue().catch(() => {});
+    });
+    await page.waitForRequest('**/api/federations');
     await page.click('#signout');
     await page.fill('#token', 'fsk_wrong');
     await page.click('#signin-form button');
     await page.waitForSelector('text=sign-in failed');
+    await page.unroute('**/api/federations');
+    await new Promise((r) => setTimeout(r, 2500));
+    expect(await page.textContent('#signin-error')).toMatch(/^sign-in failed: UNAUTHENTICATED/);
+    expect(await page.isVisible('#app')).toBe(false);
     await page.close();
   }, 120_000);
 });

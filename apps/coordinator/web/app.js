@@ -16,6 +16,10 @@
   ];
   const $ = (sel) => document.querySelector(sel);
   let token = localStorage.getItem('fedsynth.token') || '';
+  // Counts sign-ins and sign-outs: an update still in flight from an earlier one must not act on
+  // the page (its next calls would carry the new token, and its refusal would replace the message
+  // of a failed sign-in with "sign in again").
+  let session = 0;
   let role = null;
   // The id of the signed-in token (its row in the token list is marked).
   let myTokenId = null;
@@ -86,6 +90,7 @@
   const mb = (n) => `${(Number(n) / 1e6).toFixed(1)} MB`;
 
   async function signIn(t) {
+    session++;
     token = t;
     let scope = '';
     try {
@@ -1143,8 +1148,10 @@
 
   async function refresh() {
     if (!role) return;
+    const mine = session;
     try {
       const feds = await api('/api/federations');
+      if (mine !== session) return;
       if (!selected && feds.length) selected = (feds.find((f) => f.status === 'running') || feds[0]).id;
       const counts = new Map();
       let current = null;
@@ -1164,6 +1171,7 @@
             ? api(`/api/federations/${current.id}/config-versions`)
             : null,
         ]);
+        if (mine !== session) return;
         if (fetchedVersions) {
           versions = fetchedVersions;
           versionsKey = key;
@@ -1209,6 +1217,7 @@
           managesTokens ? api('/api/tokens') : null,
           api('/api/audit?limit=50'),
         ]);
+        if (mine !== session) return;
         if (tokens) {
           tokenNames = new Map(tokens.map((t) => [t.id, `${t.label || t.id.slice(0, 8)} (${t.role})`]));
           renderTokens(tokens);
@@ -1218,6 +1227,7 @@
         renderAudit(events, feds);
       }
     } catch (err) {
+      if (mine !== session) return;
       if (err.status === 401) {
         role = null;
         localStorage.removeItem('fedsynth.token');
@@ -1233,6 +1243,7 @@
     void signIn($('#token').value.trim());
   });
   $('#signout').addEventListener('click', () => {
+    session++;
     localStorage.removeItem('fedsynth.token');
     role = null;
     managesTokens = false;

@@ -355,10 +355,16 @@ export class SiteAgent {
       },
     });
     bar.done({ loss: u.loss });
+    const carried = start.plan.keepOptimizer ? this.keptOptimizer.get(start.federationId) : undefined;
     if (u.optimizerRestart)
       log.warn('optimizer state not carried over', {
         round: start.secAgg.roundId,
         reason: u.optimizerRestart,
+      });
+    else if (carried)
+      log.info('optimizer state carried over from the previous round', {
+        round: start.secAgg.roundId,
+        fromStep: carried.arrays.find((a) => a.name === 'step')?.data[0] ?? 0,
       });
     if (u.optimizer) this.keptOptimizer.set(start.federationId, u.optimizer);
     else this.keptOptimizer.delete(start.federationId);
