@@ -1,65 +1,37 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { listSubjects, loadSlicePairs, readNifti } from '@fedsynth/imaging';
 import { AGENT_TO_SERVER, MESSAGES, socketParser } from '@fedsynth/protocol';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AGENT_BIN, LocalFederation, type RoundRecord } from '../apps/demo/src/local-federation';
+import { describe, expect, it } from 'vitest';
+import { AGENT_BIN, type RoundRecord } from '../apps/demo/src/local-federation';
 import { AuditLog } from '../apps/site-agent/src/audit/audit-log';
-import { startTestCoordinator, tinyFederation } from './tiny-federation';
+import { capturedFederation } from './captured-federation';
+import { tinyFederation } from './tiny-federation';
 import { until } from './until';
-import { groupMessages, parseConnection, WireCapture } from './wire-capture';
+import { groupMessages, parseConnection } from './wire-capture';
 
 /**
  * The whole platform on loopback, every part its own process on the real PostgreSQL: a coordinator
  * and three site agents (one behind a capturing proxy) train the diffusion model on phantom data.
  */
 const SIZE = 16;
-let dir: string;
-let drop: () => Promise<void>;
-let fed: LocalFederation;
-let capture: WireCapture;
-let federationId: string;
-const dataDirs: string[] = [];
+// Honest-but-curious threshold: 2 of 3, so a round survives one site dying; site-1 talks to the
+// coordinator through the capturing proxy.
+const e2e = capturedFederation(
+  'e2e',
+  tinyFederation({ localSteps: 20 }, { threatModel: 'honest-but-curious' }),
+  { seed: 10 },
+);
 
 const completed = (rs: RoundRecord[]) =>
   rs.filter((r) => r.stage === 'completed').sort((a, b) => a.number - b.number);
 
-beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'fedsynth-e2e-'));
-  ({ fed, drop } = await startTestCoordinator(dir));
-  capture = new WireCapture(() => Number(new URL(fed.url).port));
-  await capture.start();
-  // Honest-but-curious threshold: 2 of 3, so a round survives one site dying.
-  const f = await fed.createFederation(
-    'e2e',
-    tinyFederation({ localSteps: 20 }, { threatModel: 'honest-but-curious' }),
-  );
-  federationId = f.id;
-  // site-1 talks to the coordinator through the capturing proxy.
-  dataDirs.push(
-    ...(await fed.addPhantomSites(federationId, ['site-1', 'site-2', 'site-3'], {
-      dataRoot: join(dir, 'data'),
-      seed: 10,
-      coordinatorUrl: (k) => (k === 0 ? `http://127.0.0.1:${capture.port}` : undefined),
-    })),
-  );
-  await fed.api('POST', `/api/federations/${federationId}/start`);
-}, 300_000);
-
-afterAll(async () => {
-  fed?.killAll();
-  await capture?.stop();
-  await drop?.();
-  rmSync(dir, { recursive: true, force: true });
-});
-
 describe('a federation of three agent processes on the real PostgreSQL', () => {
   it('trains: two rounds complete and validation MAE after the last is lower than after round 0', async () => {
-    const rounds = await fed.waitForRounds(federationId, 2, { timeoutMs: 240_000, maxFailures: 0 });
+    const rounds = await e2e.fed.waitForRounds(e2e.federationId, 2, { timeoutMs: 240_000, maxFailures: 0 });
     const done = completed(rounds);
     const story = JSON.stringify(rounds.map((r) => [r.number, r.stage, r.error, r.dropouts]));
     expect(done.length, story).toBeGreaterThanOrEqual(2);
@@ -68,7 +40,7 @@ describe('a federation of three agent processes on the real PostgreSQL', () => {
       expect(r.dropouts ?? [], story).toHaveLength(0);
       expect(r.checkpointOut).toMatch(/^[0-9a-f]{64}$/);
     }
-    const metrics = await fed.metrics(federationId);
+    const metrics = await e2e.fed.metrics(e2e.federationId);
     const mae = (n: number) => metrics.find((m) => m.round === n && m.site === null && m.name === 'mae');
     const maes = JSON.stringify(metrics.filter((m) => m.site === null));
     console.info(
@@ -81,41 +53,41 @@ describe('a federation of three agent processes on the real PostgreSQL', () => {
   }, 300_000);
 
   it('an agent killed mid-round: the round completes with the other two', async () => {
-    const before = completed(await fed.rounds(federationId)).length;
+    const before = completed(await e2e.fed.rounds(e2e.federationId)).length;
     const r = await until(
       'a round in masked-input',
-      async () => (await fed.rounds(federationId)).find((x) => x.stage === 'masked-input'),
+      async () => (await e2e.fed.rounds(e2e.federationId)).find((x) => x.stage === 'masked-input'),
       180_000,
     );
-    await fed.killAgent('site-3');
+    await e2e.fed.killAgent('site-3');
     const ended = await until(
       'that round to end',
       async () => {
-        const x = (await fed.rounds(federationId)).find((y) => y.id === r.id)!;
+        const x = (await e2e.fed.rounds(e2e.federationId)).find((y) => y.id === r.id)!;
         return ['completed', 'failed', 'aborted'].includes(x.stage) ? x : undefined;
       },
       180_000,
     );
     expect(ended.stage, ended.error ?? '').toBe('completed');
     expect(ended.dropouts).toHaveLength(1);
-    expect(ended.dropouts![0].siteId).toBe(fed.agents.get('site-3')!.siteId);
-    expect(completed(await fed.rounds(federationId)).length).toBe(before + 1);
-    fed.startAgent('site-3');
+    expect(ended.dropouts![0].siteId).toBe(e2e.fed.agents.get('site-3')!.siteId);
+    expect(completed(await e2e.fed.rounds(e2e.federationId)).length).toBe(before + 1);
+    e2e.fed.startAgent('site-3');
   }, 300_000);
 
   it('the coordinator restarted between rounds: agents reconnect, training continues, nothing is lost', async () => {
-    const beforeRounds = completed(await fed.rounds(federationId));
-    const beforeMetrics = await fed.metrics(federationId);
-    await fed.stopCoordinator('SIGKILL');
-    await fed.startCoordinator();
-    const after = await fed.waitForRounds(federationId, beforeRounds.length + 1, {
+    const beforeRounds = completed(await e2e.fed.rounds(e2e.federationId));
+    const beforeMetrics = await e2e.fed.metrics(e2e.federationId);
+    await e2e.fed.stopCoordinator('SIGKILL');
+    await e2e.fed.startCoordinator();
+    const after = await e2e.fed.waitForRounds(e2e.federationId, beforeRounds.length + 1, {
       timeoutMs: 240_000,
       maxFailures: 3,
     });
     const done = completed(after);
     // Every earlier round and metric is still there, unchanged.
     for (const r of beforeRounds) expect(done.find((x) => x.id === r.id)).toEqual(r);
-    const metrics = await fed.metrics(federationId);
+    const metrics = await e2e.fed.metrics(e2e.federationId);
     for (const m of beforeMetrics) expect(metrics).toContainEqual(m);
     const last = done[done.length - 1];
     expect(last.number).toBeGreaterThan(beforeRounds[beforeRounds.length - 1].number);
@@ -124,13 +96,13 @@ describe('a federation of three agent processes on the real PostgreSQL', () => {
   }, 300_000);
 
   it('the audit log accounts for every byte site-1 sent, and nothing but protocol messages left', async () => {
-    await fed.killAgent('site-1', 'SIGTERM');
+    await e2e.fed.killAgent('site-1', 'SIGTERM');
     await new Promise((r) => setTimeout(r, 300));
-    const audit = AuditLog.read(join(fed.agents.get('site-1')!.stateDir, 'audit.jsonl'));
+    const audit = AuditLog.read(join(e2e.fed.agents.get('site-1')!.stateDir, 'audit.jsonl'));
     const wire: { type: string; bytes: number; sha256: string }[] = [];
     const allowed = new Set<string>(AGENT_TO_SERVER);
     let events = 0;
-    for (const conn of capture.connections) {
+    for (const conn of e2e.capture.connections) {
       const { requests, frames } = parseConnection(Buffer.concat(conn.chunks));
       for (const q of requests) {
         if (q.method === 'POST') {
@@ -185,9 +157,9 @@ describe('a federation of three agent processes on the real PostgreSQL', () => {
 
     // No image content left: no 16-byte run of the site's voxels (as stored, or as the normalized
     // slices training uses) appears anywhere in what it sent.
-    const sent = capture.allBytes();
+    const sent = e2e.capture.allBytes();
     let probes = 0;
-    for (const s of await listSubjects(dataDirs[0])) {
+    for (const s of await listSubjects(e2e.dataDirs[0])) {
       const mr = await readNifti(s.sourcePath);
       const ct = await readNifti(s.targetPath);
       const f32 = Buffer.from(mr.data.buffer, mr.data.byteOffset, mr.data.byteLength);
@@ -208,9 +180,9 @@ describe('a federation of three agent processes on the real PostgreSQL', () => {
   }, 120_000);
 
   it('synthesize writes a NIfTI with the input geometry from the latest global model', async () => {
-    const stateDir = fed.agents.get('site-1')!.stateDir;
-    const [subject] = await listSubjects(dataDirs[0]);
-    const out = join(dir, 'sct.nii.gz');
+    const stateDir = e2e.fed.agents.get('site-1')!.stateDir;
+    const [subject] = await listSubjects(e2e.dataDirs[0]);
+    const out = join(e2e.dir, 'sct.nii.gz');
     await promisify(execFile)(
       process.execPath,
       [

@@ -1,13 +1,12 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AGENT_BIN, type LocalFederation, type MetricRecord } from '../apps/demo/src/local-federation';
+import { describe, expect, it } from 'vitest';
+import { AGENT_BIN, type MetricRecord } from '../apps/demo/src/local-federation';
 import { AuditLog } from '../apps/site-agent/src/audit/audit-log';
-import { startTestCoordinator, tinyFederation } from './tiny-federation';
-import { sentEvents, WireCapture } from './wire-capture';
+import { capturedFederation } from './captured-federation';
+import { tinyFederation } from './tiny-federation';
+import { sentEvents } from './wire-capture';
 
 /**
  * A federation with privacy.secureMetrics: site-1's figures leave only inside its masked vector
@@ -19,45 +18,22 @@ const SITES = ['site-1', 'site-2', 'site-3'];
 const LEVELS = 2 ** 24;
 const MAX_WEIGHT = 10_000;
 const SIZE = 16;
-let dir: string;
-let drop: () => Promise<void>;
-let fed: LocalFederation;
-let capture: WireCapture;
-let federationId: string;
-let dataDirs: string[];
-
-beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'fedsynth-secure-metrics-'));
-  ({ fed, drop } = await startTestCoordinator(dir));
-  capture = new WireCapture(() => Number(new URL(fed.url).port));
-  await capture.start();
-  // 2^24 levels: the figures' resolution is then well below the figures' own differences.
-  const f = await fed.createFederation('secure-metrics', {
+// 2^24 levels: the figures' resolution is then well below the figures' own differences.
+const e2e = capturedFederation(
+  'secure-metrics',
+  {
     ...tinyFederation({ localSteps: 3, rounds: 2 }, { levels: LEVELS, maxWeight: MAX_WEIGHT }),
     privacy: { secureMetrics: true },
-  });
-  federationId = f.id;
-  dataDirs = await fed.addPhantomSites(federationId, SITES, {
-    dataRoot: join(dir, 'data'),
-    seed: 90,
-    coordinatorUrl: (k) => (k === 0 ? `http://127.0.0.1:${capture.port}` : undefined),
-  });
-  await fed.api('POST', `/api/federations/${federationId}/start`);
-}, 300_000);
-
-afterAll(async () => {
-  fed?.killAll();
-  await capture?.stop();
-  await drop?.();
-  rmSync(dir, { recursive: true, force: true });
-});
+  },
+  { seed: 90, sites: SITES },
+);
 
 /** A site's own scores of a model, by the agent's `evaluate` command with the round's sampler settings. */
 async function siteScores(
   site: string,
   sha: string,
 ): Promise<{ mae: number; psnr: number; ssim: number; slices: number }> {
-  const stateDir = fed.agents.get(site)!.stateDir;
+  const stateDir = e2e.fed.agents.get(site)!.stateDir;
   const { stdout } = await promisify(execFile)(
     process.execPath,
     [
@@ -79,14 +55,14 @@ async function siteScores(
 
 describe('privacy.secureMetrics', () => {
   it('no figure leaves a site in plain text; the global figures are the weighted means of the sites’ own', async () => {
-    const rounds = await fed.waitForRounds(federationId, 2, { timeoutMs: 300_000, maxFailures: 0 });
+    const rounds = await e2e.fed.waitForRounds(e2e.federationId, 2, { timeoutMs: 300_000, maxFailures: 0 });
     const [r0, r1] = rounds.filter((r) => r.stage === 'completed').sort((a, b) => a.number - b.number);
     expect([r0.number, r1.number]).toEqual([0, 1]);
     const checkpointIn = (r: unknown) => (r as { checkpointIn: string }).checkpointIn;
     expect(checkpointIn(r1)).toBe(r0.checkpointOut);
 
     // What site-1 sent: no evaluation report, training reports with no figure, no figure anywhere.
-    const sent = sentEvents(capture);
+    const sent = sentEvents(e2e.capture);
     expect(sent.filter((e) => e.event === 'round.eval-report')).toEqual([]);
     const reports = sent.filter((e) => e.event === 'round.train-report');
     expect(reports.length).toBeGreaterThanOrEqual(2);
@@ -96,17 +72,17 @@ describe('privacy.secureMetrics', () => {
       expect(fields.has(f), f).toBe(false);
     expect(sent.filter((e) => e.event === 'secagg.masked-chunk').length).toBeGreaterThanOrEqual(2);
     // Its audit log says where they went: inside a masked chunk of each round.
-    const audit = AuditLog.read(join(fed.agents.get('site-1')!.stateDir, 'audit.jsonl'));
+    const audit = AuditLog.read(join(e2e.fed.agents.get('site-1')!.stateDir, 'audit.jsonl'));
     const carriers = audit.filter((a) => a.type === 'secagg.masked-chunk' && a.inside?.includes('mae'));
     expect(new Set(carriers.map((a) => a.round))).toEqual(
-      new Set([`${federationId}:0`, `${federationId}:1`]),
+      new Set([`${e2e.federationId}:0`, `${e2e.federationId}:1`]),
     );
     expect(carriers[0].inside).toEqual(expect.arrayContaining(['train_loss', 'mae', 'psnr', 'ssim']));
 
     // The coordinator keeps global figures only.
-    const perSite = await fed.metrics(federationId, true);
+    const perSite = await e2e.fed.metrics(e2e.federationId, true);
     expect(perSite.filter((m) => m.site !== null)).toEqual([]);
-    const global = await fed.metrics(federationId);
+    const global = await e2e.fed.metrics(e2e.federationId);
     const at = (round: number, name: string) =>
       global.find((m: MetricRecord) => m.round === round && m.name === name);
     // Round 0 measured the initial model (stored as round -1) and trained; round 1 measured round 0's model.
@@ -116,7 +92,7 @@ describe('privacy.secureMetrics', () => {
     // Each site's own scores of those models, weighted by its training slices (its SecAgg weight).
     const d = await import('@fedsynth/diffusion');
     const weights = await Promise.all(
-      dataDirs.map(async (dataDir) =>
+      e2e.dataDirs.map(async (dataDir) =>
         Math.min((await d.loadSliceDataset(dataDir, { size: SIZE })).train.length, MAX_WEIGHT),
       ),
     );
