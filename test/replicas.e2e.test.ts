@@ -31,7 +31,7 @@ let federationId: string;
 function testRedisUrl(): string {
   const url = process.env.FEDSYNTH_TEST_REDIS;
   if (!url)
-    throw new Error('FEDSYNTH_TEST_REDIS is not set: run the tests with `npm test` (vitest.config.ts)');
+    throw new Error('FEDSYNTH_TEST_REDIS is not set: run the tests with `npm test` (vitest.config.mts)');
   return url;
 }
 

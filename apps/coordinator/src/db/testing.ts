@@ -13,7 +13,7 @@ export function adminUrl(): string {
   const url = process.env.FEDSYNTH_TEST_PG;
   if (!url) {
     throw new Error(
-      "FEDSYNTH_TEST_PG is not set: run the tests through vitest with the repository's vitest.config.ts " +
+      "FEDSYNTH_TEST_PG is not set: run the tests through vitest with the repository's vitest.config.mts " +
         '(`npm test`), whose globalSetup starts a PostgreSQL server for them.',
     );
   }

@@ -1,10 +1,12 @@
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import swc from 'unplugin-swc';
 import { defineConfig } from 'vitest/config';
 
 // Workspace packages resolve to their TypeScript sources in tests, so tests never depend on a
 // stale build. Runtime (CLIs, benches, the demo) uses each package's compiled dist/.
-const pkg = (dir: string) => resolve(__dirname, dir, 'src/index.ts');
+const root = dirname(fileURLToPath(import.meta.url));
+const pkg = (dir: string) => resolve(root, dir, 'src/index.ts');
 
 export default defineConfig({
   // swc keeps decorator metadata, which NestJS dependency injection needs.
@@ -14,7 +16,7 @@ export default defineConfig({
       // Subpath entry points (e.g. '@fedsynth/diffusion/weights', free of tfjs) map to src/<name>.ts.
       {
         find: /^@fedsynth\/(secure-agg|imaging|diffusion|protocol|cli-kit)\/([\w-]+)$/,
-        replacement: resolve(__dirname, 'libs/$1/src/$2.ts'),
+        replacement: resolve(root, 'libs/$1/src/$2.ts'),
       },
       { find: /^@fedsynth\/cli-kit$/, replacement: pkg('libs/cli-kit') },
       { find: /^@fedsynth\/secure-agg$/, replacement: pkg('libs/secure-agg') },
