@@ -82,8 +82,12 @@ export const secAggConfig = z.object({
   }),
 });
 
-/** What a site does in a round. */
-export const trainingPlan = z.object({
+/**
+ * What a site does in a round. Settings this version does not know are kept, not dropped, so that
+ * the signature over the plan still verifies and the site can decline the round saying it needs
+ * an upgrade (round-start-check.ts), instead of training without a setting it was asked to apply.
+ */
+export const trainingPlan = z.looseObject({
   localSteps: z.number().int().min(1).max(1_000_000),
   batchSize: z.number().int().min(1).max(1024),
   lr: finite.refine((x) => x > 0 && x < 1),

@@ -79,7 +79,11 @@ function configOf(
 }
 
 /** A round start as the coordinator sends it, signed by `signer` (the coordinator by default). */
-function signedStart(config: RoundConfig, signer = COORDINATOR.secretKey): RoundStart {
+function signedStart(
+  config: RoundConfig,
+  signer = COORDINATOR.secretKey,
+  planExtra: Record<string, unknown> = {},
+): RoundStart {
   const start = {
     federationId: 'fed',
     roundNumber: Number(config.roundId.split(':')[1] ?? 0),
@@ -95,6 +99,7 @@ function signedStart(config: RoundConfig, signer = COORDINATOR.secretKey): Round
       schedule: 'cosine' as const,
       fedProxMu: 0,
       dp: { clip: 1, noiseMultiplier: 0, delta: 1e-5 },
+      ...planExtra,
     },
     deadlines: {},
   };
@@ -726,6 +731,27 @@ describe('ParticipantSession round starts', () => {
       /not signed/,
     );
     expect((await declined({ ...start, modelBytes: 1 })).reason).toMatch(/not signed/);
+  });
+
+  it('declines a signed start whose plan has a setting this version does not know, naming it', async () => {
+    const start = signedStart(configOf('fed:1', 10), COORDINATOR.secretKey, { futureSetting: 0.5 });
+    // Parsed as the session receives it: the unknown setting is kept, so the signature verifies.
+    const received = parseMessage('round.start', start);
+    expect(received.plan).toHaveProperty('futureSetting', 0.5);
+    expect((await declined(received)).reason).toBe(
+      "the round's plan has settings this agent does not know (futureSetting): upgrade the agent to take part",
+    );
+    // The same plan signed by another key is declined for its signature, not as a newer version.
+    const forged = signedStart(configOf('fed:1', 10), keyOf(101).secretKey, { futureSetting: 0.5 });
+    expect((await declined(forged)).reason).toMatch(/not signed/);
+    // Every setting this version knows is taken.
+    const known = signedStart(configOf('fed:1', 10), COORDINATOR.secretKey, {
+      localEma: 0.9,
+      keepOptimizer: true,
+    });
+    const site = new Site(SITE_KEYS[0]);
+    await site.session.receive('round.start', parseMessage('round.start', known));
+    expect(parseMessage('round.reply', site.sent[0].payload)).toEqual({ roundId: 'fed:1', accept: true });
   });
 
   it('declines a start without this site', async () => {

@@ -1,5 +1,5 @@
 import { ed25519Verify, type RoundConfig, SecAggClient, sessionId } from '@fedsynth/secure-agg';
-import { type Message, roundStartPayload } from '../schemas';
+import { type Message, roundStartPayload, trainingPlan } from '../schemas';
 import { layoutProblem } from '../secure-metrics';
 
 /** A validated `round.start` message. */
@@ -29,7 +29,8 @@ export function roundConfigOf(start: RoundStart): RoundConfig {
  * roundStartPayload with the key the site pinned at enrollment (null skips this check: protocol
  * tests only), that the site's identity key is among the participants, that the
  * secure-aggregation configuration is valid (SecAggClient refuses any other), and that the site
- * can fill the figure slots the round asks for in its masked vector (secure-metrics.ts).
+ * can fill the figure slots the round asks for in its masked vector (secure-metrics.ts), and that
+ * the plan asks for nothing this version does not know.
  *
  * @param identity the site's Ed25519 identity (tweetnacl layout: the 64-byte secret key ends with the public key)
  * @returns the SecAgg client for the round, or the reason to decline it
@@ -52,6 +53,15 @@ export function checkRoundStart(
     if (!ed25519Verify(coordinatorKey, roundStartPayload(session, signed), new Uint8Array(signature)))
       return { ok: false, reason: 'round start not signed by the coordinator key pinned at enrollment' };
   }
+  const unknown = Object.keys(start.plan).filter((k) => !(k in trainingPlan.shape));
+  if (unknown.length > 0)
+    return {
+      ok: false,
+      reason: `the round's plan has settings this agent does not know (${unknown
+        .slice(0, 5)
+        .map((k) => k.slice(0, 40))
+        .join(', ')}): upgrade the agent to take part`,
+    };
   const me = config.participants.find((p) =>
     Buffer.from(p.identityKey).equals(Buffer.from(identity.publicKey)),
   );
