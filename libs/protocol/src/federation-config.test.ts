@@ -38,7 +38,7 @@ describe('FederationConfig', () => {
         trainSeconds: null,
         maxEvalCount: 10_000,
         localEma: 0,
-        keepOptimizer: false,
+        keepOptimizer: true,
         lrSchedule: { kind: 'constant' },
       },
       strategy: { kind: 'fedavg', lr: 1, proxMu: 0, serverEma: 0 },

@@ -4,7 +4,8 @@ import { z } from 'zod';
 import { SECAGG_MESSAGES } from './secagg-messages';
 
 /** Version of the coordinator <-> agent protocol; a peer speaking another version is refused. */
-export const PROTOCOL_VERSION = 2;
+/** 3: round plans carry keepOptimizer by default, which agents of version 2 cannot follow. */
+export const PROTOCOL_VERSION = 3;
 
 const bytes = (len?: number, max = 1024 * 1024 + 64) =>
   z.custom<Uint8Array>(

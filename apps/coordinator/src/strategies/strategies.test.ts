@@ -131,11 +131,10 @@ describe('configureRound', () => {
 
     expect(siteIds).toHaveLength(3);
     expect(trainingPlan.parse(plan)).toEqual(plan);
-    // Every field of the protocol's plan but the optional local EMA and optimizer carry, which are
-    // sent only when set.
+    // Every field of the protocol's plan but the optional local EMA, which is sent only when set.
     expect(Object.keys(plan).sort()).toEqual(
       Object.keys(trainingPlan.shape)
-        .filter((k) => k !== 'localEma' && k !== 'keepOptimizer')
+        .filter((k) => k !== 'localEma')
         .sort(),
     );
     expect(plan).toEqual({
@@ -146,6 +145,7 @@ describe('configureRound', () => {
       prediction: 'v',
       schedule: 'linear',
       fedProxMu: 0.25,
+      keepOptimizer: true,
       dp: { clip: 2, noiseMultiplier: 0.5, delta: 1e-6 },
     });
   });
@@ -187,8 +187,8 @@ describe('learning-rate schedule across rounds', () => {
     expect(() => parseFederationConfig({ plan: { localEma: 1 } })).toThrow(/localEma must be in \[0, 1\)/);
   });
 
-  it('asks sites to keep their optimizer state only when the plan says so', () => {
-    expect(planOf(1, {})).not.toHaveProperty('keepOptimizer');
+  it('asks sites to keep their optimizer state by default, and not when the plan says false', () => {
+    expect(planOf(1, {}).keepOptimizer).toBe(true);
     expect(planOf(1, { keepOptimizer: false })).not.toHaveProperty('keepOptimizer');
     expect(planOf(1, { keepOptimizer: true }).keepOptimizer).toBe(true);
     expect(trainingPlan.parse(planOf(1, { keepOptimizer: true })).keepOptimizer).toBe(true);

@@ -35,7 +35,7 @@ const FLAGS: Record<string, FlagSpec> = {
   size: { type: 'string', valueName: 'px', description: 'model input size', default: '32' },
   subjects: { type: 'string', valueName: 'n', description: 'phantom subjects per site', default: '6' },
   batch: { type: 'string', valueName: 'n', description: 'batch size (both)', default: '8' },
-  lr: { type: 'string', valueName: 'x', description: 'learning rate (both)', default: '0.001' },
+  lr: { type: 'string', valueName: 'x', description: 'learning rate (both)', default: '0.002' },
   task: {
     type: 'string',
     valueName: 'task',
@@ -48,7 +48,7 @@ const FLAGS: Record<string, FlagSpec> = {
     valueName: 'spec',
     multiple: true,
     description:
-      'a federated variant: fedavg|fedavgm|fedadam|fedyogi|fedprox[:key=value,...], keys lr, momentum, beta1, beta2, tau, mu (proximal term), ema=<local EMA decay>, cosine=<final lr factor>, keepopt=1 (sites keep the Adam state across rounds), locallr=<the sites lr>, rounds=<n> or <k>x (same total steps); each is trained and scored',
+      'a federated variant: fedavg|fedavgm|fedadam|fedyogi|fedprox[:key=value,...], keys lr, momentum, beta1, beta2, tau, mu (proximal term), ema=<local EMA decay>, cosine=<final lr factor>, keepopt=0|1 (whether sites keep the Adam state across rounds; 1 by default), locallr=<the sites lr>, rounds=<n> or <k>x (same total steps); each is trained and scored',
     default: "the federation's default plan (fedavg)",
   },
   'server-ema': {

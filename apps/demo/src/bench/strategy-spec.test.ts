@@ -21,7 +21,7 @@ describe('parseVariant', () => {
       keepOptimizer: true,
       lr: 0.002,
     });
-    expect(parseVariant('fedavg:keepopt=0', 5, 30).plan).toEqual({});
+    expect(parseVariant('fedavg:keepopt=0', 5, 30).plan).toEqual({ keepOptimizer: false });
     expect(() => parseVariant('fedavg:keepopt=2', 5, 30)).toThrow(/keepopt must be 1 or 0, got 2/);
     expect(() => parseVariant('fedavg:locallr=3', 5, 30)).toThrow(/lr must be in \(0, 1\)/);
   });

@@ -50,7 +50,7 @@ export const COMPARE_SET = [
 /**
  * Parses "kind[:key=value,...]". Keys: a strategy's own (lr, momentum, beta1, beta2, tau; mu for
  * FedProx's proximal term), ema=<decay> (local EMA), cosine=<minFactor> (learning rate decayed by a
- * cosine over the rounds), keepopt=1 (sites carry Adam's state across rounds), locallr=<x> (the
+ * cosine over the rounds), keepopt=1|0 (sites carry Adam's state across rounds, the default, or not), locallr=<x> (the
  * sites' learning rate, central keeps the bench's), rounds=<n> or rounds=<k>x (n rounds, or k times the bench's rounds, with
  * local steps divided to keep the total). Checked against the federation configuration's schema.
  */
@@ -80,7 +80,7 @@ export function parseVariant(spec: string, benchRounds: number, benchSteps: numb
     if (key === 'ema') plan.localEma = x;
     else if (key === 'keepopt') {
       if (x !== 0 && x !== 1) throw bad(`keepopt must be 1 or 0, got ${value}`);
-      if (x === 1) plan.keepOptimizer = true;
+      plan.keepOptimizer = x === 1;
     } else if (key === 'locallr') plan.lr = x;
     else if (key === 'cosine') plan.lrSchedule = { kind: 'cosine', minFactor: x };
     else if (STRATEGY_KEYS[kind].includes(key)) strategy[key === 'mu' ? 'proxMu' : key] = x;
