@@ -1,10 +1,10 @@
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeSafetensors, encodeSafetensors } from '@fedsynth/diffusion/weights';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { selfSignedCert } from '../../apps/coordinator/src/testing/self-signed';
 import { http, startTarget, streamBody, type Target, TINY, targetForFile } from './harness';
 
 /**
@@ -112,27 +112,9 @@ describe('model upload', () => {
 describe('TLS', () => {
   it('serves HSTS and upgrade-insecure-requests only under TLS', async () => {
     const tlsDir = mkdtempSync(join(tmpdir(), 'fedsynth-adv-tls-'));
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-subj',
-        '/CN=127.0.0.1',
-        '-days',
-        '1',
-        '-keyout',
-        join(tlsDir, 'key.pem'),
-        '-out',
-        join(tlsDir, 'cert.pem'),
-      ],
-      { stdio: 'ignore' },
-    );
+    const { keyPath, certPath } = selfSignedCert(tlsDir);
     const tls = await startTarget(tlsDir, {
-      args: ['--tls-cert', join(tlsDir, 'cert.pem'), '--tls-key', join(tlsDir, 'key.pem')],
+      args: ['--tls-cert', certPath, '--tls-key', keyPath],
     });
     try {
       expect(tls.url).toMatch(/^https:/);

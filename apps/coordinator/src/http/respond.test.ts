@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
@@ -8,6 +7,7 @@ import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCode } from '../errors/coordinator-error';
+import { selfSignedCert } from '../testing/self-signed';
 import { sendError } from './respond';
 
 /**
@@ -100,27 +100,9 @@ describe.each([
       return;
     }
     dir = mkdtempSync(join(tmpdir(), 'fedsynth-respond-tls-'));
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-days',
-        '1',
-        '-subj',
-        '/CN=127.0.0.1',
-        '-keyout',
-        join(dir, 'key.pem'),
-        '-out',
-        join(dir, 'cert.pem'),
-      ],
-      { stdio: 'ignore' },
-    );
-    const key = readFileSync(join(dir, 'key.pem'));
-    const cert = readFileSync(join(dir, 'cert.pem'));
+    const { keyPath, certPath } = selfSignedCert(dir);
+    const key = readFileSync(keyPath);
+    const cert = readFileSync(certPath);
     target = await refusing((h) => createHttpsServer({ key, cert }, h as never));
   });
   afterAll(async () => {

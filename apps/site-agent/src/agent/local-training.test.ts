@@ -180,28 +180,15 @@ describe('trainLocally', () => {
     };
     expect(worstOf(round1.delta, base0, base1)).toBeLessThan(1e-6);
 
-    const carried = await trainLocally({
-      checkpoint: w1,
-      plan: keepPlan,
-      limits,
-      data: DATA,
-      seed,
-      backend: 'wasm',
-      optimizer: round1.optimizer,
-    });
+    const round2 = (optimizer?: typeof round1.optimizer) =>
+      trainLocally({ checkpoint: w1, plan: keepPlan, limits, data: DATA, seed, backend: 'wasm', optimizer });
+    const carried = await round2(round1.optimizer);
     expect(carried.optimizerRestart).toBeUndefined();
     expect(worstOf(carried.delta, base1, final)).toBeLessThan(1e-6);
     expect(carried.optimizer!.arrays.find((a) => a.name === 'step')!.data[0]).toBe(6);
 
     // Without the carried state, round 2 starts Adam afresh and lands elsewhere.
-    const fresh = await trainLocally({
-      checkpoint: w1,
-      plan: keepPlan,
-      limits,
-      data: DATA,
-      seed,
-      backend: 'wasm',
-    });
+    const fresh = await round2();
     expect(worstOf(fresh.delta, base1, final)).toBeGreaterThan(1e-4);
   }, 60_000);
 
