@@ -155,7 +155,7 @@ export async function main(argv: string[]): Promise<void> {
     const size = numFlag(v, 'size', 16, 256, 32);
     const subjects = numFlag(v, 'subjects', 2, 1000, 6);
     const batch = numFlag(v, 'batch', 1, 256, 8);
-    const lr = numFlag(v, 'lr', 1e-6, 0.1, 1e-3, false);
+    const lr = numFlag(v, 'lr', 1e-6, 0.1, 2e-3, false);
     const specs = [...(v.compare ? COMPARE_SET : []), ...(lists.strategy ?? [])];
     const variants: StrategyVariant[] = (specs.length ? specs : ['fedavg']).map((s) =>
       parseVariant(s, rounds, steps),
