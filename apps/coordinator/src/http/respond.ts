@@ -24,8 +24,8 @@ const LINGER_MS = 2000;
  * the socket does nothing once the parser consumes it directly. Under a flood of refused uploads
  * those buffers were most of the coordinator's memory growth (the HTTP boundary test on Node 24:
  * ArrayBuffers in use peaked 54 MB above the start, RSS 77-85 MB; with the read stopped 26 MB and
- * 42-45 MB; on Node 20 RSS 44 MB before, 32 MB after). The
- * connection's stream handle (TCP or TLS) stops reading; without one, the request is paused.
+ * 42-45 MB; on Node 20 RSS 44 MB before, 32 MB after). The connection's stream handle (TCP or
+ * TLS) stops reading; without one, the request is paused.
  */
 function stopReading(req: IncomingMessage): void {
   const handle = (req.socket as { _handle?: { readStop?: () => number } } | null)?._handle;

@@ -197,7 +197,16 @@ describe('trainLocally', () => {
       ['a', { size: 4 }],
       ['b', { size: 6 }],
     ]);
-    const carry = (layout: [string, number][]) => ({ layout: new Map(layout), arrays: [] });
+    const carry = (layout: [string, number][]) => ({
+      arrays: layout.flatMap(([name, n]) =>
+        ['m', 'v'].map((k) => ({
+          name: `adam.${k}/${name}`,
+          dtype: 'F32' as const,
+          shape: [n],
+          data: new Float32Array(n),
+        })),
+      ),
+    });
     expect(
       carryMismatch(
         carry([

@@ -57,12 +57,9 @@ export interface LocalUpdate {
 
 /**
  * A site's optimizer state carried from one round to the next (plan.keepOptimizer): Adam's first
- * and second moments per parameter and its step count, for the model layout it was made with. It
- * never leaves the site.
+ * and second moments per parameter and its step count. It never leaves the site.
  */
 export interface OptimizerCarry {
-  /** Parameter name -> value count, of the model the state belongs to. */
-  layout: Map<string, number>;
   /** Trainer.exportState's arrays without the moving average (`adam.m/`, `adam.v/`, `step`). */
   arrays: NamedArray[];
 }
@@ -72,10 +69,14 @@ export interface OptimizerCarry {
  * another model layout is not used.
  */
 export function carryMismatch(carry: OptimizerCarry, params: Map<string, { size: number }>): string | null {
-  if (carry.layout.size !== params.size)
-    return `the kept optimizer state has ${carry.layout.size} tensors, the model ${params.size}`;
+  // The model the state was made for: each parameter's first moment has its size.
+  const layout = new Map(
+    carry.arrays.filter((a) => a.name.startsWith('adam.m/')).map((a) => [a.name.slice(7), a.data.length]),
+  );
+  if (layout.size !== params.size)
+    return `the kept optimizer state has ${layout.size} tensors, the model ${params.size}`;
   for (const [name, p] of params) {
-    const n = carry.layout.get(name);
+    const n = layout.get(name);
     if (n === undefined) return `the kept optimizer state has no ${name}`;
     if (n !== p.size) return `the kept optimizer state's ${name} has ${n} values, the model's ${p.size}`;
   }
@@ -283,10 +284,7 @@ export async function trainLocally(opts: {
     const delta = new Float32Array(local.length);
     for (let i = 0; i < delta.length; i++) delta[i] = local[i] - base[i];
     const optimizer: OptimizerCarry | undefined = opts.plan.keepOptimizer
-      ? {
-          layout: new Map([...model.params].map(([n, p]) => [n, p.size])),
-          arrays: (await parallel.trainer.exportState()).filter((a) => !a.name.startsWith('ema/')),
-        }
+      ? { arrays: (await parallel.trainer.exportState()).filter((a) => !a.name.startsWith('ema/')) }
       : undefined;
     return {
       ...(optimizer ? { optimizer } : {}),

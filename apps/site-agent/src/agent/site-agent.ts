@@ -340,6 +340,7 @@ export class SiteAgent {
     const bar = createProgress(`round ${start.roundNumber}: local training`, steps, {
       json: !this.opts.progress,
     });
+    const carried = start.plan.keepOptimizer ? this.keptOptimizer.get(start.federationId) : undefined;
     const u = await trainLocally({
       checkpoint,
       plan: start.plan,
@@ -347,7 +348,7 @@ export class SiteAgent {
       data,
       seed: (start.roundNumber * 7919 + (Date.now() % 7919)) >>> 0,
       backend: this.opts.backend.backend as BackendName,
-      optimizer: start.plan.keepOptimizer ? this.keptOptimizer.get(start.federationId) : undefined,
+      optimizer: carried,
       onPlan: (line) => log.info('training plan', { round: start.secAgg.roundId, plan: line }),
       onStep: (s, _t, loss) => {
         if (cancelled()) throw new Error('the round ended before local training finished');
@@ -355,7 +356,6 @@ export class SiteAgent {
       },
     });
     bar.done({ loss: u.loss });
-    const carried = start.plan.keepOptimizer ? this.keptOptimizer.get(start.federationId) : undefined;
     if (u.optimizerRestart)
       log.warn('optimizer state not carried over', {
         round: start.secAgg.roundId,
