@@ -23,6 +23,7 @@ const STRATEGIES = [
   { kind: 'fedadam', lr: 0.02, beta1: 0.8, beta2: 0.95, tau: 1e-3 },
   { kind: 'fedyogi', lr: 0.01, beta1: 0.9, beta2: 0.99, tau: 1e-3 },
   { kind: 'fedavgm', lr: 0.7, momentum: 0.6 },
+  { kind: 'scaffold', lr: 0.8 },
 ] as const;
 const WEIGHTS = [10, 30, 60];
 
@@ -34,6 +35,8 @@ d = np.array(json.load(open(sys.argv[2])), dtype=np.float64)
 s = json.loads(sys.argv[3]); n = int(sys.argv[4])
 m = np.zeros_like(w); v = np.full_like(w, s.get('tau', 0) ** 2); mom = np.zeros_like(w)
 for _ in range(n):
+    if s['kind'] == 'scaffold':
+        w = w + s['lr'] * d; continue
     if s['kind'] == 'fedavgm':
         mom = s['momentum'] * mom + d; w = w + s['lr'] * mom; continue
     m = s['beta1'] * m + (1 - s['beta1']) * d
@@ -71,28 +74,46 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+/** SCAFFOLD: each site's control variate as sent (times the plan's local steps x lr = 10 x 0.001). */
+const CONTROL_SCALE = 0.01;
+const controlFor = (length: number, k: number) =>
+  Float32Array.from({ length }, (_, i) => 0.004 * Math.cos(i * 0.23 + k));
+/** The global control variates the SCAFFOLD federation's sites were offered, by round. */
+const controlsOffered: { round: number; bytes: Uint8Array | null }[] = [];
+
 const connectAll = async () => {
   agents = await Promise.all(
     feds.flatMap((f, j) =>
       f.sites.map((s, k) =>
-        startAgent(`${target.url}/agents`, s.kp, deltaFor(TINY_PARAMS, 10 * j + k), WEIGHTS[k]),
+        startAgent(
+          `${target.url}/agents`,
+          s.kp,
+          deltaFor(TINY_PARAMS, 10 * j + k),
+          WEIGHTS[k],
+          STRATEGIES[j].kind === 'scaffold'
+            ? {
+                control: controlFor(TINY_PARAMS, k),
+                onControl: (round, bytes) => controlsOffered.push({ round, bytes }),
+              }
+            : {},
+        ),
       ),
     ),
   );
 };
 
 describe('strategies carry their state; federations train side by side', () => {
-  it('five rounds of FedAdam, FedYogi and FedAvgM equal numpy with a coordinator restart between rounds 2 and 3', async () => {
+  it('five rounds of FedAdam, FedYogi, FedAvgM and SCAFFOLD equal numpy with a coordinator restart between rounds 2 and 3', async () => {
     for (const strategy of STRATEGIES) {
       const f = await federationWithSites(target, `strategy-${strategy.kind}`, 3, {
-        plan: { rounds: ROUNDS, minSites: 3 },
+        plan: { rounds: ROUNDS, minSites: 3, localSteps: 10, lr: 0.001 },
         strategy,
         // Weights 10/30/60 of at most 100 and deltas within 0.01: the mean is exact to about 1e-6.
         secagg: { clip: 0.01, maxWeight: 100 },
       });
       feds.push({ id: f.federationId, sites: f.sites });
     }
-    // A fourth federation, running, whose stored configuration no longer parses when it is loaded
+    // Another federation, running, whose stored configuration no longer parses when it is loaded
     // (a setting an earlier version accepted), set behind the coordinator's back.
     const broken = await federationWithSites(target, 'broken', 3);
     const pg = new Client({ connectionString: target.fed.opts.databaseUrl });
@@ -216,6 +237,26 @@ describe('strategies carry their state; federations train side by side', () => {
         `${strategy.kind}: largest difference from numpy after ${ROUNDS} rounds ${worst.toExponential(2)}`,
       );
       expect(worst).toBeLessThan(2e-4);
+    }
+    // SCAFFOLD: no control variate in the first round; from the second on (across the restart, from
+    // the state saved beside the checkpoint) the weighted mean of what the sites sent, unscaled.
+    expect(controlsOffered.filter((c) => c.round === 0).map((c) => c.bytes)).toEqual([null, null, null]);
+    const later = controlsOffered.filter((c) => c.round > 0);
+    // Four more completed rounds of three sites (the round the restart aborted adds a number).
+    expect(later.length).toBeGreaterThanOrEqual(3 * (ROUNDS - 1));
+    const total = WEIGHTS.reduce((a, w) => a + w, 0);
+    const sent = WEIGHTS.map((_, k) => controlFor(params, k));
+    for (const { round, bytes } of later) {
+      const { arrays, metadata } = decodeSafetensors(bytes!);
+      expect(metadata['fedsynth.control']).toBe('scaffold');
+      const c = flattenCanonical(arrays);
+      expect(c.length).toBe(params);
+      let worst = 0;
+      for (let i = 0; i < params; i++) {
+        const want = WEIGHTS.reduce((a, w, k) => a + w * sent[k][i], 0) / total / CONTROL_SCALE;
+        worst = Math.max(worst, Math.abs(c[i] - want));
+      }
+      expect(worst, `round ${round}`).toBeLessThan(5e-4);
     }
   }, 600_000);
 });

@@ -74,4 +74,5 @@ export {
   upsampleNearest2x,
   validateUNetConfig,
 } from './unet';
+export { WeightShift } from './weight-shift';
 export * from './weights';

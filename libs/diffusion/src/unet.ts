@@ -268,21 +268,35 @@ export class UNet {
 
   /** Loads parameters from PyTorch-layout arrays; names and shapes must match exactly. */
   loadNamedArrays(arrays: readonly NamedArray[], source = 'weights'): void {
-    checkLayout(arrays, this.layout(), source);
-    const byName = new Map(arrays.map((a) => [a.name, a]));
-    for (const s of this.specs) {
-      const a = byName.get(s.name)!;
+    for (const a of arrays)
       for (let i = 0; i < a.data.length; i++) {
         if (!Number.isFinite(a.data[i]))
-          throw new Error(`${source}: tensor "${s.name}" holds a non-finite value at ${i}`);
+          throw new Error(`${source}: tensor "${a.name}" holds a non-finite value at ${i}`);
       }
-      const v = tf.tidy(() => {
-        const t = tf.tensor(a.data, a.shape);
-        return s.shape.length === 4 ? t.transpose([2, 3, 1, 0]) : s.shape.length === 2 ? t.transpose() : t;
-      });
-      this.p(s.name).assign(v);
-      v.dispose();
+    const tensors = this.paramTensors(arrays, source);
+    for (const [name, t] of tensors) this.p(name).assign(t);
+    tf.dispose([...tensors.values()]);
+  }
+
+  /**
+   * PyTorch-layout arrays as tensors in this model's parameter layout, by name (names and shapes
+   * must match exactly); the caller disposes them.
+   */
+  paramTensors(arrays: readonly NamedArray[], source = 'weights'): Map<string, tf.Tensor> {
+    checkLayout(arrays, this.layout(), source);
+    const byName = new Map(arrays.map((a) => [a.name, a]));
+    const out = new Map<string, tf.Tensor>();
+    for (const s of this.specs) {
+      const a = byName.get(s.name)!;
+      out.set(
+        s.name,
+        tf.tidy(() => {
+          const t = tf.tensor(a.data, a.shape);
+          return s.shape.length === 4 ? t.transpose([2, 3, 1, 0]) : s.shape.length === 2 ? t.transpose() : t;
+        }),
+      );
     }
+    return out;
   }
 
   dispose(): void {

@@ -96,6 +96,17 @@ describe('FederationConfig', () => {
     ]);
     expect(problems({ task: { sources: [], target: 'ct' } })[0]).toMatch(/^task\.sources: /);
     expect(problems({ task: { sources: ['t1'], target: 'ct', context: 4 } })[0]).toMatch(/^task\.context: /);
+    // SCAFFOLD's control variates are not covered by the DP noise.
+    expect(problems({ strategy: { kind: 'scaffold' }, dp: { noiseMultiplier: 1 } })[0]).toMatch(
+      /^strategy\.kind: scaffold cannot run with differential privacy/,
+    );
+    expect(problems({ strategy: { kind: 'scaffold' }, dp: { noiseMultiplier: 0 } })).toEqual([]);
+    expect(parseFederationConfig({ strategy: { kind: 'scaffold' } }).strategy).toEqual({
+      kind: 'scaffold',
+      lr: 1,
+      proxMu: 0,
+      serverEma: 0,
+    });
   });
 
   it('reads the one-source task of earlier configurations, and several sources with 2.5D context', () => {

@@ -118,6 +118,8 @@ const strategy = z
   .discriminatedUnion('kind', [
     z.strictObject({ kind: z.literal('fedavg'), lr: serverLr(1), proxMu, serverEma }),
     z.strictObject({ kind: z.literal('fedavgm'), lr: serverLr(1), momentum: beta(0.9), proxMu, serverEma }),
+    /** SCAFFOLD: FedAvg's server step, with control variates that correct each site's local drift. */
+    z.strictObject({ kind: z.literal('scaffold'), lr: serverLr(1), proxMu, serverEma }),
     z.strictObject({
       kind: z.literal('fedadam'),
       lr: serverLr(0.01),
@@ -210,6 +212,13 @@ export const federationConfig = z
         code: 'custom',
         path: ['plan', 'lrSchedule', 'rounds'],
         message: 'a cosine schedule needs its length: set plan.lrSchedule.rounds or plan.rounds',
+      });
+    if (c.strategy.kind === 'scaffold' && c.dp.noiseMultiplier > 0)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['strategy', 'kind'],
+        message:
+          "scaffold cannot run with differential privacy: a site's control variate is derived from its update before clipping and noise, so the noise would not cover it; use fedavg (or another strategy) with dp.noiseMultiplier, or set it to 0",
       });
     const g = c.secagg.graph;
     if (g.kind === 'harary' && g.neighbours >= c.plan.maxSites)

@@ -64,6 +64,7 @@ export {
   rdpToEpsilon,
   sampledGaussianRdp,
 } from './privacy/rdp-accountant';
+export { controlScale, nextControl, type ScaffoldPlan } from './scaffold';
 export * from './schemas';
 export {
   chunkToUint32,

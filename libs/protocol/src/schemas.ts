@@ -100,6 +100,26 @@ export const trainingPlan = z.looseObject({
   localEma: finite.refine((x) => x >= 0 && x < 1).optional(),
   /** Carry the site's optimizer state over from its previous round of this federation; absent: no. */
   keepOptimizer: z.literal(true).optional(),
+  /**
+   * SCAFFOLD (see scaffold.ts): the site corrects its local steps with the control variates and
+   * appends its new control variate to its masked update (the round's vector is then twice the
+   * model's values, plus any figure slots). `control`: the global control variate to fetch like a
+   * model (absent in the first round: it is zero). Absent: plain local training.
+   */
+  scaffold: z
+    .strictObject({
+      control: z
+        .strictObject({
+          sha256: hex64,
+          bytes: z
+            .number()
+            .int()
+            .min(1)
+            .max(2 ** 32),
+        })
+        .optional(),
+    })
+    .optional(),
   dp: z.object({
     clip: finite.refine((x) => x > 0),
     noiseMultiplier: finite.refine((x) => x >= 0),

@@ -6,14 +6,19 @@ import {
   layoutOf,
   unflattenCanonical,
 } from '@fedsynth/diffusion/weights';
-import { type FederationConfig, roundStartPayload, secureMetricsLayout } from '@fedsynth/protocol';
+import {
+  controlScale,
+  type FederationConfig,
+  roundStartPayload,
+  secureMetricsLayout,
+} from '@fedsynth/protocol';
 import { defaultThreshold, ed25519Sign, groupSize, type RoundConfig, sessionId } from '@fedsynth/secure-agg';
 import { In } from 'typeorm';
 import type { CheckpointStore } from '../checkpoints/checkpoint-store';
 import { type FederationEntity, RoundEntity, SiteEntity } from '../db/entities';
 import type { AgentGateway, AgentSession } from '../gateway/agent-gateway';
 import type { CoordinatorContext } from '../http/context';
-import { createStrategy } from '../strategies';
+import { createStrategy, Scaffold } from '../strategies';
 import { serverEmaStep } from '../strategies/server-ema';
 import type { StrategyStateStore } from '../strategies/strategy-state-store';
 import type { ModelServer } from './model-server';
@@ -42,6 +47,8 @@ export interface ActiveRound {
   indexOf: Map<string, number>;
   sessions: Map<number, AgentSession>;
   secure: SecureRound | null;
+  /** SCAFFOLD: the global control variate the round's sites may fetch, once there is one. */
+  controlHash?: string;
 }
 
 /** What one federation's round needs from the coordinator. */
@@ -134,7 +141,7 @@ export async function runFederationRound(deps: RoundDeps, federationId: string):
   try {
     const strategy = createStrategy(config.strategy);
     const online = await onlineSites(deps, fed, config);
-    const { siteIds, plan } = strategy.configureRound({
+    const { siteIds, plan: strategyPlan } = strategy.configureRound({
       roundId,
       roundNumber: record.row.number,
       online: online.map((s) => s.siteId),
@@ -146,11 +153,17 @@ export async function runFederationRound(deps: RoundDeps, federationId: string):
     const modelIn = await deps.models.bytes(checkpointIn);
     const model = decodeSafetensors(modelIn, checkpointIn);
     const vectorLength = model.arrays.reduce((n, t) => n + t.data.length, 0);
+    // SCAFFOLD: each site's control variate follows its update in the masked vector.
+    const scaffold = strategy instanceof Scaffold ? strategy : null;
+    const updateLength = scaffold ? 2 * vectorLength : vectorLength;
     // privacy.secureMetrics: the sites' figures ride in slots after the model's values.
     const slots = config.privacy.secureMetrics ? secureMetricsLayout(config.task.target) : null;
     // The optimizer state that produced this model carries on; a changed strategy kind starts afresh.
     const saved = await deps.strategyStates.load(checkpointIn);
     if (saved && saved.kind === strategy.kind) strategy.loadState(saved, vectorLength);
+    const plan = scaffold
+      ? { ...strategyPlan, scaffold: await controlOffer(deps, active, scaffold, model, record.row.number) }
+      : strategyPlan;
     const graph = roundGraph(config, chosen.length);
     const participants = chosen.map((s, i) => ({
       index: i + 1,
@@ -163,7 +176,7 @@ export async function runFederationRound(deps: RoundDeps, federationId: string):
       participants,
       threshold: defaultThreshold(groupSize({ participants, graph }), config.secagg.threatModel),
       graph,
-      vectorLength: vectorLength + (slots?.length ?? 0),
+      vectorLength: updateLength + (slots?.length ?? 0),
       quantization: {
         clip: config.secagg.clip,
         levels: config.secagg.levels,
@@ -217,7 +230,14 @@ export async function runFederationRound(deps: RoundDeps, federationId: string):
     for (const s of chosen) s.socket.emit('round.start', signed);
     const result = await secure.aggregate();
     await record.advance('applying');
-    const weights = strategy.aggregate(flattenCanonical(model.arrays), result.mean.subarray(0, vectorLength));
+    const meanDelta = result.mean.subarray(0, vectorLength);
+    const weights = scaffold
+      ? scaffold.aggregateWithControl(
+          flattenCanonical(model.arrays),
+          meanDelta,
+          unscaledControl(result.mean.subarray(vectorLength, updateLength), controlScale(plan)),
+        )
+      : strategy.aggregate(flattenCanonical(model.arrays), meanDelta);
     const next = encodeSafetensors(unflattenCanonical(weights, layoutOf(model.arrays)), model.metadata);
     // Stored, but no record names it until the round completes.
     const sha = await deps.store.put(next, { federationId: fed.id, roundNumber: record.row.number });
@@ -258,7 +278,7 @@ export async function runFederationRound(deps: RoundDeps, federationId: string):
         roundNumber: record.row.number,
         modelRound,
         slots,
-        slotMeans: result.mean.subarray(vectorLength),
+        slotMeans: result.mean.subarray(updateLength),
         clip: secAgg.quantization.clip,
         errorBound: result.errorBound,
         sites: result.survivors.length,
@@ -304,6 +324,35 @@ export async function runFederationRound(deps: RoundDeps, federationId: string):
     deps.track(null, fed.id);
   }
   return ctx.db.dataSource.getRepository(RoundEntity).findOneByOrFail({ id: record.row.id });
+}
+
+/**
+ * SCAFFOLD: the global control variate for the round's plan. Before the first SCAFFOLD round it is
+ * zero and nothing is offered (sites start from zero); after, it is stored like a checkpoint, in
+ * the model's tensor layout, and the round's sites may fetch it by the hash the signed plan names.
+ */
+async function controlOffer(
+  deps: RoundDeps,
+  active: ActiveRound,
+  scaffold: Scaffold,
+  model: ReturnType<typeof decodeSafetensors>,
+  roundNumber: number,
+): Promise<{ control?: { sha256: string; bytes: number } }> {
+  const c = scaffold.control();
+  if (!c) return {};
+  const bytes = encodeSafetensors(unflattenCanonical(c, layoutOf(model.arrays)), {
+    format: 'pt',
+    'fedsynth.control': 'scaffold',
+  });
+  const sha256 = await deps.store.put(bytes, { federationId: active.federationId, roundNumber });
+  deps.models.keep(sha256, bytes);
+  active.controlHash = sha256;
+  return { control: { sha256, bytes: bytes.length } };
+}
+
+/** The sites' mean control variate as they sent it (times controlScale), back in its own units. */
+function unscaledControl(sent: Float32Array, scale: number): Float32Array {
+  return Float32Array.from(sent, (x) => x / scale);
 }
 
 /**

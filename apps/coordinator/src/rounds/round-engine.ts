@@ -41,7 +41,11 @@ export class RoundEngine {
       (s) => {
         const r = this.roundOf(s);
         if (!r?.secure || !r.indexOf.has(s.siteId)) return [];
-        return [r.secure.config.modelHash, ...(r.secure.evaluating ? [r.secure.evaluating] : [])];
+        return [
+          r.secure.config.modelHash,
+          ...(r.controlHash ? [r.controlHash] : []),
+          ...(r.secure.evaluating ? [r.secure.evaluating] : []),
+        ];
       },
       (s, bytes) => {
         const secure = this.roundOf(s)?.secure;

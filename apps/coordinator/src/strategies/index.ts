@@ -3,12 +3,14 @@ import { FedAdam } from './fedadam';
 import { FedAvg } from './fedavg';
 import { FedAvgM } from './fedavgm';
 import { FedYogi } from './fedyogi';
+import { Scaffold } from './scaffold';
 import { type Strategy, StrategyError } from './strategy';
 
 export { FedAdam } from './fedadam';
 export { FedAvg } from './fedavg';
 export { FedAvgM } from './fedavgm';
 export { FedYogi } from './fedyogi';
+export { Scaffold } from './scaffold';
 export { selectSites } from './select-sites';
 export type {
   RoundConfiguration,
@@ -33,6 +35,8 @@ export function createStrategy(config: StrategyConfig): Strategy {
       return new FedAdam(config);
     case 'fedyogi':
       return new FedYogi(config);
+    case 'scaffold':
+      return new Scaffold(config);
     default:
       throw new StrategyError(
         'INVALID_INPUT',

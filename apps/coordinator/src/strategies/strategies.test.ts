@@ -131,10 +131,10 @@ describe('configureRound', () => {
 
     expect(siteIds).toHaveLength(3);
     expect(trainingPlan.parse(plan)).toEqual(plan);
-    // Every field of the protocol's plan but the optional local EMA, which is sent only when set.
+    // Every field of the protocol's plan but the optional local EMA and SCAFFOLD's part, sent only when set.
     expect(Object.keys(plan).sort()).toEqual(
       Object.keys(trainingPlan.shape)
-        .filter((k) => k !== 'localEma')
+        .filter((k) => k !== 'localEma' && k !== 'scaffold')
         .sort(),
     );
     expect(plan).toEqual({

@@ -6,7 +6,7 @@ import { type Strategy, StrategyError, type StrategyKind, type StrategyState } f
 
 const FORMAT = 'fedsynth-strategy-state';
 const VERSION = '1';
-const KINDS: readonly StrategyKind[] = ['fedavg', 'fedavgm', 'fedadam', 'fedyogi'];
+const KINDS: readonly StrategyKind[] = ['fedavg', 'fedavgm', 'fedadam', 'fedyogi', 'scaffold'];
 
 /** A strategy state as safetensors: its vectors as 1-d F32 tensors, kind and steps as metadata. */
 export function encodeStrategyState(state: StrategyState): Uint8Array {

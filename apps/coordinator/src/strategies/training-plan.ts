@@ -29,6 +29,8 @@ export function trainingPlanOf(config: FederationConfig, proxMu: number, roundNu
     // Sent only when set, so that a plan without it reads (and is signed) as before.
     ...(localEma > 0 ? { localEma } : {}),
     ...(keepOptimizer ? { keepOptimizer: true as const } : {}),
+    // The round adds the global control variate to fetch, once there is one (federation-round.ts).
+    ...(config.strategy.kind === 'scaffold' ? { scaffold: {} } : {}),
     dp: { clip, noiseMultiplier, delta },
   };
 }

@@ -102,6 +102,10 @@ export function startAgent(
     beforeEval?: () => Promise<void>;
     /** The figures "training" gives, for rounds that ask for them inside the masked vector. */
     figures?: SiteFigures;
+    /** The control variate "training" gives in SCAFFOLD rounds (as sent: scaled). */
+    control?: Float32Array;
+    /** Told, in SCAFFOLD rounds, the global control variate the round offered (null: none). */
+    onControl?: (roundNumber: number, bytes: Uint8Array | null) => void;
   } = {},
 ): Promise<Socket> {
   return new Promise((resolve) => {
@@ -142,9 +146,10 @@ export function startAgent(
             ? Promise.reject(new Error(`dropped at ${opts.dropAt}`))
             : wire.sendWithAck(event, payload, timeoutMs),
       },
-      train: async (start, model) => {
+      train: async (start, model, _cancelled, control) => {
         // A real site trains here from the checkpoint it fetched: it must arrive intact.
         if ((await model()).length === 0) throw new Error('empty checkpoint');
+        if (start.plan.scaffold) opts.onControl?.(start.roundNumber, control ? await control() : null);
         await inboxOf(start.secAgg.roundId).arrived;
         await opts.beforeMaskedInput?.(start.roundNumber);
         // epsilon stands in for a DP accountant: distinct per site.
@@ -153,6 +158,7 @@ export function startAgent(
           weight,
           report: { loss: 0.25, steps: 10, epsilon: weight / 100 },
           ...(opts.figures ? { figures: opts.figures } : {}),
+          ...(opts.control ? { control: opts.control } : {}),
         };
       },
       evaluate: async (m) => {

@@ -10,6 +10,10 @@ describe('parseVariant', () => {
     });
     expect(parseVariant('fedprox', 5, 30).strategy).toEqual({ kind: 'fedavg', proxMu: 0.01 });
     expect(parseVariant('fedprox:mu=0.1', 5, 30).strategy).toEqual({ kind: 'fedavg', proxMu: 0.1 });
+    expect(parseVariant('scaffold:lr=0.9', 5, 30).strategy).toEqual({ kind: 'scaffold', lr: 0.9 });
+    expect(() => parseVariant('scaffold:momentum=0.9', 5, 30)).toThrow(
+      /unknown key "momentum"; scaffold takes lr, mu/,
+    );
     expect(parseVariant('fedavg:ema=0.9,cosine=0.1', 5, 30).plan).toEqual({
       localEma: 0.9,
       lrSchedule: { kind: 'cosine', minFactor: 0.1 },

@@ -21,8 +21,8 @@ export interface StrategyVariant {
   rounds?: number;
 }
 
-/** The names a variant may start with; fedprox is FedAvg with a proximal term. */
-const KINDS = ['fedavg', 'fedavgm', 'fedadam', 'fedyogi', 'fedprox'] as const;
+/** The names a variant may start with; fedprox is FedAvg with a proximal term, scaffold FedAvg with control variates. */
+const KINDS = ['fedavg', 'fedavgm', 'fedadam', 'fedyogi', 'fedprox', 'scaffold'] as const;
 /** Keys each kind's strategy takes, as the bench spells them (mu is the proximal term). */
 const STRATEGY_KEYS: Record<(typeof KINDS)[number], string[]> = {
   fedavg: ['lr', 'mu'],
@@ -30,6 +30,7 @@ const STRATEGY_KEYS: Record<(typeof KINDS)[number], string[]> = {
   fedadam: ['lr', 'beta1', 'beta2', 'tau', 'mu'],
   fedyogi: ['lr', 'beta1', 'beta2', 'tau', 'mu'],
   fedprox: ['lr', 'mu'],
+  scaffold: ['lr', 'mu'],
 };
 /** Keys every variant takes: plan settings. */
 const PLAN_KEYS = ['ema', 'cosine', 'keepopt', 'locallr', 'rounds'];

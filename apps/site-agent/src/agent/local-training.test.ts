@@ -4,9 +4,11 @@ import {
   decodeModel,
   encodeModel,
   flattenCanonical,
+  layoutOf,
   Trainer,
   tf,
   UNet,
+  unflattenCanonical,
 } from '@fedsynth/diffusion';
 import { randomizeWeights, TINY } from '@fedsynth/diffusion/testing';
 import type { SlicePair } from '@fedsynth/imaging';
@@ -191,6 +193,107 @@ describe('trainLocally', () => {
     const fresh = await round2();
     expect(worstOf(fresh.delta, base1, final)).toBeGreaterThan(1e-4);
   }, 60_000);
+
+  it('with SCAFFOLD, corrects every step by lr (ci - c) and returns ci - c - (y - x) / (K lr), as a hand-written loop', async () => {
+    const w0 = await randomCheckpoint(5);
+    const scaffoldPlan = { ...plan, fedProxMu: 0, localSteps: 4, lr: 2e-3, scaffold: {} };
+    const limits = { maxLocalSteps: 100, maxBatch: 32, trainingThreads: 1 };
+    const seed = 11;
+    const { model } = decodeModel(w0);
+    const layout = layoutOf(await model.toNamedArrays());
+    const flat = async () => flattenCanonical(await model.toNamedArrays());
+    const x = await flat();
+    const n = x.length;
+    const c = Float32Array.from({ length: n }, (_, i) => 0.3 * Math.sin(i * 0.71));
+    const ci = Float32Array.from({ length: n }, (_, i) => 0.2 * Math.cos(i * 0.53));
+    // The oracle: a Trainer whose weights are moved after each step through the canonical arrays
+    // (PyTorch layout, loaded back), not through the agent's tensors in the model's layout.
+    const trainer = new Trainer(model, {
+      prediction: plan.prediction,
+      schedule: plan.schedule,
+      optimizer: { ...DEFAULT_OPTIMIZER, lr: scaffoldPlan.lr },
+      emaDecay: 0,
+      fedProxMu: 0,
+      seed,
+    });
+    const sampler = new BatchSampler(DATA.train, plan.batchSize, seed);
+    for (let s = 0; s < scaffoldPlan.localSteps; s++) {
+      await trainer.step(sampler.next());
+      const w = await flat();
+      for (let j = 0; j < n; j++) w[j] += scaffoldPlan.lr * (ci[j] - c[j]);
+      model.loadNamedArrays(unflattenCanonical(w, layout));
+    }
+    const y = await flat();
+    trainer.dispose();
+    model.dispose();
+    const k = scaffoldPlan.localSteps * scaffoldPlan.lr;
+    const worst = (got: Float32Array, want: (j: number) => number) => {
+      let m = 0;
+      for (let j = 0; j < n; j++) m = Math.max(m, Math.abs(got[j] - want(j)));
+      return m;
+    };
+
+    const u = await trainLocally({
+      checkpoint: w0,
+      plan: scaffoldPlan,
+      limits,
+      data: DATA,
+      seed,
+      backend: 'wasm',
+      scaffold: { c, ci },
+    });
+    expect(worst(u.delta, (j) => y[j] - x[j])).toBeLessThan(1e-6);
+    expect(u.control).toBeDefined();
+    // The control variate divides a difference of weights by K lr = 0.008: within about 1e-6 / 0.008.
+    expect(worst(u.control!, (j) => ci[j] - c[j] - (y[j] - x[j]) / k)).toBeLessThan(2e-4);
+    // The correction moved the weights: at least lr K |ci - c| on some value, against the plain run.
+    const plain = await trainLocally({
+      checkpoint: w0,
+      plan: { ...scaffoldPlan, scaffold: undefined },
+      limits,
+      data: DATA,
+      seed,
+      backend: 'wasm',
+    });
+    expect(plain.control).toBeUndefined();
+    expect(worst(plain.delta, (j) => y[j] - x[j])).toBeGreaterThan(1e-3);
+
+    // No kept control variate (the first round, or after a restart): the steps run uncorrected
+    // (ci = c), and a kept one of another length is not used, with the reason.
+    const first = await trainLocally({
+      checkpoint: w0,
+      plan: scaffoldPlan,
+      limits,
+      data: DATA,
+      seed,
+      backend: 'wasm',
+      scaffold: { c: null, ci: null },
+    });
+    expect(worst(first.delta, (j) => plain.delta[j])).toBeLessThan(1e-6);
+    expect(worst(first.control!, (j) => -plain.delta[j] / k)).toBeLessThan(2e-4);
+    const wrong = await trainLocally({
+      checkpoint: w0,
+      plan: scaffoldPlan,
+      limits,
+      data: DATA,
+      seed,
+      backend: 'wasm',
+      scaffold: { c, ci: new Float32Array(5) },
+    });
+    expect(wrong.controlRestart).toBe(`the kept control variate has 5 values, the model ${n}`);
+    expect(worst(wrong.delta, (j) => plain.delta[j])).toBeLessThan(1e-6);
+    await expect(
+      trainLocally({
+        checkpoint: w0,
+        plan: scaffoldPlan,
+        limits,
+        data: DATA,
+        seed,
+        backend: 'wasm',
+        scaffold: { c: new Float32Array(3), ci: null },
+      }),
+    ).rejects.toThrow(`the global control variate has 3 values; the model ${n}`);
+  }, 90_000);
 
   it('does not carry an optimizer state over to a model of another layout, and says why', async () => {
     const params = new Map([

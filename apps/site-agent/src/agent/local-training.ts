@@ -14,7 +14,7 @@ import {
   taskModalities,
   validateTask,
 } from '@fedsynth/imaging';
-import type { Message } from '@fedsynth/protocol';
+import { type Message, nextControl } from '@fedsynth/protocol';
 
 type TrainingPlan = Message<'round.start'>['plan'];
 
@@ -53,6 +53,20 @@ export interface LocalUpdate {
   optimizer?: OptimizerCarry;
   /** With plan.keepOptimizer and a kept state that did not fit this model: why it was not used. */
   optimizerRestart?: string;
+  /** With opts.scaffold: the site's new control variate (canonical order, unscaled). */
+  control?: Float32Array;
+  /** With opts.scaffold and a kept control variate that did not fit this model: why it was not used. */
+  controlRestart?: string;
+}
+
+/**
+ * SCAFFOLD's control variates for one round (libs/protocol/src/scaffold.ts), canonical order: the
+ * federation's `c` (null: zero, before its first SCAFFOLD round) and the site's own `ci` (null:
+ * none kept, e.g. after a restart; the round then runs uncorrected, ci = c).
+ */
+export interface ControlVariates {
+  c: Float32Array | null;
+  ci: Float32Array | null;
 }
 
 /**
@@ -229,6 +243,8 @@ export async function trainLocally(opts: {
   backend: BackendName;
   /** With plan.keepOptimizer: the state the site's previous round of this federation ended with. */
   optimizer?: OptimizerCarry;
+  /** SCAFFOLD: each local step is corrected by lr (ci - c), and the new ci is returned. */
+  scaffold?: ControlVariates;
   onPlan?: (line: string) => void;
   onStep?: (step: number, total: number, loss: number) => void;
 }): Promise<LocalUpdate> {
@@ -237,6 +253,7 @@ export async function trainLocally(opts: {
   const { steps, batch } = effectivePlan(opts.plan, opts.limits);
   const { model, arrays: globalArrays } = d.decodeModel(opts.checkpoint, 'global model');
   let parallel: Awaited<ReturnType<typeof d.DataParallelTrainer.create>> | undefined;
+  let shift: Awaited<ReturnType<typeof d.WeightShift.of>> | undefined;
   try {
     const threads = Math.max(1, Math.min(opts.limits.trainingThreads ?? d.defaultThreads(), batch));
     const memory = d.planTrainingRun({
@@ -266,27 +283,54 @@ export async function trainLocally(opts: {
       optimizerRestart = carryMismatch(opts.optimizer, model.params) ?? undefined;
       if (!optimizerRestart) parallel.trainer.importState(opts.optimizer.arrays);
     }
+    const base = d.flattenCanonical(globalArrays);
+    let controls: { c: Float32Array; ci: Float32Array } | undefined;
+    let controlRestart: string | undefined;
+    if (opts.scaffold) {
+      const c = opts.scaffold.c ?? new Float32Array(base.length);
+      if (c.length !== base.length)
+        throw new Error(`the global control variate has ${c.length} values; the model ${base.length}`);
+      let ci = opts.scaffold.ci ?? c;
+      if (ci.length !== base.length) {
+        controlRestart = `the kept control variate has ${ci.length} values, the model ${base.length}`;
+        ci = c;
+      }
+      controls = { c, ci };
+      // The correction is the same every step: ci - c, as tensors in the model's layout.
+      shift = await d.WeightShift.of(model, difference(ci, c));
+    }
     const sampler = new d.BatchSampler(opts.data.train, batch, opts.seed);
     let lossSum = 0;
     const tail = Math.max(1, Math.ceil(steps / 4));
     for (let s = 0; s < steps; s++) {
       const r = await parallel.step(sampler.next());
+      shift?.apply(opts.plan.lr);
       if (s >= steps - tail) lossSum += r.loss;
       opts.onStep?.(s + 1, steps, r.loss);
       await yieldToEventLoop();
     }
+    // SCAFFOLD's control variate comes from where the steps themselves led, before any average.
+    const control = controls
+      ? nextControl(
+          controls.ci,
+          controls.c,
+          difference(d.flattenCanonical(await model.toNamedArrays()), base),
+          steps,
+          opts.plan.lr,
+        )
+      : undefined;
     // With a local moving average, the site's update is the average's change.
     parallel.trainer.applyEma();
     const local = d.flattenCanonical(await model.toNamedArrays());
-    const base = d.flattenCanonical(globalArrays);
     if (local.length !== base.length)
       throw new Error(`trained model has ${local.length} values, the global model ${base.length}`);
-    const delta = new Float32Array(local.length);
-    for (let i = 0; i < delta.length; i++) delta[i] = local[i] - base[i];
+    const delta = difference(local, base);
     const optimizer: OptimizerCarry | undefined = opts.plan.keepOptimizer
       ? { arrays: (await parallel.trainer.exportState()).filter((a) => !a.name.startsWith('ema/')) }
       : undefined;
     return {
+      ...(control ? { control } : {}),
+      ...(controlRestart ? { controlRestart } : {}),
       ...(optimizer ? { optimizer } : {}),
       ...(optimizerRestart ? { optimizerRestart } : {}),
       delta,
@@ -299,9 +343,17 @@ export async function trainLocally(opts: {
       checkpointing: memory.checkpointing,
     };
   } finally {
+    shift?.dispose();
     await parallel?.dispose();
     model.dispose();
   }
+}
+
+/** a - b, element by element. */
+function difference(a: Float32Array, b: Float32Array): Float32Array {
+  const out = new Float32Array(a.length);
+  for (let i = 0; i < out.length; i++) out[i] = a[i] - b[i];
+  return out;
 }
 
 /**

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { createProgress } from '@fedsynth/cli-kit';
 import type { BackendName } from '@fedsynth/diffusion';
 import {
+  controlScale,
   type EvaluationReport,
   type Message,
   type ModelSource,
@@ -27,6 +28,7 @@ import type { IdentityKey } from '../identity/identity-key';
 import { privatizeUpdate, updateWeight } from '../privacy/dp';
 import { AGENT_VERSION } from '../version';
 import { AuditedSocket } from './audited-socket';
+import { readControl, scaled } from './control-variates';
 import type { Enrollment } from './enrollment';
 import {
   DataCache,
@@ -80,6 +82,8 @@ export class SiteAgent {
   private readonly accountant: RdpAccountant;
   /** plan.keepOptimizer: the optimizer state of the last round trained, by federation (memory only). */
   private readonly keptOptimizer = new Map<string, OptimizerCarry>();
+  /** SCAFFOLD: the site's control variate after its last round, by federation (memory only, never sent as is). */
+  private readonly keptControl = new Map<string, Float32Array>();
   private readonly modelsDir: string;
   private readonly status: AgentStatus;
   private reconnectTimer: NodeJS.Timeout | null = null;
@@ -124,7 +128,7 @@ export class SiteAgent {
           await this.channel.emitWithAck(event, payload, timeoutMs, note);
         },
       },
-      train: (start, model, cancelled) => this.train(start, model, cancelled),
+      train: (start, model, cancelled, control) => this.train(start, model, cancelled, control),
       evaluate: (request, model, start) => this.evaluate(request, model, start),
       decline: (start) => this.declineReason() ?? this.taskProblem(start),
       models: this.modelStore(),
@@ -329,6 +333,7 @@ export class SiteAgent {
     start: RoundStart,
     model: ModelSource,
     cancelled: () => boolean,
+    controlSource: ModelSource | null = null,
   ): Promise<TrainingResult> {
     const { log } = this.opts;
     // The site's limits as its controls stand at the round start (agent.json may have changed).
@@ -341,6 +346,12 @@ export class SiteAgent {
       json: !this.opts.progress,
     });
     const carried = start.plan.keepOptimizer ? this.keptOptimizer.get(start.federationId) : undefined;
+    const scaffold = start.plan.scaffold
+      ? {
+          c: controlSource ? readControl(await controlSource(), 'the global control variate') : null,
+          ci: this.keptControl.get(start.federationId) ?? null,
+        }
+      : undefined;
     const u = await trainLocally({
       checkpoint,
       plan: start.plan,
@@ -349,6 +360,7 @@ export class SiteAgent {
       seed: (start.roundNumber * 7919 + (Date.now() % 7919)) >>> 0,
       backend: this.opts.backend.backend as BackendName,
       optimizer: carried,
+      scaffold,
       onPlan: (line) => log.info('training plan', { round: start.secAgg.roundId, plan: line }),
       onStep: (s, _t, loss) => {
         if (cancelled()) throw new Error('the round ended before local training finished');
@@ -368,6 +380,9 @@ export class SiteAgent {
       });
     if (u.optimizer) this.keptOptimizer.set(start.federationId, u.optimizer);
     else this.keptOptimizer.delete(start.federationId);
+    if (u.controlRestart)
+      log.warn('control variate not carried over', { round: start.secAgg.roundId, reason: u.controlRestart });
+    if (u.control) this.keptControl.set(start.federationId, u.control);
     // Differential privacy: bound each site's influence, then add this site's share of the noise.
     const { norm, factor, epsilon } = privatizeUpdate(
       u.delta,
@@ -400,7 +415,19 @@ export class SiteAgent {
       start.plan.dp.noiseMultiplier > 0,
     );
     const report = { loss: u.loss, steps: u.steps, epsilon };
-    if (!start.metrics) return { delta: u.delta, weight, report };
+    // SCAFFOLD: the new control variate follows the update inside the masked vector, scaled to an
+    // update's size (libs/protocol/src/scaffold.ts).
+    const control = u.control ? scaled(u.control, controlScale(start.plan)) : undefined;
+    if (control) {
+      let beyond = 0;
+      for (const v of control) if (Math.abs(v) > c) beyond++;
+      log.info('SCAFFOLD control variate for the masked vector', {
+        round: start.secAgg.roundId,
+        corrected: scaffold?.ci !== null,
+        valuesBeyondQuantizationClip: beyond,
+      });
+    }
+    if (!start.metrics) return { delta: u.delta, weight, report, ...(control ? { control } : {}) };
     // The round wants the figures inside the masked vector, so they are measured before the
     // upload: the model this round started from (the new one does not exist yet) is scored now.
     // They are appended after DP: the noise covers the update only.
@@ -412,7 +439,13 @@ export class SiteAgent {
       e,
       "scored the round's starting model; its figures leave only inside the masked vector",
     );
-    return { delta: u.delta, weight, report, figures: siteFigures(u.loss, e) };
+    return {
+      delta: u.delta,
+      weight,
+      report,
+      figures: siteFigures(u.loss, e),
+      ...(control ? { control } : {}),
+    };
   }
 
   /** A model's figures on the validation split (fixed-seed DDIM, see evaluateLocally). */

@@ -14,6 +14,7 @@ import { authPayload, type Message, PROTOCOL_VERSION, parseMessage, roundStartPa
 import { chunkToUint32, maskedTransferId } from '../secagg-messages';
 import {
   type ModelStore,
+  type OutboundNote,
   type ParticipantEvent,
   type ParticipantOptions,
   ParticipantSession,
@@ -45,9 +46,12 @@ const SITE_KEYS = [1, 2, 3, 4].map(keyOf);
 const COORDINATOR = keyOf(100);
 const MODEL = Uint8Array.from({ length: 1000 }, (_, i) => (i * 7 + 3) & 255);
 const NEW_MODEL = Uint8Array.from({ length: 700 }, (_, i) => (i * 11 + 5) & 255);
+/** Stands for a SCAFFOLD round's global control variate. */
+const CONTROL = Uint8Array.from({ length: 300 }, (_, i) => (i * 13 + 1) & 255);
 const BLOBS = new Map([
   [sha256Hex(MODEL), MODEL],
   [sha256Hex(NEW_MODEL), NEW_MODEL],
+  [sha256Hex(CONTROL), CONTROL],
 ]);
 const FULL_ROUND: ParticipantState[] = [
   'round-accepted',
@@ -121,6 +125,8 @@ async function until(what: string, cond: () => boolean): Promise<void> {
 
 interface SiteOptions {
   delta?: Float32Array;
+  /** What training gives as its control variate (SCAFFOLD rounds). */
+  control?: Float32Array;
   weight?: number;
   session?: Partial<ParticipantOptions>;
 }
@@ -130,7 +136,7 @@ interface SiteOptions {
  * from BLOBS in small chunks (or with a refusal), and acknowledges masked chunks through `ack`.
  */
 class Site {
-  readonly sent: { event: string; payload: unknown }[] = [];
+  readonly sent: { event: string; payload: unknown; note?: OutboundNote }[] = [];
   readonly events: ParticipantEvent[] = [];
   readonly logs: string[] = [];
   readonly session: ParticipantSession;
@@ -148,6 +154,8 @@ class Site {
   tamper: ((bytes: Uint8Array) => Uint8Array) | null = null;
   /** Models training received, and the cancellation check of the last training. */
   readonly trainedOn: Uint8Array[] = [];
+  /** The global control variates training received (null: the round offered none). */
+  readonly controlsGiven: (Uint8Array | null)[] = [];
   cancelled: () => boolean = () => false;
 
   constructor(
@@ -166,18 +174,24 @@ class Site {
           this.sent.push({ event, payload });
           if (event === 'blob.request') setImmediate(() => this.serve(payload as Message<'blob.request'>));
         },
-        sendWithAck: async (event, payload) => {
+        sendWithAck: async (event, payload, _timeoutMs, note) => {
           this.onSend(event, payload);
-          this.sent.push({ event, payload });
+          this.sent.push({ event, payload, ...(note ? { note } : {}) });
           await this.ack(payload as Message<'secagg.masked-chunk'>);
         },
       },
-      train: async (_start, model, cancelled) => {
+      train: async (_start, model, cancelled, control) => {
         this.cancelled = cancelled;
         await this.trainGate;
         this.trainedOn.push(await model());
+        this.controlsGiven.push(control ? await control() : null);
         if (this.trainError) throw this.trainError;
-        return { delta, weight, report: { loss: 0.25, steps: 5, epsilon: null } };
+        return {
+          delta,
+          weight,
+          report: { loss: 0.25, steps: 5, epsilon: null },
+          ...(opts.control ? { control: opts.control } : {}),
+        };
       },
       evaluate: async (request, model) => {
         await this.evalGate;
@@ -524,6 +538,85 @@ async function expectRefusals(site: Site, state: ParticipantState, config: Round
     );
   }
 }
+
+describe('ParticipantSession in a SCAFFOLD round', () => {
+  const scaffoldStart = (config: RoundConfig) =>
+    signedStart(config, COORDINATOR.secretKey, {
+      scaffold: { control: { sha256: sha256Hex(CONTROL), bytes: CONTROL.length } },
+    });
+
+  it('fetches the control variate the plan names (not into the model store) and sends its own after the update, in the masked vector', async () => {
+    const m = 700;
+    const deltas = [0, 1, 2, 3].map((k) => n(m, k));
+    const controls = [0, 1, 2, 3].map((k) => n(m, k + 7));
+    const weights = [30, 10, 20, 50];
+    const stored: string[] = [];
+    const models: ModelStore = {
+      load: async () => null,
+      save: async (sha) => {
+        stored.push(sha);
+      },
+    };
+    const sites = SITE_KEYS.map(
+      (kp, k) =>
+        new Site(kp, { delta: deltas[k], control: controls[k], weight: weights[k], session: { models } }),
+    );
+    const config = configOf('fed:1', 2 * m);
+    const round = new InMemoryRound(config, sites, scaffoldStart(config));
+
+    await round.begin();
+    await round.shareKeys();
+    await round.maskedInput();
+    await round.consistency();
+    await round.unmask();
+    await round.evaluate();
+
+    const vectors = deltas.map((d, k) => {
+      const v = new Float32Array(2 * m);
+      v.set(d, 0);
+      v.set(controls[k], m);
+      return v;
+    });
+    expectMean(round.result!, vectors, weights, [1, 2, 3, 4]);
+    for (const s of sites)
+      expect(s.controlsGiven.map((c) => c && sha256Hex(c))).toEqual([sha256Hex(CONTROL)]);
+    expect(stored).not.toContain(sha256Hex(CONTROL));
+    expect(sites[0].logs).toContain('the control variate goes inside the masked vector, after the update');
+    // The audit log learns which chunk carried it.
+    expect(sites[0].sent.filter((x) => x.event === 'secagg.masked-chunk').map((x) => x.note)).toEqual([
+      { inside: ['scaffold_control'] },
+    ]);
+  });
+
+  it('drops out with train.failed naming the problem when the control variate is missing, of another length or not finite', async () => {
+    const config = configOf('fed:1', 20);
+    const cases: [Float32Array | undefined, string][] = [
+      [undefined, 'the round is a SCAFFOLD round: the control variate has no values; the round expects 10'],
+      [
+        new Float32Array(9),
+        'the round is a SCAFFOLD round: the control variate has 9 values; the round expects 10',
+      ],
+      [Float32Array.of(0, 0, 0, Number.NaN, 0, 0, 0, 0, 0, 0), "the control variate's value 3 is NaN"],
+    ];
+    for (const [control, reason] of cases) {
+      const site = new Site(SITE_KEYS[0], { delta: new Float32Array(10), control });
+      await site.session.receive('round.start', scaffoldStart(config));
+      await until('train.failed', () => site.last('train.failed') !== undefined);
+      expect(parseMessage('train.failed', site.last('train.failed')).reason).toBe(reason);
+    }
+  });
+
+  it('declines a SCAFFOLD start whose vector cannot hold two equal halves', async () => {
+    const site = new Site(SITE_KEYS[0]);
+    await site.session.receive('round.start', scaffoldStart(configOf('fed:1', 21)));
+    expect(parseMessage('round.reply', site.last('round.reply'))).toEqual({
+      roundId: 'fed:1',
+      accept: false,
+      reason:
+        "a SCAFFOLD round's vector holds the update and the control variate, two equal halves; 21 values cannot be split",
+    });
+  });
+});
 
 describe('ParticipantSession stage transitions', () => {
   it.each(STEPS.map(([state], k) => [state, k] as const))(

@@ -62,6 +62,11 @@ export interface TrainingResult {
    * round's starting model): appended to the masked update, never sent in plain text.
    */
   figures?: SiteFigures;
+  /**
+   * In a SCAFFOLD round (plan.scaffold): the site's new control variate times controlScale(plan),
+   * as many values as the update; it follows the update inside the masked vector.
+   */
+  control?: Float32Array;
 }
 
 /** What the masked upload sends: the update, with the figure slots appended when the round asks. */
@@ -120,7 +125,13 @@ export interface ParticipantOptions {
    * exchanged. It should give up once `cancelled()` is true (the round ended). A rejection is sent
    * to the coordinator as `train.failed`, so the round goes on without this site at once.
    */
-  train(start: RoundStart, model: ModelSource, cancelled: () => boolean): Promise<TrainingResult>;
+  train(
+    start: RoundStart,
+    model: ModelSource,
+    cancelled: () => boolean,
+    /** The global control variate (safetensors) when the round's plan names one (SCAFFOLD), else null. */
+    control: ModelSource | null,
+  ): Promise<TrainingResult>;
   /** Scores the new global model on the site's validation split; null sends no report. */
   evaluate(
     request: Message<'round.evaluate'>,
@@ -348,27 +359,52 @@ export class ParticipantSession {
   private async train(r: Round): Promise<PreparedUpdate> {
     const config = r.client.config;
     const model = once(() => this.model(config.modelHash, r.start.modelBytes));
-    const result = await this.opts.train(r.start, model, () => this.round !== r || r.state === 'failed');
-    const slots = r.start.metrics ?? [];
-    const n = config.vectorLength - slots.length;
-    if (!(result.delta instanceof Float32Array) || result.delta.length !== n)
-      throw new Error(
-        `the update has ${result.delta?.length} values; the round expects ${n}${slots.length ? ` (and ${slots.length} figures)` : ''}`,
-      );
-    const { weight, report } = result;
-    if (slots.length === 0) return { vector: result.delta, weight, report };
-    if (!result.figures)
-      throw new Error('the round asks for figures in the masked vector; training gave none');
-    const encoded = encodeFigures(slots, result.figures, config.quantization.clip, (message, fields) =>
-      this.log.warn(message, { round: r.id, ...fields }),
+    const ref = r.start.plan.scaffold?.control;
+    // Not kept in the model store: it is no model, and the next round brings a new one.
+    const control = ref ? once(() => this.downloads.fetch(ref.sha256, ref.bytes)) : null;
+    const result = await this.opts.train(
+      r.start,
+      model,
+      () => this.round !== r || r.state === 'failed',
+      control,
     );
+    const slots = r.start.metrics ?? [];
+    const scaffold = r.start.plan.scaffold !== undefined;
+    const n = config.vectorLength - slots.length;
+    const m = scaffold ? n / 2 : n;
+    const figuresToo = slots.length ? ` (and ${slots.length} figures)` : '';
+    if (!(result.delta instanceof Float32Array) || result.delta.length !== m)
+      throw new Error(
+        `the update has ${result.delta?.length} values; the round expects ${m}${scaffold ? ' (and as many for the control variate)' : ''}${figuresToo}`,
+      );
+    if (scaffold) {
+      if (!(result.control instanceof Float32Array) || result.control.length !== m)
+        throw new Error(
+          `the round is a SCAFFOLD round: the control variate has ${result.control?.length ?? 'no'} values; the round expects ${m}`,
+        );
+      const bad = result.control.findIndex((x) => !Number.isFinite(x));
+      if (bad >= 0) throw new Error(`the control variate's value ${bad} is ${result.control[bad]}`);
+    }
+    const { weight, report } = result;
+    if (slots.length === 0 && !scaffold) return { vector: result.delta, weight, report };
+    if (slots.length > 0 && !result.figures)
+      throw new Error('the round asks for figures in the masked vector; training gave none');
     const vector = new Float32Array(config.vectorLength);
     vector.set(result.delta, 0);
-    vector.set(encoded, n);
-    this.log.info('the figures go inside the masked vector, not in plain text', {
-      round: r.id,
-      figures: slots.map((s) => s.name),
-    });
+    if (scaffold) {
+      vector.set(result.control!, m);
+      this.log.info('the control variate goes inside the masked vector, after the update', { round: r.id });
+    }
+    if (slots.length > 0) {
+      const encoded = encodeFigures(slots, result.figures!, config.quantization.clip, (message, fields) =>
+        this.log.warn(message, { round: r.id, ...fields }),
+      );
+      vector.set(encoded, n);
+      this.log.info('the figures go inside the masked vector, not in plain text', {
+        round: r.id,
+        figures: slots.map((s) => s.name),
+      });
+    }
     return { vector, weight, report };
   }
 
@@ -495,12 +531,17 @@ export class ParticipantSession {
       const transferId = maskedTransferId(r.id, r.client.selfIndex);
       const total = stream.length * Uint32Array.BYTES_PER_ELEMENT;
       const firstSlot = u.vector.length - slots.length;
+      // SCAFFOLD: the control variate fills the second half of what precedes the figures.
+      const control = r.start.plan.scaffold ? [firstSlot / 2, firstSlot] : null;
       for (const ch of stream) {
         if (!live()) return;
-        // The figures whose slots lie in this chunk (elements [offset, offset + length)).
-        const inside = slots
-          .filter((_, j) => firstSlot + j >= ch.offset && firstSlot + j < ch.offset + ch.data.length)
-          .map((s) => s.name);
+        const end = ch.offset + ch.data.length;
+        // The figures whose slots lie in this chunk (elements [offset, offset + length)), and the
+        // control variate when part of it does.
+        const inside = [
+          ...(control && ch.offset < control[1] && end > control[0] ? ['scaffold_control'] : []),
+          ...slots.filter((_, j) => firstSlot + j >= ch.offset && firstSlot + j < end).map((s) => s.name),
+        ];
         await this.opts.transport.sendWithAck(
           'secagg.masked-chunk',
           {

@@ -66,6 +66,11 @@ export function checkRoundStart(
     Buffer.from(p.identityKey).equals(Buffer.from(identity.publicKey)),
   );
   if (!me) return { ok: false, reason: 'this site is not among the round participants' };
+  if (start.plan.scaffold && (config.vectorLength - (start.metrics?.length ?? 0)) % 2 !== 0)
+    return {
+      ok: false,
+      reason: `a SCAFFOLD round's vector holds the update and the control variate, two equal halves; ${config.vectorLength - (start.metrics?.length ?? 0)} values cannot be split`,
+    };
   if (start.metrics) {
     const problem = layoutProblem(start.metrics, config.vectorLength);
     if (problem)
