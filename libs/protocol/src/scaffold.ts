@@ -19,6 +19,13 @@
  * c. A site's c_i never leaves it otherwise. With every site in every round this is the paper's
  * c = mean c_i; when sites are drawn or drop out, c is the mean of the latest round's sites (the
  * paper's c + |S|/N mean(delta c_i) needs every site's previous c_i, which only the site knows).
+ *
+ * The correction moves the weights after each optimizer step (as NVIDIA FLARE's SCAFFOLD does)
+ * rather than correcting the gradient before Adam: in bench:fed-vs-central (5 rounds x 30 steps x
+ * 3 sites, 32 px) the weight form reached 143.1 HU, the gradient form 273.4 HU (294.4 HU with the
+ * gradients clipped as Adam clips them), FedAvg 111.4 HU. The previous round's mean gradient,
+ * dominated by that round's first and largest gradients, swamps the smaller ones of the next round
+ * once Adam normalizes them; a mean Adam step is bounded by lr.
  */
 
 /** What a round's plan says about SCAFFOLD: the local steps and learning rate it is sent with. */
