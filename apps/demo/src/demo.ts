@@ -51,7 +51,7 @@ const FLAGS: Record<string, FlagSpec> = {
     type: 'string',
     valueName: 'task',
     description:
-      'what to learn: <source>[+<source>]-to-<target>[:2.5d=k] of mr, t1, t2, flair, pet, ct, e.g. t1-to-flair, pet-to-mr, t1+t2-to-ct',
+      'what to learn: <source>[+<source>]-to-<target>[:2.5d=k][:mr=landmarks] of mr, t1, t2, flair, pet, ct, e.g. t1-to-flair, pet-to-mr, t1+t2-to-ct, mr-to-ct:mr=landmarks (MR standardized by histogram landmarks instead of percentiles)',
     default: 'mr-to-ct',
   },
   out: {

@@ -1,4 +1,4 @@
-import { quantile } from './normalize';
+import { quantile } from './quantile';
 
 /**
  * A body mask when none is given: threshold (Otsu's split between background and the body's

@@ -146,7 +146,8 @@ function refuseNonFinite(path: string, v: Volume): void {
 
 /**
  * Reads a subject's volumes (NIfTI, or PNG pairs for 2D datasets), checks they share a grid and
- * hold only finite values, and normalizes them.
+ * hold only finite values, and normalizes them: MR by its percentiles (normalizeMr), the scale of
+ * the task mr-to-ct; a task with another MR scale is read by readTaskSubject and normalizeTaskSubject.
  */
 export async function loadSubject(entry: SubjectEntry): Promise<LoadedSubject> {
   const [source, target, maskVol] = await Promise.all([

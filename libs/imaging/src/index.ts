@@ -49,13 +49,21 @@ export {
   maskedSsim,
   UNIT_RANGE,
 } from './metrics';
+export {
+  MR_LANDMARK_PERCENTILES,
+  MR_SCALES,
+  MR_STANDARD_SCALE,
+  type MrLandmarks,
+  type MrScale,
+  mrLandmarks,
+  standardizeMr,
+} from './mr-standardize';
 export { encodeNifti, parseNifti, readNifti, writeNifti } from './nifti';
 export {
   huToUnit,
   type MrNormalization,
   normalizeFor,
   normalizeMr,
-  quantile,
   SUV_MAX,
   suvToUnit,
   unitToHu,
@@ -84,6 +92,7 @@ export {
   writePhantomDataset,
 } from './phantom';
 export { encodePng, pngToHu, readPng, writePng } from './png';
+export { quantile, quantiles } from './quantile';
 export { gaussian, mulberry32, subSeed } from './rng';
 export {
   DEFAULT_MODALITY_NAMES,

@@ -1,4 +1,6 @@
 import { HU_RANGE } from './metrics';
+import { type MrScale, standardizeMr } from './mr-standardize';
+import { quantile } from './quantile';
 
 /** CT in HU -> [-1, 1]: clip to [-1024, 3000], then map linearly. */
 export function huToUnit(hu: Float32Array): Float32Array {
@@ -20,21 +22,6 @@ export function unitToHu(x: Float32Array): Float32Array {
     out[i] = ((v + 1) / 2) * (hi - lo) + lo;
   }
   return out;
-}
-
-/** Value at quantile q (0..1) of the selected voxels, by linear interpolation between order statistics. */
-export function quantile(values: Float32Array, q: number, select?: Uint8Array | Float32Array): number {
-  let n = 0;
-  for (let i = 0; i < values.length; i++) if (!select || select[i]) n++;
-  if (n === 0) return Number.NaN;
-  const buf = new Float32Array(n);
-  let k = 0;
-  for (let i = 0; i < values.length; i++) if (!select || select[i]) buf[k++] = values[i];
-  buf.sort();
-  const pos = q * (n - 1);
-  const a = Math.floor(pos);
-  const b = Math.min(n - 1, a + 1);
-  return buf[a] + (buf[b] - buf[a]) * (pos - a);
 }
 
 /** Parameters of a per-volume MRI normalization, kept so the mapping can be reported or undone. */
@@ -89,16 +76,19 @@ export function unitToSuv(x: Float32Array): Float32Array {
 }
 
 /**
- * A volume of one intensity kind -> the model's [-1, 1] scale: CT by the HU window, MR by its
- * robust percentiles inside `mask`, PET (activity in Bq/mL) times `suvFactor` to SUV, then log scale.
+ * A volume of one intensity kind -> the model's [-1, 1] scale: CT by the HU window, MR inside
+ * `mask` by the task's `mrScale` (robust percentiles, normalizeMr, by default; or landmarks,
+ * standardizeMr), PET (activity in Bq/mL) times `suvFactor` to SUV, then log scale.
  */
 export function normalizeFor(
   kind: 'ct' | 'mr' | 'pet',
   data: Float32Array,
-  opts: { mask?: Uint8Array; suvFactor?: number } = {},
+  opts: { mask?: Uint8Array; suvFactor?: number; mrScale?: MrScale } = {},
 ): Float32Array {
   if (kind === 'ct') return huToUnit(data);
-  if (kind === 'mr') return normalizeMr(data, opts.mask).data;
+  if (kind === 'mr')
+    return (opts.mrScale === 'landmarks' ? standardizeMr(data, opts.mask) : normalizeMr(data, opts.mask))
+      .data;
   const f = opts.suvFactor;
   if (!(f !== undefined && Number.isFinite(f) && f > 0))
     throw new RangeError(
@@ -111,7 +101,8 @@ export function normalizeFor(
 
 /**
  * The model's [-1, 1] scale -> what a reader of the output expects: HU for CT, SUV for PET, and for
- * MR the normalized intensity in [0, 1] (the input's absolute scale is not recoverable).
+ * MR the normalized intensity in [0, 1] (the input's absolute scale is not recoverable), on the
+ * task's MR scale: percentile-normalized or landmark-standardized, as the target was in training.
  */
 export function unitToNative(kind: 'ct' | 'mr' | 'pet', x: Float32Array): Float32Array {
   if (kind === 'ct') return unitToHu(x);

@@ -44,8 +44,9 @@ export function taskBodyMask(s: TaskSubject, task: TaskSpec): Uint8Array {
 
 /**
  * Checks that a subject has every modality of the task on one grid with finite values, and
- * normalizes each by its kind (CT: HU window; MR: percentiles inside the body; PET: SUV, log scale).
- * Errors name the subject, the modality and the file.
+ * normalizes each by its kind (CT: HU window; MR, sources and target alike: inside the body by the
+ * task's MR scale, percentiles or landmarks; PET: SUV, log scale). Errors name the subject, the
+ * modality and the file.
  */
 export function normalizeTaskSubject(s: TaskSubject, task: TaskSpec): NormalizedSubject {
   const need = taskModalities(task);
@@ -85,7 +86,17 @@ export function normalizeTaskSubject(s: TaskSubject, task: TaskSpec): Normalized
         'DATASET_PROBLEM',
         `subject ${s.id}: PET ${s.origins[m] ?? ''} has no patient weight and injected dose (a pet.json sidecar or the DICOM header) to convert it to SUV`,
       );
-    return normalizeFor(kindOf(m), s.volumes[m]!.data, { mask, suvFactor: s.suvFactor });
+    try {
+      return normalizeFor(kindOf(m), s.volumes[m]!.data, {
+        mask,
+        suvFactor: s.suvFactor,
+        mrScale: task.mrScale,
+      });
+    } catch (err) {
+      if (!(err instanceof ImagingError)) throw err;
+      const where = s.origins[m] ?? m;
+      throw new ImagingError(err.code, `subject ${s.id}: ${m} ${where}: ${err.message}`, where);
+    }
   };
   return {
     id: s.id,

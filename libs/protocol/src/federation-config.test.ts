@@ -96,6 +96,21 @@ describe('FederationConfig', () => {
     ]);
     expect(problems({ task: { sources: [], target: 'ct' } })[0]).toMatch(/^task\.sources: /);
     expect(problems({ task: { sources: ['t1'], target: 'ct', context: 4 } })[0]).toMatch(/^task\.context: /);
+    // The MR scale is a setting of tasks with an MR modality.
+    expect(
+      parseFederationConfig({ task: { sources: ['t1'], target: 'ct', mrScale: 'landmarks' } }).task,
+    ).toEqual({
+      sources: ['t1'],
+      target: 'ct',
+      context: 0,
+      mrScale: 'landmarks',
+    });
+    expect(problems({ task: { sources: ['pet'], target: 'ct', mrScale: 'landmarks' } })).toEqual([
+      'task.mrScale: mrScale applies to MR modalities (mr, t1, t2, flair); this task has none',
+    ]);
+    expect(problems({ task: { sources: ['mr'], target: 'ct', mrScale: 'nyul' } })[0]).toMatch(
+      /^task\.mrScale: /,
+    );
     // SCAFFOLD's control variates are not covered by the DP noise.
     expect(problems({ strategy: { kind: 'scaffold' }, dp: { noiseMultiplier: 1 } })[0]).toMatch(
       /^strategy\.kind: scaffold cannot run with differential privacy/,

@@ -15,6 +15,9 @@ export const MODALITIES = ['mr', 't1', 't2', 'flair', 'pet', 'ct'] as const;
 /** The largest 2.5D context: k neighbouring slices on each side of each source slice. */
 export const MAX_TASK_CONTEXT = 3;
 
+/** The modalities whose intensities are MR's (normalized by the task's mrScale). */
+const MR_KINDS: readonly string[] = ['mr', 't1', 't2', 'flair'];
+
 const taskObject = z
   .strictObject({
     /** The modalities the model reads (the condition), in channel order. */
@@ -23,12 +26,22 @@ const taskObject = z
     target: z.enum(MODALITIES).default('ct'),
     /** 2.5D: the k slices on each side of each source slice are extra condition channels (0: 2D). */
     context: int(0, MAX_TASK_CONTEXT).default(0),
+    /**
+     * How MR volumes (`mr`, `t1`, `t2`, `flair`) are brought to the model's scale: `percentile`
+     * (per-volume 0.5 % / 99.5 % percentiles) or `landmarks` (piecewise linear from the body's
+     * histogram landmarks to a fixed scale; see libs/imaging's mr-standardize.ts). Absent: percentile.
+     */
+    mrScale: z.enum(['percentile', 'landmarks']).optional(),
   })
   .refine((t) => new Set(t.sources).size === t.sources.length, {
     message: 'a source modality is listed twice',
     path: ['sources'],
   })
-  .refine((t) => !t.sources.includes(t.target), { message: 'the target is also a source', path: ['target'] });
+  .refine((t) => !t.sources.includes(t.target), { message: 'the target is also a source', path: ['target'] })
+  .refine((t) => t.mrScale === undefined || [...t.sources, t.target].some((m) => MR_KINDS.includes(m)), {
+    message: 'mrScale applies to MR modalities (mr, t1, t2, flair); this task has none',
+    path: ['mrScale'],
+  });
 
 /** A task; the one-source form `{source, target}` of earlier configurations is read as `{sources: [source]}`. */
 const task = z.preprocess((v) => {

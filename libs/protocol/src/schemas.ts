@@ -129,12 +129,16 @@ export const trainingPlan = z.looseObject({
 
 /**
  * What the federation translates: the source modalities a site reads (condition channels, in
- * order), the target it learns, and the 2.5D context (neighbouring slices on each side).
+ * order), the target it learns, the 2.5D context (neighbouring slices on each side) and the MR
+ * scale. Like the plan, settings this version does not know are kept, so the signature verifies
+ * and the site declines asking for an upgrade instead of training another task.
  */
-export const roundTask = z.object({
+export const roundTask = z.looseObject({
   sources: z.array(z.string().min(1).max(20)).min(1).max(8),
   target: z.string().min(1).max(20),
   context: z.number().int().min(0).max(3),
+  /** How MR volumes are scaled (see the federation configuration's task); absent: percentile. */
+  mrScale: z.enum(['percentile', 'landmarks']).optional(),
 });
 
 /** Coordinator -> agents: a round begins. Deadlines are absolute ISO times per stage. */

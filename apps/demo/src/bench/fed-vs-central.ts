@@ -40,7 +40,7 @@ const FLAGS: Record<string, FlagSpec> = {
     type: 'string',
     valueName: 'task',
     description:
-      'what both models learn: <source>[+<source>]-to-<target>[:2.5d=k] of mr, t1, t2, flair, pet, ct, e.g. t1-to-flair, pet-to-mr, t1+t2-to-ct',
+      'what both models learn: <source>[+<source>]-to-<target>[:2.5d=k][:mr=landmarks] of mr, t1, t2, flair, pet, ct, e.g. t1-to-flair, pet-to-mr, t1+t2-to-ct, mr-to-ct:mr=landmarks (MR standardized by histogram landmarks instead of percentiles)',
     default: 'mr-to-ct',
   },
   strategy: {
@@ -48,7 +48,7 @@ const FLAGS: Record<string, FlagSpec> = {
     valueName: 'spec',
     multiple: true,
     description:
-      'a federated variant: fedavg|fedavgm|fedadam|fedyogi|fedprox[:key=value,...], keys lr, momentum, beta1, beta2, tau, mu (proximal term), ema=<local EMA decay>, cosine=<final lr factor>, keepopt=0|1 (whether sites keep the Adam state across rounds; 1 by default), locallr=<the sites lr>, rounds=<n> or <k>x (same total steps); each is trained and scored',
+      'a federated variant: fedavg|fedavgm|fedadam|fedyogi|fedprox|scaffold[:key=value,...], keys lr, momentum, beta1, beta2, tau, mu (proximal term), ema=<local EMA decay>, cosine=<final lr factor>, keepopt=0|1 (whether sites keep the Adam state across rounds; 1 by default), locallr=<the sites lr>, rounds=<n> or <k>x (same total steps); each is trained and scored',
     default: "the federation's default plan (fedavg)",
   },
   'server-ema': {

@@ -126,7 +126,11 @@ export function taskOf(start: { task: { sources: string[]; target: string; conte
 
 /** The task the platform started with, read from SynthRAD-layout names (source/target/mask). */
 const isMriToCt = (t: TaskSpec) =>
-  t.sources.length === 1 && t.sources[0] === 'mr' && t.target === 'ct' && t.context === 0;
+  t.sources.length === 1 &&
+  t.sources[0] === 'mr' &&
+  t.target === 'ct' &&
+  t.context === 0 &&
+  (t.mrScale ?? 'percentile') === 'percentile';
 
 /** Loads (once per model size and task) the site's slices from its data folder. */
 export class DataCache {

@@ -143,7 +143,8 @@ function passPlan(nz: number, samples: number, threads = 1, batch = 1) {
 }
 
 /**
- * Synthesizes a CT volume (HU) for an MRI volume; outside the body the result is air. With
+ * Synthesizes a CT volume (HU) for an MRI volume, normalized by its percentiles (normalizeMr) as the
+ * task mr-to-ct is trained; outside the body the result is air. With
  * `threads` > 1 the slices are shared between worker threads (the same result as one thread).
  */
 export async function synthesizeVolume(
@@ -266,7 +267,11 @@ export type TaskInputs = Partial<Record<Modality, string>>;
 const MODALITY_PREFIX = new RegExp(`^(${MODALITIES.join('|')})=(.*)$`, 'i');
 const NEXT_INPUT = new RegExp(`,\\s*(?=(?:${MODALITIES.join('|')})=)`, 'i');
 
-/** Whether a task is the platform's original MRI -> CT (one `mr` source, 2D). */
+/**
+ * Whether a task is the platform's original MRI -> CT (one `mr` source, 2D, MR by its percentiles:
+ * synthesizeVolume's normalization). Any other, `mr-to-ct:mr=landmarks` too, is synthesized the
+ * task's way (readTaskInputs, synthesizeTask), which scales MR as the task says.
+ */
 export function isMriToCt(task: TaskSpec): boolean {
   return formatTask(task) === formatTask(DEFAULT_TASK);
 }
@@ -484,7 +489,7 @@ export async function main(argv: string[]): Promise<void> {
       const mriToCt = isMriToCt(task);
       if (!mriToCt && v.uncertainty)
         throw new UsageError(
-          `--uncertainty is for MRI -> CT models; the model's task is ${formatTask(task)}`,
+          `--uncertainty is for MRI -> CT models (mr-to-ct, percentile MR scale); the model's task is ${formatTask(task)}`,
         );
       if (mriToCt && v['pet-dose'] !== undefined)
         throw new UsageError("--pet-dose: the model's task mr-to-ct has no PET source");

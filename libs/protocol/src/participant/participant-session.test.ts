@@ -847,6 +847,31 @@ describe('ParticipantSession round starts', () => {
     expect(parseMessage('round.reply', site.sent[0].payload)).toEqual({ roundId: 'fed:1', accept: true });
   });
 
+  it('takes a signed start whose task sets the MR scale; declines one whose task has a setting it does not know', async () => {
+    const withTask = (task: Record<string, unknown>) => {
+      const { signature: _, ...start } = signedStart(configOf('fed:1', 10));
+      const changed = { ...start, task: { ...start.task, ...task } };
+      return parseMessage('round.start', {
+        ...changed,
+        signature: nacl.sign.detached(
+          roundStartPayload(sessionId(changed.secAgg), changed),
+          COORDINATOR.secretKey,
+        ),
+      });
+    };
+    const site = new Site(SITE_KEYS[0]);
+    const landmarks = withTask({ mrScale: 'landmarks' });
+    expect(landmarks.task).toEqual({ sources: ['mr'], target: 'ct', context: 0, mrScale: 'landmarks' });
+    await site.session.receive('round.start', landmarks);
+    expect(parseMessage('round.reply', site.sent[0].payload)).toEqual({ roundId: 'fed:1', accept: true });
+    expect((await declined(withTask({ bandwidth: 3 }))).reason).toBe(
+      "the round's task has settings this agent does not know (bandwidth): upgrade the agent to take part",
+    );
+    expect(() =>
+      parseMessage('round.start', { ...landmarks, task: { ...landmarks.task, mrScale: 'z' } }),
+    ).toThrow(/mrScale/);
+  });
+
   it('declines a start without this site', async () => {
     const others = [5, 6, 7].map(keyOf);
     const reply = await declined(signedStart(configOf('fed:1', 10, others)));

@@ -1,5 +1,5 @@
 import { ed25519Verify, type RoundConfig, SecAggClient, sessionId } from '@fedsynth/secure-agg';
-import { type Message, roundStartPayload, trainingPlan } from '../schemas';
+import { type Message, roundStartPayload, roundTask, trainingPlan } from '../schemas';
 import { layoutProblem } from '../secure-metrics';
 
 /** A validated `round.start` message. */
@@ -53,15 +53,20 @@ export function checkRoundStart(
     if (!ed25519Verify(coordinatorKey, roundStartPayload(session, signed), new Uint8Array(signature)))
       return { ok: false, reason: 'round start not signed by the coordinator key pinned at enrollment' };
   }
-  const unknown = Object.keys(start.plan).filter((k) => !(k in trainingPlan.shape));
-  if (unknown.length > 0)
-    return {
-      ok: false,
-      reason: `the round's plan has settings this agent does not know (${unknown
-        .slice(0, 5)
-        .map((k) => k.slice(0, 40))
-        .join(', ')}): upgrade the agent to take part`,
-    };
+  for (const [what, given, known] of [
+    ['plan', start.plan, trainingPlan.shape],
+    ['task', start.task, roundTask.shape],
+  ] as const) {
+    const unknown = Object.keys(given).filter((k) => !(k in known));
+    if (unknown.length > 0)
+      return {
+        ok: false,
+        reason: `the round's ${what} has settings this agent does not know (${unknown
+          .slice(0, 5)
+          .map((k) => k.slice(0, 40))
+          .join(', ')}): upgrade the agent to take part`,
+      };
+  }
   const me = config.participants.find((p) =>
     Buffer.from(p.identityKey).equals(Buffer.from(identity.publicKey)),
   );
