@@ -13,7 +13,7 @@ import {
 import { randomizeWeights, TINY } from '@fedsynth/diffusion/testing';
 import type { SlicePair } from '@fedsynth/imaging';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { carryMismatch, type LocalData, trainLocally } from './local-training';
+import { type ControlVariates, carryMismatch, type LocalData, trainLocally } from './local-training';
 
 beforeAll(async () => {
   await tf.setBackend('wasm');
@@ -48,6 +48,18 @@ async function randomCheckpoint(seed: number): Promise<Uint8Array> {
   const checkpoint = await encodeModel(model, { size: '16' });
   model.dispose();
   return checkpoint;
+}
+
+/** The oracle's trainer: what trainLocally builds for the plan, without EMA or FedProx. */
+function plainTrainer(model: UNet, lr: number, seed: number): Trainer {
+  return new Trainer(model, {
+    prediction: plan.prediction,
+    schedule: plan.schedule,
+    optimizer: { ...DEFAULT_OPTIMIZER, lr },
+    emaDecay: 0,
+    fedProxMu: 0,
+    seed,
+  });
 }
 
 /** Twelve 16 px training slices of three subjects, no validation. */
@@ -142,14 +154,7 @@ describe('trainLocally', () => {
     // The oracle: one Trainer, three steps from w0, then three more with a fresh batch sampler (a
     // round draws its batches anew) and the same optimizer.
     const { model } = decodeModel(w0);
-    const trainer = new Trainer(model, {
-      prediction: plan.prediction,
-      schedule: plan.schedule,
-      optimizer: { ...DEFAULT_OPTIMIZER, lr: plan.lr },
-      emaDecay: 0,
-      fedProxMu: 0,
-      seed,
-    });
+    const trainer = plainTrainer(model, plan.lr, seed);
     const run3 = async () => {
       const sampler = new BatchSampler(DATA.train, plan.batchSize, seed);
       for (let s = 0; s < 3; s++) await trainer.step(sampler.next());
@@ -208,14 +213,7 @@ describe('trainLocally', () => {
     const ci = Float32Array.from({ length: n }, (_, i) => 0.2 * Math.cos(i * 0.53));
     // The oracle: a Trainer whose weights are moved after each step through the canonical arrays
     // (PyTorch layout, loaded back), not through the agent's tensors in the model's layout.
-    const trainer = new Trainer(model, {
-      prediction: plan.prediction,
-      schedule: plan.schedule,
-      optimizer: { ...DEFAULT_OPTIMIZER, lr: scaffoldPlan.lr },
-      emaDecay: 0,
-      fedProxMu: 0,
-      seed,
-    });
+    const trainer = plainTrainer(model, scaffoldPlan.lr, seed);
     const sampler = new BatchSampler(DATA.train, plan.batchSize, seed);
     for (let s = 0; s < scaffoldPlan.localSteps; s++) {
       await trainer.step(sampler.next());
@@ -233,66 +231,37 @@ describe('trainLocally', () => {
       return m;
     };
 
-    const u = await trainLocally({
-      checkpoint: w0,
-      plan: scaffoldPlan,
-      limits,
-      data: DATA,
-      seed,
-      backend: 'wasm',
-      scaffold: { c, ci },
-    });
+    const run = (scaffold?: ControlVariates) =>
+      trainLocally({
+        checkpoint: w0,
+        plan: scaffold ? scaffoldPlan : { ...scaffoldPlan, scaffold: undefined },
+        limits,
+        data: DATA,
+        seed,
+        backend: 'wasm',
+        ...(scaffold ? { scaffold } : {}),
+      });
+    const u = await run({ c, ci });
     expect(worst(u.delta, (j) => y[j] - x[j])).toBeLessThan(1e-6);
     expect(u.control).toBeDefined();
     // The control variate divides a difference of weights by K lr = 0.008: within about 1e-6 / 0.008.
     expect(worst(u.control!, (j) => ci[j] - c[j] - (y[j] - x[j]) / k)).toBeLessThan(2e-4);
     // The correction moved the weights: at least lr K |ci - c| on some value, against the plain run.
-    const plain = await trainLocally({
-      checkpoint: w0,
-      plan: { ...scaffoldPlan, scaffold: undefined },
-      limits,
-      data: DATA,
-      seed,
-      backend: 'wasm',
-    });
+    const plain = await run();
     expect(plain.control).toBeUndefined();
     expect(worst(plain.delta, (j) => y[j] - x[j])).toBeGreaterThan(1e-3);
 
     // No kept control variate (the first round, or after a restart): the steps run uncorrected
     // (ci = c), and a kept one of another length is not used, with the reason.
-    const first = await trainLocally({
-      checkpoint: w0,
-      plan: scaffoldPlan,
-      limits,
-      data: DATA,
-      seed,
-      backend: 'wasm',
-      scaffold: { c: null, ci: null },
-    });
+    const first = await run({ c: null, ci: null });
     expect(worst(first.delta, (j) => plain.delta[j])).toBeLessThan(1e-6);
     expect(worst(first.control!, (j) => -plain.delta[j] / k)).toBeLessThan(2e-4);
-    const wrong = await trainLocally({
-      checkpoint: w0,
-      plan: scaffoldPlan,
-      limits,
-      data: DATA,
-      seed,
-      backend: 'wasm',
-      scaffold: { c, ci: new Float32Array(5) },
-    });
+    const wrong = await run({ c, ci: new Float32Array(5) });
     expect(wrong.controlRestart).toBe(`the kept control variate has 5 values, the model ${n}`);
     expect(worst(wrong.delta, (j) => plain.delta[j])).toBeLessThan(1e-6);
-    await expect(
-      trainLocally({
-        checkpoint: w0,
-        plan: scaffoldPlan,
-        limits,
-        data: DATA,
-        seed,
-        backend: 'wasm',
-        scaffold: { c: new Float32Array(3), ci: null },
-      }),
-    ).rejects.toThrow(`the global control variate has 3 values; the model ${n}`);
+    await expect(run({ c: new Float32Array(3), ci: null })).rejects.toThrow(
+      `the global control variate has 3 values; the model ${n}`,
+    );
   }, 90_000);
 
   it('does not carry an optimizer state over to a model of another layout, and says why', async () => {
