@@ -15,6 +15,9 @@ export const MODALITIES = ['mr', 't1', 't2', 'flair', 'pet', 'ct'] as const;
 /** The largest 2.5D context: k neighbouring slices on each side of each source slice. */
 export const MAX_TASK_CONTEXT = 3;
 
+/** How a task may scale its MR volumes (libs/imaging's MR_SCALES); absent means percentile. */
+export const MR_SCALES = ['percentile', 'landmarks'] as const;
+
 /** The modalities whose intensities are MR's (normalized by the task's mrScale). */
 const MR_KINDS: readonly string[] = ['mr', 't1', 't2', 'flair'];
 
@@ -31,7 +34,7 @@ const taskObject = z
      * (per-volume 0.5 % / 99.5 % percentiles) or `landmarks` (piecewise linear from the body's
      * histogram landmarks to a fixed scale; see libs/imaging's mr-standardize.ts). Absent: percentile.
      */
-    mrScale: z.enum(['percentile', 'landmarks']).optional(),
+    mrScale: z.enum(MR_SCALES).optional(),
   })
   .refine((t) => new Set(t.sources).size === t.sources.length, {
     message: 'a source modality is listed twice',

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { ed25519Sign } from '@fedsynth/secure-agg';
 import { z } from 'zod';
+import { MR_SCALES } from './federation-config';
 import { SECAGG_MESSAGES } from './secagg-messages';
 
 /** Version of the coordinator <-> agent protocol; a peer speaking another version is refused. */
@@ -138,7 +139,7 @@ export const roundTask = z.looseObject({
   target: z.string().min(1).max(20),
   context: z.number().int().min(0).max(3),
   /** How MR volumes are scaled (see the federation configuration's task); absent: percentile. */
-  mrScale: z.enum(['percentile', 'landmarks']).optional(),
+  mrScale: z.enum(MR_SCALES).optional(),
 });
 
 /** Coordinator -> agents: a round begins. Deadlines are absolute ISO times per stage. */

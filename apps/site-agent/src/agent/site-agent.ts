@@ -396,9 +396,7 @@ export class SiteAgent {
         JSON.stringify(this.accountant.toJSON()),
         { mode: 0o600 },
       );
-    let clipped = 0;
     const c = start.secAgg.quantization.clip;
-    for (let i = 0; i < u.delta.length; i++) if (Math.abs(u.delta[i]) > c) clipped++;
     log.info('local training done', {
       round: start.secAgg.roundId,
       steps: u.steps,
@@ -406,7 +404,7 @@ export class SiteAgent {
       seconds: u.ms / 1000,
       updateNorm: norm,
       dpClipFactor: factor,
-      valuesBeyondQuantizationClip: clipped,
+      valuesBeyondQuantizationClip: beyondClip(u.delta, c),
       ...(epsilon !== null ? { epsilon } : {}),
     });
     const weight = updateWeight(
@@ -419,12 +417,10 @@ export class SiteAgent {
     // update's size (libs/protocol/src/scaffold.ts).
     const control = u.control ? scaled(u.control, controlScale(start.plan)) : undefined;
     if (control) {
-      let beyond = 0;
-      for (const v of control) if (Math.abs(v) > c) beyond++;
       log.info('SCAFFOLD control variate for the masked vector', {
         round: start.secAgg.roundId,
         corrected: scaffold?.ci !== null,
-        valuesBeyondQuantizationClip: beyond,
+        valuesBeyondQuantizationClip: beyondClip(control, c),
       });
     }
     if (!start.metrics) return { delta: u.delta, weight, report, ...(control ? { control } : {}) };
@@ -562,4 +558,11 @@ export function siteFigures(loss: number, e: LocalEval): SiteFigures {
       ? { nearest_synth: e.nearestSynth, nearest_real: e.nearestReal }
       : {}),
   };
+}
+
+/** How many values the secure aggregation's quantization will clip (|v| > clip). */
+function beyondClip(values: Float32Array, clip: number): number {
+  let n = 0;
+  for (const v of values) if (Math.abs(v) > clip) n++;
+  return n;
 }
